@@ -1,0 +1,1 @@
+//! Shared helpers for vcall's criterion benchmarks.

@@ -1,0 +1,2 @@
+//! `vcall-bot`: the headless client and load tool.
+fn main() {}

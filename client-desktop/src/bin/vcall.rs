@@ -1,0 +1,2 @@
+//! `vcall`: the desktop app.
+fn main() {}

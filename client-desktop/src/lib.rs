@@ -1,0 +1,1 @@
+//! vcall client library: the call engine shared by the `vcall` app and `vcall-bot`.

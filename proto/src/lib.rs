@@ -1,0 +1,1 @@
+//! vcall wire format.

@@ -1,0 +1,1 @@
+//! vcall relay: room logic (`rooms`) and its quinn/tokio shell.

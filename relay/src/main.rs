@@ -1,0 +1,2 @@
+//! `vcall-relay` binary: runs the relay from the command line.
+fn main() {}
