@@ -1,0 +1,118 @@
+//! Relay configuration: where to listen, which certificate, and every limit with its default.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vcall_proto::control::DEFAULT_MAX_CONTROL_FRAME;
+
+use crate::rooms::RoomLimits;
+
+/// The UDP port a relay listens on by default.
+pub const DEFAULT_PORT: u16 = 4433;
+
+/// Where the relay's TLS certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateSource {
+    /// A self-signed certificate generated on first start and kept in `state_dir`, so its
+    /// fingerprint (what invite links pin) survives restarts.
+    SelfSigned { state_dir: PathBuf },
+    /// A certificate chain and private key in PEM files (e.g. from Let's Encrypt).
+    PemFiles { cert: PathBuf, key: PathBuf },
+    /// A self-signed certificate made for this process only (tests, an embedded relay).
+    Ephemeral,
+}
+
+/// Per-connection and per-relay limits. Rates of 0 mean unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Rooms that may exist at once.
+    pub max_rooms: usize,
+    /// Members one room may hold.
+    pub max_peers_per_room: usize,
+    /// Largest control frame body accepted from a client, in bytes.
+    pub max_control_frame: usize,
+    /// Control frames queued for one client before it is disconnected as a slow consumer.
+    pub control_queue_frames: usize,
+    /// Control frames per second one client may send (one second's worth as burst); over it,
+    /// the client is disconnected with `RateLimited`.
+    pub control_frames_per_sec: u64,
+    /// Control bytes per second one client may send (same burst and consequence).
+    pub control_bytes_per_sec: u64,
+    /// Datagrams per second one client may send; excess datagrams are dropped and counted.
+    pub datagrams_per_sec: u64,
+    /// Datagram bytes per second one client may send; excess datagrams are dropped and counted.
+    pub datagram_bytes_per_sec: u64,
+    /// Time from the QUIC handshake to a valid `Hello` before the connection is closed.
+    pub join_timeout: Duration,
+    /// QUIC idle timeout; clients keep the connection alive with QUIC keep-alives.
+    pub idle_timeout: Duration,
+    /// How long shutdown waits for clients to receive `GoAway` before closing.
+    pub shutdown_grace: Duration,
+    /// Bytes of datagrams queued towards one client before new ones to it are dropped.
+    pub datagram_send_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_rooms: 1000,
+            max_peers_per_room: 16,
+            max_control_frame: DEFAULT_MAX_CONTROL_FRAME,
+            control_queue_frames: 256,
+            control_frames_per_sec: 200,
+            control_bytes_per_sec: 1_000_000,
+            datagrams_per_sec: 3000,
+            datagram_bytes_per_sec: 3_000_000,
+            join_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(2),
+            datagram_send_buffer: 256 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// The part of the limits the room logic enforces.
+    pub fn room_limits(&self) -> RoomLimits {
+        RoomLimits {
+            max_rooms: self.max_rooms,
+            max_peers_per_room: self.max_peers_per_room,
+        }
+    }
+}
+
+/// Everything needed to start a relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// UDP address for QUIC (port 0 picks a free port; see `RelayHandle::local_addr`).
+    pub listen: SocketAddr,
+    /// The TLS certificate.
+    pub certificate: CertificateSource,
+    /// TCP address for Prometheus `/metrics` and `/healthz`; `None` disables it.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+impl Default for RelayConfig {
+    /// `0.0.0.0:4433`, an ephemeral certificate, no metrics endpoint, default limits.
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_PORT)),
+            certificate: CertificateSource::Ephemeral,
+            metrics_listen: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// A relay on a free loopback port with an ephemeral certificate (tests, embedding).
+    pub fn loopback() -> Self {
+        Self {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            ..Self::default()
+        }
+    }
+}
