@@ -1,1 +1,2 @@
 //! vcall client library: the call engine shared by the `vcall` app and `vcall-bot`.
+pub mod media;
