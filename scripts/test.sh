@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs vcall's whole test suite on a fresh Debian/Ubuntu machine with only Rust installed:
+# installs missing system packages, then format check, clippy (warnings are errors), every
+# test of the workspace, and a compile of the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+# A fixed build folder outside the clone, so repeated runs reuse build output.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vcall-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+
+step() { echo; echo "==> $*"; }
+step "cargo fmt --check"
+cargo fmt --all --check
+step "cargo clippy (all targets, -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "cargo test"
+cargo test --workspace --locked
+step "benchmarks compile (never timed in CI)"
+cargo bench --workspace --locked --no-run
+echo; echo "vcall: all checks passed"
