@@ -168,14 +168,21 @@ impl I420Frame {
             let chroma_start = (row / 2) * chroma_width;
             let u_row = &u_plane[chroma_start..chroma_start + chroma_width];
             let v_row = &v_plane[chroma_start..chroma_start + chroma_width];
-            for (column, (pixel, &luma)) in rgba_row.chunks_exact_mut(4).zip(y_row).enumerate() {
-                let c = 298 * (i32::from(luma) - 16);
-                let d = i32::from(u_row[column / 2]) - 128;
-                let e = i32::from(v_row[column / 2]) - 128;
-                pixel[0] = clamp_to_u8((c + 409 * e + 128) >> 8);
-                pixel[1] = clamp_to_u8((c - 100 * d - 208 * e + 128) >> 8);
-                pixel[2] = clamp_to_u8((c + 516 * d + 128) >> 8);
-                pixel[3] = 255;
+            // Two pixels share one chroma sample: walk them in pairs.
+            let pixel_pairs = rgba_row.chunks_exact_mut(8).zip(y_row.chunks_exact(2));
+            for ((pixels, lumas), (&u, &v)) in pixel_pairs.zip(u_row.iter().zip(v_row)) {
+                let d = i32::from(u) - 128;
+                let e = i32::from(v) - 128;
+                let red = 409 * e + 128;
+                let green = -100 * d - 208 * e + 128;
+                let blue = 516 * d + 128;
+                for (pixel, &luma) in pixels.chunks_exact_mut(4).zip(lumas) {
+                    let c = 298 * (i32::from(luma) - 16);
+                    pixel[0] = clamp_to_u8((c + red) >> 8);
+                    pixel[1] = clamp_to_u8((c + green) >> 8);
+                    pixel[2] = clamp_to_u8((c + blue) >> 8);
+                    pixel[3] = 255;
+                }
             }
         }
     }
@@ -349,6 +356,33 @@ mod tests {
             "{:?}",
             &rgba[..4]
         );
+    }
+
+    #[test]
+    fn rgba_uses_each_chroma_sample_for_its_2x2_block() {
+        // 4x4: left 2x2 blocks neutral grey, right blocks red.
+        let mut frame = I420Frame::new(4, 4).unwrap();
+        let (y, u, v) = frame.planes_mut();
+        y.fill(126);
+        u.copy_from_slice(&[128, 90, 128, 90]);
+        v.copy_from_slice(&[128, 240, 128, 240]);
+        let mut rgba = Vec::new();
+        frame.to_rgba(&mut rgba);
+        let pixel = |x: usize, y: usize| &rgba[(y * 4 + x) * 4..(y * 4 + x) * 4 + 4];
+        for (x, y) in [(0, 0), (1, 1), (0, 3), (1, 2)] {
+            let grey = pixel(x, y);
+            assert!(
+                grey[0] == grey[1] && grey[1] == grey[2],
+                "({x},{y}) {grey:?}"
+            );
+        }
+        for (x, y) in [(2, 0), (3, 1), (2, 3), (3, 2)] {
+            let red = pixel(x, y);
+            assert!(
+                red[0] > 200 && red[1] < 100 && red[2] < 100,
+                "({x},{y}) {red:?}"
+            );
+        }
     }
 
     #[test]
