@@ -71,7 +71,11 @@ impl RelayIdentity {
         }
     }
 
-    fn new(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>, self_signed: bool) -> Self {
+    fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        self_signed: bool,
+    ) -> Self {
         let fingerprint = fingerprint(&chain[0]);
         Self {
             chain,
@@ -81,7 +85,12 @@ impl RelayIdentity {
         }
     }
 
-    fn from_pem(cert_pem: &str, key_pem: &str, origin: &Path, self_signed: bool) -> Result<Self, CertError> {
+    fn from_pem(
+        cert_pem: &str,
+        key_pem: &str,
+        origin: &Path,
+        self_signed: bool,
+    ) -> Result<Self, CertError> {
         let read_error = |source| CertError::Read {
             path: origin.to_path_buf(),
             source,
@@ -102,10 +111,13 @@ impl RelayIdentity {
 /// SHA-256 of a certificate's DER encoding as 64 lowercase hex digits (what `fp=` carries).
 pub fn fingerprint(cert_der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert_der);
-    digest.as_ref().iter().fold(String::with_capacity(64), |mut hex, byte| {
-        let _ = write!(hex, "{byte:02x}");
-        hex
-    })
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
@@ -209,7 +221,11 @@ mod tests {
                 .unwrap()
                 .permissions()
                 .mode();
-            assert_eq!(mode & 0o077, 0, "the private key is readable by its owner only");
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "the private key is readable by its owner only"
+            );
         }
     }
 
@@ -233,7 +249,10 @@ mod tests {
             cert: dir.path().join("nope.pem"),
             key: dir.path().join("nope.key"),
         };
-        assert!(matches!(RelayIdentity::load(&missing), Err(CertError::Read { .. })));
+        assert!(matches!(
+            RelayIdentity::load(&missing),
+            Err(CertError::Read { .. })
+        ));
         let empty = dir.path().join("empty.pem");
         fs::write(&empty, "not a pem file\n").unwrap();
         let empty_source = CertificateSource::PemFiles {

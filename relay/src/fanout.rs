@@ -163,6 +163,9 @@ mod tests {
             reader.recipients(PeerId(1), Some(PeerId(1))).unwrap_err(),
             NoSuchTarget(PeerId(1))
         );
-        assert_eq!(peers(reader.recipients(PeerId(1), None).unwrap()), [1, 2, 3]);
+        assert_eq!(
+            peers(reader.recipients(PeerId(1), None).unwrap()),
+            [1, 2, 3]
+        );
     }
 }

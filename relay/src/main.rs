@@ -1,2 +1,295 @@
-//! `vcall-relay` binary: runs the relay from the command line.
-fn main() {}
+//! `vcall-relay` binary: runs the relay from the command line (every flag also from env).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+use vcall_relay::{CertificateSource, Limits, Relay, RelayConfig};
+
+/// A QUIC room relay for vcall: forwards end-to-end encrypted calls without decrypting them.
+#[derive(Debug, Parser)]
+#[command(name = "vcall-relay", version, about)]
+struct Args {
+    /// UDP address for QUIC.
+    #[arg(long, env = "VCALL_RELAY_LISTEN", default_value = "0.0.0.0:4433")]
+    listen: SocketAddr,
+
+    /// PEM certificate chain (e.g. Let's Encrypt fullchain.pem); requires --key.
+    #[arg(long, env = "VCALL_RELAY_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// PEM private key for --cert.
+    #[arg(long, env = "VCALL_RELAY_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+
+    /// Directory keeping the self-signed certificate across restarts (used without --cert).
+    /// Default: the XDG data directory, e.g. ~/.local/share/vcall-relay.
+    #[arg(long, env = "VCALL_RELAY_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+
+    /// TCP address serving Prometheus /metrics and /healthz (disabled when absent).
+    #[arg(long, env = "VCALL_RELAY_METRICS")]
+    metrics: Option<SocketAddr>,
+
+    /// Host name or address clients use to reach this relay, for the printed invite link.
+    #[arg(long, env = "VCALL_RELAY_PUBLIC_HOST")]
+    public_host: Option<String>,
+
+    /// Rooms that may exist at once.
+    #[arg(long, env = "VCALL_RELAY_MAX_ROOMS", default_value_t = Limits::default().max_rooms)]
+    max_rooms: usize,
+
+    /// Members one room may hold.
+    #[arg(long, env = "VCALL_RELAY_MAX_PEERS_PER_ROOM", default_value_t = Limits::default().max_peers_per_room)]
+    max_peers_per_room: usize,
+
+    /// Largest control frame body accepted, in bytes.
+    #[arg(long, env = "VCALL_RELAY_MAX_CONTROL_FRAME", default_value_t = Limits::default().max_control_frame)]
+    max_control_frame: usize,
+
+    /// Control frames queued per client before it is disconnected as a slow consumer.
+    #[arg(long, env = "VCALL_RELAY_CONTROL_QUEUE", default_value_t = Limits::default().control_queue_frames)]
+    control_queue: usize,
+
+    /// Control frames per second per client (0 = unlimited); over it the client is disconnected.
+    #[arg(long, env = "VCALL_RELAY_CONTROL_FRAMES_PER_SEC", default_value_t = Limits::default().control_frames_per_sec)]
+    control_frames_per_sec: u64,
+
+    /// Control bytes per second per client (0 = unlimited); over it the client is disconnected.
+    #[arg(long, env = "VCALL_RELAY_CONTROL_BYTES_PER_SEC", default_value_t = Limits::default().control_bytes_per_sec)]
+    control_bytes_per_sec: u64,
+
+    /// Datagrams per second per client (0 = unlimited); excess is dropped and counted.
+    #[arg(long, env = "VCALL_RELAY_DATAGRAMS_PER_SEC", default_value_t = Limits::default().datagrams_per_sec)]
+    datagrams_per_sec: u64,
+
+    /// Datagram bytes per second per client (0 = unlimited); excess is dropped and counted.
+    #[arg(long, env = "VCALL_RELAY_DATAGRAM_BYTES_PER_SEC", default_value_t = Limits::default().datagram_bytes_per_sec)]
+    datagram_bytes_per_sec: u64,
+
+    /// Seconds from the QUIC handshake to a valid Hello.
+    #[arg(long, env = "VCALL_RELAY_JOIN_TIMEOUT_SECS", default_value_t = Limits::default().join_timeout.as_secs())]
+    join_timeout_secs: u64,
+
+    /// QUIC idle timeout in seconds (clients send keep-alives more often).
+    #[arg(long, env = "VCALL_RELAY_IDLE_TIMEOUT_SECS", default_value_t = Limits::default().idle_timeout.as_secs())]
+    idle_timeout_secs: u64,
+
+    /// Milliseconds shutdown waits for clients to receive GoAway.
+    #[arg(long, env = "VCALL_RELAY_SHUTDOWN_GRACE_MS", default_value_t = Limits::default().shutdown_grace.as_millis() as u64)]
+    shutdown_grace_ms: u64,
+
+    /// Bytes of datagrams queued towards one client before new ones to it are dropped.
+    #[arg(long, env = "VCALL_RELAY_DATAGRAM_SEND_BUFFER", default_value_t = Limits::default().datagram_send_buffer)]
+    datagram_send_buffer: usize,
+}
+
+impl Args {
+    fn certificate(&self) -> Result<CertificateSource, String> {
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            return Ok(CertificateSource::PemFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        let state_dir = match &self.state_dir {
+            Some(dir) => dir.clone(),
+            None => directories::ProjectDirs::from("", "", "vcall-relay")
+                .map(|dirs| dirs.data_dir().to_path_buf())
+                .ok_or("no home directory to keep the certificate in: pass --state-dir")?,
+        };
+        Ok(CertificateSource::SelfSigned { state_dir })
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_rooms: self.max_rooms,
+            max_peers_per_room: self.max_peers_per_room,
+            max_control_frame: self.max_control_frame,
+            control_queue_frames: self.control_queue,
+            control_frames_per_sec: self.control_frames_per_sec,
+            control_bytes_per_sec: self.control_bytes_per_sec,
+            datagrams_per_sec: self.datagrams_per_sec,
+            datagram_bytes_per_sec: self.datagram_bytes_per_sec,
+            join_timeout: Duration::from_secs(self.join_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
+            datagram_send_buffer: self.datagram_send_buffer,
+        }
+    }
+}
+
+/// `vcall://HOST:PORT/ROOM[?fp=HEX]`: an example invite without any secret (clients add theirs
+/// after `#`, and it never reaches the relay).
+fn example_invite(host: &str, port: u16, fingerprint: Option<&str>) -> String {
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    match fingerprint {
+        Some(fp) => format!("vcall://{host}:{port}/my-room?fp={fp}"),
+        None => format!("vcall://{host}:{port}/my-room"),
+    }
+}
+
+/// The host to print in the invite: `--public-host`, else the listen address (loopback when
+/// listening on every interface).
+fn invite_host(public_host: Option<&str>, listen: SocketAddr) -> String {
+    match (public_host, listen.ip()) {
+        (Some(host), _) => host.to_owned(),
+        (None, IpAddr::V4(ip)) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        (None, IpAddr::V6(ip)) if ip.is_unspecified() => "::1".to_owned(),
+        (None, ip) => ip.to_string(),
+    }
+}
+
+/// SIGTERM or Ctrl-C, installed before the ready line so a stop right after it is graceful.
+struct StopSignal {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignal {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    async fn received(self) {
+        #[cfg(unix)]
+        if let Some(mut terminate) = self.terminate {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let certificate = match args.certificate() {
+        Ok(certificate) => certificate,
+        Err(message) => {
+            error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = RelayConfig {
+        listen: args.listen,
+        certificate,
+        metrics_listen: args.metrics,
+        limits: args.limits(),
+    };
+    let stop = StopSignal::install();
+    let relay = match Relay::bind(config).await {
+        Ok(relay) => relay,
+        Err(err) => {
+            error!("cannot start: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = relay.local_addr();
+    println!(
+        "vcall-relay ready listen={addr} fingerprint={}",
+        relay.fingerprint()
+    );
+    let host = invite_host(args.public_host.as_deref(), addr);
+    let pinned = relay.is_self_signed().then(|| relay.fingerprint());
+    println!(
+        "example invite: {}",
+        example_invite(&host, addr.port(), pinned)
+    );
+    if args.public_host.is_none() && addr.ip().is_unspecified() {
+        info!("pass --public-host to print an invite link with this server's public address");
+    }
+    if let Some(metrics) = relay.metrics_addr() {
+        info!(%metrics, "serving /metrics and /healthz");
+    }
+    stop.received().await;
+    info!("stop signal received");
+    relay.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invite_carries_the_fingerprint_only_for_self_signed_certificates() {
+        assert_eq!(
+            example_invite("relay.example.org", 4433, Some("ab12")),
+            "vcall://relay.example.org:4433/my-room?fp=ab12"
+        );
+        assert_eq!(
+            example_invite("relay.example.org", 443, None),
+            "vcall://relay.example.org:443/my-room"
+        );
+        assert_eq!(
+            example_invite("::1", 4433, None),
+            "vcall://[::1]:4433/my-room"
+        );
+    }
+
+    #[test]
+    fn invite_host_prefers_the_public_host_then_a_reachable_listen_address() {
+        let any: SocketAddr = "0.0.0.0:4433".parse().unwrap();
+        let one: SocketAddr = "192.0.2.7:4433".parse().unwrap();
+        assert_eq!(
+            invite_host(Some("relay.example.org"), any),
+            "relay.example.org"
+        );
+        assert_eq!(invite_host(None, any), "127.0.0.1");
+        assert_eq!(invite_host(None, one), "192.0.2.7");
+    }
+
+    #[test]
+    fn every_flag_parses_and_has_an_env_var() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+        for arg in Args::command().get_arguments() {
+            if ["help", "version"].contains(&arg.get_id().as_str()) {
+                continue;
+            }
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert!(
+                env.as_deref()
+                    .is_some_and(|e| e.starts_with("VCALL_RELAY_")),
+                "--{} needs a VCALL_RELAY_* env var",
+                arg.get_id()
+            );
+        }
+        let args =
+            Args::try_parse_from(["vcall-relay", "--listen", "127.0.0.1:0", "--max-rooms", "3"])
+                .unwrap();
+        assert_eq!(args.limits().max_rooms, 3);
+        assert!(
+            Args::try_parse_from(["vcall-relay", "--cert", "c.pem"]).is_err(),
+            "--cert needs --key"
+        );
+    }
+}

@@ -291,7 +291,10 @@ impl Metrics {
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(4096);
         let mut single = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
         single(
             "vcall_relay_connections_accepted_total",
@@ -299,11 +302,36 @@ impl Metrics {
             "QUIC connections accepted.",
             self.connections_accepted(),
         );
-        single("vcall_relay_connections", "gauge", "Open connections.", self.connections_open());
-        single("vcall_relay_rooms", "gauge", "Rooms with at least one peer.", self.rooms());
-        single("vcall_relay_peers", "gauge", "Peers in a room.", self.peers());
-        single("vcall_relay_joins_total", "counter", "Successful joins.", self.joins());
-        single("vcall_relay_leaves_total", "counter", "Peers that left a room.", self.leaves.get());
+        single(
+            "vcall_relay_connections",
+            "gauge",
+            "Open connections.",
+            self.connections_open(),
+        );
+        single(
+            "vcall_relay_rooms",
+            "gauge",
+            "Rooms with at least one peer.",
+            self.rooms(),
+        );
+        single(
+            "vcall_relay_peers",
+            "gauge",
+            "Peers in a room.",
+            self.peers(),
+        );
+        single(
+            "vcall_relay_joins_total",
+            "counter",
+            "Successful joins.",
+            self.joins(),
+        );
+        single(
+            "vcall_relay_leaves_total",
+            "counter",
+            "Peers that left a room.",
+            self.leaves.get(),
+        );
         single(
             "vcall_relay_datagrams_received_total",
             "counter",
@@ -349,7 +377,9 @@ impl Metrics {
         labelled(
             "vcall_relay_datagrams_dropped_total",
             "Datagrams not forwarded, by reason (receiver-side reasons count each copy).",
-            &mut DropReason::ALL.iter().map(|r| (r.label(), self.datagrams_dropped(*r))),
+            &mut DropReason::ALL
+                .iter()
+                .map(|r| (r.label(), self.datagrams_dropped(*r))),
         );
         labelled(
             "vcall_relay_datagram_bytes_dropped_total",
@@ -361,7 +391,9 @@ impl Metrics {
         labelled(
             "vcall_relay_rejections_total",
             "Refused requests and disconnected clients, by reason.",
-            &mut RejectReason::ALL.iter().map(|r| (r.label(), self.rejections(*r))),
+            &mut RejectReason::ALL
+                .iter()
+                .map(|r| (r.label(), self.rejections(*r))),
         );
         out
     }
@@ -404,7 +436,11 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
             metrics.render_prometheus(),
         ),
         (b"GET", b"/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
-        (b"GET", _) => ("404 Not Found", "text/plain; charset=utf-8", "not found\n".to_owned()),
+        (b"GET", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found\n".to_owned(),
+        ),
         _ => (
             "405 Method Not Allowed",
             "text/plain; charset=utf-8",

@@ -128,7 +128,10 @@ mod tests {
         for _ in 0..10 {
             assert!(bucket.try_take(1, much_later));
         }
-        assert!(!bucket.try_take(1, much_later), "refill is capped at the burst");
+        assert!(
+            !bucket.try_take(1, much_later),
+            "refill is capped at the burst"
+        );
     }
 
     #[test]
@@ -146,7 +149,10 @@ mod tests {
         assert!(limit.admit(1000, t0));
         assert!(limit.admit(1000, t0));
         assert!(!limit.admit(1000, t0), "bytes exhausted");
-        assert!(limit.admit(500, t0), "the refused item spent no count token");
+        assert!(
+            limit.admit(500, t0),
+            "the refused item spent no count token"
+        );
         assert!(!limit.admit(0, t0), "count exhausted");
     }
 

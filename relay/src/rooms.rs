@@ -278,7 +278,11 @@ mod tests {
     }
 
     /// Links are plain labels in these tests.
-    fn join(rooms: &mut Rooms<&'static str>, r: &'static str, who: &'static str) -> Joined<&'static str> {
+    fn join(
+        rooms: &mut Rooms<&'static str>,
+        r: &'static str,
+        who: &'static str,
+    ) -> Joined<&'static str> {
         rooms.join(room(r), Some(who.to_owned()), who).unwrap()
     }
 
@@ -363,7 +367,10 @@ mod tests {
             rooms.signal_recipients(a.peer, PeerId::NONE).unwrap(),
             vec!["bob", "carol"]
         );
-        assert_eq!(rooms.signal_recipients(a.peer, c.peer).unwrap(), vec!["carol"]);
+        assert_eq!(
+            rooms.signal_recipients(a.peer, c.peer).unwrap(),
+            vec!["carol"]
+        );
         assert_eq!(
             rooms.signal_recipients(a.peer, z.peer),
             Err(RouteError::UnknownPeer(z.peer)),
@@ -374,7 +381,12 @@ mod tests {
             Err(RouteError::UnknownPeer(a.peer)),
             "a signal to oneself is refused"
         );
-        assert!(rooms.signal_recipients(z.peer, PeerId::NONE).unwrap().is_empty());
+        assert!(
+            rooms
+                .signal_recipients(z.peer, PeerId::NONE)
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(
             rooms.signal_recipients(PeerId(99), PeerId::NONE),
             Err(RouteError::NotJoined)
@@ -395,7 +407,11 @@ mod tests {
         let links = |r: &mut FanoutReader<&'static str>| -> Vec<&'static str> {
             r.members().iter().map(|m| m.link).collect()
         };
-        assert_eq!(links(&mut a.fanout), vec!["alice", "bob"], "room b is never in a's list");
+        assert_eq!(
+            links(&mut a.fanout),
+            vec!["alice", "bob"],
+            "room b is never in a's list"
+        );
         let c = join(&mut rooms, "a", "carol");
         assert_eq!(links(&mut a.fanout), vec!["alice", "bob", "carol"]);
         let to_carol = a.fanout.recipients(a.peer, Some(c.peer)).unwrap();

@@ -20,7 +20,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use tracing::{debug, info, warn};
 use vcall_proto::control::RosterEntry;
 use vcall_proto::datagram::stamp_sender;
-use vcall_proto::{ALPN, ControlDecoder, ControlFrame, DecodeError, ErrorCode, PROTOCOL_VERSION, PeerId};
+use vcall_proto::{
+    ALPN, ControlDecoder, ControlFrame, DecodeError, ErrorCode, PROTOCOL_VERSION, PeerId,
+};
 
 use crate::cert::{CertError, RelayIdentity};
 use crate::config::{Limits, RelayConfig};
@@ -74,10 +76,12 @@ impl Relay {
                 source,
             }
         })?;
-        let local_addr = endpoint.local_addr().map_err(|source| RelayError::BindQuic {
-            addr: config.listen,
-            source,
-        })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|source| RelayError::BindQuic {
+                addr: config.listen,
+                source,
+            })?;
 
         let metrics = Arc::new(Metrics::default());
         let (metrics_addr, metrics_task) = match config.metrics_listen {
@@ -179,7 +183,10 @@ impl Drop for RelayHandle {
 }
 
 /// Builds the QUIC server configuration: TLS 1.3 with ring, ALPN `vcall/1`, datagrams on.
-fn quic_server_config(identity: RelayIdentity, limits: &Limits) -> Result<quinn::ServerConfig, RelayError> {
+fn quic_server_config(
+    identity: RelayIdentity,
+    limits: &Limits,
+) -> Result<quinn::ServerConfig, RelayError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -239,7 +246,11 @@ impl PeerLink {
                         remote = %self.connection.remote_address(),
                         "disconnecting slow consumer: control queue full"
                     );
-                    close(&self.connection, ErrorCode::SlowConsumer, "control queue full");
+                    close(
+                        &self.connection,
+                        ErrorCode::SlowConsumer,
+                        "control queue full",
+                    );
                 }
                 false
             }
@@ -256,11 +267,15 @@ impl PeerLink {
         }
         match self.connection.send_datagram(datagram) {
             Ok(()) => metrics.datagram_forwarded(len),
-            Err(SendDatagramError::TooLarge) => metrics.datagram_dropped(DropReason::TooLargeForPath, len),
+            Err(SendDatagramError::TooLarge) => {
+                metrics.datagram_dropped(DropReason::TooLargeForPath, len)
+            }
             Err(SendDatagramError::UnsupportedByPeer | SendDatagramError::Disabled) => {
                 metrics.datagram_dropped(DropReason::ReceiverUnsupported, len)
             }
-            Err(SendDatagramError::ConnectionLost(_)) => metrics.datagram_dropped(DropReason::ReceiverGone, len),
+            Err(SendDatagramError::ConnectionLost(_)) => {
+                metrics.datagram_dropped(DropReason::ReceiverGone, len)
+            }
         }
     }
 }
@@ -275,7 +290,10 @@ impl std::fmt::Debug for PeerLink {
 
 /// Closes a connection with a protocol error code as the QUIC application close code.
 fn close(connection: &Connection, code: ErrorCode, reason: &str) {
-    connection.close(VarInt::from_u32(u32::from(code.to_u16())), reason.as_bytes());
+    connection.close(
+        VarInt::from_u32(u32::from(code.to_u16())),
+        reason.as_bytes(),
+    );
 }
 
 /// Closes a connection normally (QUIC application code 0).
@@ -293,7 +311,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = stopping(&mut shutdown) => break,
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
                     connections.spawn(serve_connection(incoming, Arc::clone(&shared)));
@@ -303,7 +321,10 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    info!(connections = connections.len(), "relay shutting down: sending GoAway");
+    info!(
+        connections = connections.len(),
+        "relay shutting down: sending GoAway"
+    );
     endpoint.set_server_config(None);
     let drain = async { while connections.join_next().await.is_some() {} };
     let patience = shared.limits.shutdown_grace + ERROR_FLUSH_TIMEOUT;
@@ -383,11 +404,14 @@ impl Session {
     }
 
     /// Waits for the client's control stream, dropping early datagrams, until `deadline`.
-    async fn accept_control_stream(&mut self, deadline: tokio::time::Instant) -> Result<RecvStream, Ending> {
+    async fn accept_control_stream(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<RecvStream, Ending> {
         let mut shutdown = self.shared.shutdown.clone();
         loop {
             tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return Err(Ending::ShuttingDown),
+                _ = stopping(&mut shutdown) => return Err(Ending::ShuttingDown),
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(Ending::Rejected(ErrorCode::JoinTimeout, "no control stream in time".into()));
                 }
@@ -413,7 +437,11 @@ impl Session {
     }
 
     /// Reads and handles control frames until the session ends.
-    async fn read_control(&mut self, mut recv: RecvStream, join_deadline: tokio::time::Instant) -> Ending {
+    async fn read_control(
+        &mut self,
+        mut recv: RecvStream,
+        join_deadline: tokio::time::Instant,
+    ) -> Ending {
         let limits = &self.shared.limits;
         let mut decoder = ControlDecoder::new(limits.max_control_frame);
         let now = Instant::now();
@@ -423,7 +451,7 @@ impl Session {
         loop {
             let joined = self.joined.is_some();
             tokio::select! {
-                _ = shutdown.wait_for(|stop| *stop) => return Ending::ShuttingDown,
+                _ = stopping(&mut shutdown) => return Ending::ShuttingDown,
                 _ = tokio::time::sleep_until(join_deadline), if !joined => {
                     return Ending::Rejected(ErrorCode::JoinTimeout, "no Hello in time".into());
                 }
@@ -459,6 +487,9 @@ impl Session {
                             return ending;
                         }
                     }
+                    // Let the writers of the peers this chunk was fanned out to drain their
+                    // queues before the next chunk (a chunk can hold many small frames).
+                    tokio::task::yield_now().await;
                 }
             }
         }
@@ -468,8 +499,15 @@ impl Session {
     fn handle_frame(&mut self, frame: ControlFrame) -> Option<Ending> {
         let Some(membership) = &self.joined else {
             return match frame {
-                ControlFrame::Hello { version, room, name } => self.join(version, room, name),
-                _ => Some(Ending::Rejected(ErrorCode::NotJoined, "the first frame must be Hello".into())),
+                ControlFrame::Hello {
+                    version,
+                    room,
+                    name,
+                } => self.join(version, room, name),
+                _ => Some(Ending::Rejected(
+                    ErrorCode::NotJoined,
+                    "the first frame must be Hello".into(),
+                )),
             };
         };
         let me = membership.peer;
@@ -478,7 +516,12 @@ impl Session {
                 let routed = self.shared.rooms().signal_recipients(me, to);
                 match routed {
                     Ok(recipients) => {
-                        let frame = ControlFrame::Signal { to, from: me, payload }.to_bytes();
+                        let frame = ControlFrame::Signal {
+                            to,
+                            from: me,
+                            payload,
+                        }
+                        .to_bytes();
                         for link in &recipients {
                             link.deliver(frame.clone(), &self.shared.metrics);
                         }
@@ -500,10 +543,10 @@ impl Session {
                 debug!(peer = %me, %code, %message, "client reported an error");
                 None
             }
-            ControlFrame::Hello { .. } => {
-                self.refuse(ErrorCode::AlreadyJoined, "already joined: one room per connection");
-                None
-            }
+            ControlFrame::Hello { .. } => Some(Ending::Rejected(
+                ErrorCode::AlreadyJoined,
+                "already joined: one room per connection".into(),
+            )),
             ControlFrame::Leave => Some(Ending::Left),
             ControlFrame::Welcome { .. }
             | ControlFrame::PeerJoined(_)
@@ -520,7 +563,9 @@ impl Session {
         if version != PROTOCOL_VERSION {
             return Some(Ending::Rejected(
                 ErrorCode::UnsupportedVersion,
-                format!("protocol version {version} is not supported; this relay speaks {PROTOCOL_VERSION}"),
+                format!(
+                    "protocol version {version} is not supported; this relay speaks {PROTOCOL_VERSION}"
+                ),
             ));
         }
         let link = self.link.as_ref()?;
@@ -626,7 +671,11 @@ impl Session {
                     );
                     writer.finish(self.shared.limits.shutdown_grace).await;
                 }
-                close(&self.connection, ErrorCode::ShuttingDown, "relay shutting down");
+                close(
+                    &self.connection,
+                    ErrorCode::ShuttingDown,
+                    "relay shutting down",
+                );
             }
             Ending::Rejected(code, message) => {
                 if let Some(reason) = RejectReason::from_code(code) {
@@ -656,7 +705,10 @@ impl Session {
         let mut rooms = self.shared.rooms();
         if let Some(left) = rooms.leave(membership.peer) {
             if notify {
-                let frame = ControlFrame::PeerLeft { peer: membership.peer }.to_bytes();
+                let frame = ControlFrame::PeerLeft {
+                    peer: membership.peer,
+                }
+                .to_bytes();
                 for other in &left.notify {
                     other.deliver(frame.clone(), metrics);
                 }
@@ -669,11 +721,19 @@ impl Session {
     }
 }
 
+/// Completes once the relay is shutting down (or its handle is gone).
+async fn stopping(shutdown: &mut watch::Receiver<bool>) {
+    // The guard returned by `wait_for` is dropped here, never held across an await.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
 /// Maps a control-stream decode error to the error sent to the client.
 fn rejection_for(error: &DecodeError) -> Ending {
     let code = match error {
         DecodeError::TooLarge { .. } => ErrorCode::FrameTooLarge,
-        DecodeError::Invalid { what: "room id", .. } => ErrorCode::BadRoomId,
+        DecodeError::Invalid {
+            what: "room id", ..
+        } => ErrorCode::BadRoomId,
         _ => ErrorCode::Malformed,
     };
     Ending::Rejected(code, error.to_string())
@@ -705,7 +765,11 @@ impl ControlWriter {
     }
 }
 
-async fn write_frames(mut send: SendStream, mut frames: mpsc::Receiver<Bytes>, mut stop: oneshot::Receiver<()>) {
+async fn write_frames(
+    mut send: SendStream,
+    mut frames: mpsc::Receiver<Bytes>,
+    mut stop: oneshot::Receiver<()>,
+) {
     loop {
         tokio::select! {
             biased;
@@ -785,7 +849,9 @@ impl DatagramForwarder {
                     member.link.send_datagram(stamped.clone(), &self.metrics);
                 }
             }
-            Err(_) => self.metrics.datagram_dropped(DropReason::UnknownTarget, len),
+            Err(_) => self
+                .metrics
+                .datagram_dropped(DropReason::UnknownTarget, len),
         }
     }
 }
