@@ -1,0 +1,253 @@
+//! `vcall-bot`'s report: the JSON a headless call writes at exit (documented in
+//! docs/BOT-REPORT.md; field names are an interface).
+
+use serde::Serialize;
+
+use crate::engine::{CallPhase, CallState, LatencyStats};
+
+/// What this bot sent.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SentReport {
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    pub datagrams: u64,
+    pub bytes: u64,
+}
+
+/// Capture→decoded latency in milliseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LatencyReport {
+    pub p50: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+impl From<LatencyStats> for LatencyReport {
+    fn from(l: LatencyStats) -> Self {
+        Self {
+            p50: l.p50,
+            p95: l.p95,
+            max: l.max,
+        }
+    }
+}
+
+/// What this bot saw of one other peer.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerReport {
+    pub name: Option<String>,
+    pub peer_id: u32,
+    pub fingerprint: Option<String>,
+    pub verified: bool,
+    pub key_received: bool,
+    pub key_sent: bool,
+    pub video_frames_expected: u64,
+    pub video_frames_received: u64,
+    pub video_frames_decoded: u64,
+    pub video_psnr_db: Option<f64>,
+    pub audio_frames_decoded: u64,
+    pub audio_peak_hz: Option<f64>,
+    pub latency_ms: LatencyReport,
+    pub datagrams_lost: u64,
+    pub decrypt_failures: u64,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// One key-exchange event.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HandshakeLogEntry {
+    pub t_ms: u64,
+    pub event: String,
+    pub peer: Option<u32>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub name: String,
+    pub peer_id: Option<u32>,
+    pub fingerprint: String,
+    pub room_security_code: String,
+    pub sent: SentReport,
+    pub peers: Vec<PeerReport>,
+    pub handshake_log: Vec<HandshakeLogEntry>,
+    pub errors: Vec<String>,
+    /// `true` when the call ended with an error (the bot then exits non-zero).
+    pub failed: bool,
+    /// The link without its secret.
+    pub link: String,
+    /// Seconds the bot spent in the call.
+    pub duration_s: f64,
+    /// CPU seconds this process used per second of call (all threads).
+    pub cpu_per_second: Option<f64>,
+}
+
+impl Report {
+    /// Builds the report from the call's final state.
+    pub fn from_state(state: &CallState, duration_s: f64, cpu_per_second: Option<f64>) -> Self {
+        let mut errors = state.errors.clone();
+        let failed = match &state.phase {
+            CallPhase::Ended {
+                reason,
+                error: true,
+            } => {
+                errors.push(reason.clone());
+                true
+            }
+            CallPhase::Connecting => {
+                errors.push("never joined the call".into());
+                true
+            }
+            _ => false,
+        };
+        Self {
+            name: state.my_name.clone(),
+            peer_id: state.my_peer_id.map(|p| p.0),
+            fingerprint: state.security.my_fingerprint.clone(),
+            room_security_code: state.security.room_security_code.clone(),
+            sent: SentReport {
+                video_frames: state.sent.video_frames,
+                audio_frames: state.sent.audio_frames,
+                datagrams: state.sent.datagrams,
+                bytes: state.sent.bytes,
+            },
+            peers: state
+                .peers
+                .iter()
+                .map(|p| PeerReport {
+                    name: p.name.clone(),
+                    peer_id: p.peer_id.0,
+                    fingerprint: p.fingerprint.clone(),
+                    verified: p.verified,
+                    key_received: p.key_received,
+                    key_sent: p.key_sent,
+                    video_frames_expected: p.stats.video_frames_expected,
+                    video_frames_received: p.stats.video_frames_received,
+                    video_frames_decoded: p.stats.video_frames_decoded,
+                    video_psnr_db: p.stats.video_psnr_db,
+                    audio_frames_decoded: p.stats.audio_frames_decoded,
+                    audio_peak_hz: p.stats.audio_peak_hz,
+                    latency_ms: p.stats.latency_ms.into(),
+                    datagrams_lost: p.stats.datagrams_lost,
+                    decrypt_failures: p.stats.decrypt_failures,
+                    width: p.stats.width,
+                    height: p.stats.height,
+                })
+                .collect(),
+            handshake_log: state
+                .handshake_log
+                .iter()
+                .map(|e| HandshakeLogEntry {
+                    t_ms: e.t_ms,
+                    event: e.event.clone(),
+                    peer: e.peer.map(|p| p.0),
+                })
+                .collect(),
+            errors,
+            failed,
+            link: state.redacted_link.clone(),
+            duration_s,
+            cpu_per_second,
+        }
+    }
+}
+
+/// CPU seconds (user + system) this process has used, from /proc (Linux only).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{PeerState, SecurityState};
+    use vcall_proto::PeerId;
+
+    #[test]
+    fn report_has_the_documented_field_names() {
+        let state = CallState {
+            phase: CallPhase::InCall,
+            my_name: "alice".into(),
+            my_peer_id: Some(PeerId(1)),
+            security: SecurityState {
+                room_secret: true,
+                my_fingerprint: "ab".into(),
+                room_security_code: "12345".into(),
+            },
+            peers: vec![PeerState {
+                peer_id: PeerId(2),
+                name: Some("bob".into()),
+                verified: true,
+                ..PeerState::default()
+            }],
+            ..CallState::default()
+        };
+        let json = serde_json::to_value(Report::from_state(&state, 1.0, None)).unwrap();
+        for key in [
+            "name",
+            "peer_id",
+            "fingerprint",
+            "room_security_code",
+            "sent",
+            "peers",
+            "handshake_log",
+            "errors",
+        ] {
+            assert!(json.get(key).is_some(), "missing {key}");
+        }
+        for key in ["video_frames", "audio_frames", "datagrams", "bytes"] {
+            assert!(json["sent"].get(key).is_some(), "missing sent.{key}");
+        }
+        let peer = &json["peers"][0];
+        for key in [
+            "name",
+            "peer_id",
+            "fingerprint",
+            "verified",
+            "key_received",
+            "key_sent",
+            "video_frames_expected",
+            "video_frames_received",
+            "video_frames_decoded",
+            "video_psnr_db",
+            "audio_frames_decoded",
+            "audio_peak_hz",
+            "latency_ms",
+            "datagrams_lost",
+            "decrypt_failures",
+        ] {
+            assert!(peer.get(key).is_some(), "missing peers[].{key}");
+        }
+        assert_eq!(peer["name"], "bob");
+        assert_eq!(peer["verified"], true);
+        assert!(peer["latency_ms"].get("p95").is_some());
+        assert_eq!(json["failed"], false);
+    }
+
+    #[test]
+    fn an_ended_call_with_an_error_is_a_failure_with_its_reason() {
+        let state = CallState {
+            phase: CallPhase::Ended {
+                reason: "room full".into(),
+                error: true,
+            },
+            ..CallState::default()
+        };
+        let r = Report::from_state(&state, 0.0, None);
+        assert!(r.failed);
+        assert_eq!(r.errors, vec!["room full".to_string()]);
+    }
+
+    #[test]
+    fn cpu_time_is_readable_on_linux() {
+        let t = process_cpu_seconds().expect("/proc/self/stat");
+        assert!(t >= 0.0);
+    }
+}

@@ -1,0 +1,321 @@
+//! The audio thread: every 20 ms it captures, cancels echo, encodes and hands one Opus frame
+//! to the network task, then plays out every peer's jitter buffer through the mixer.
+//! Capture and playout share the thread so the echo canceller sees the exact far-end signal.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::Sender;
+use vcall_proto::PeerId;
+use vcall_proto::media::AudioMeta;
+
+use super::config::{AudioInput, AudioOutput};
+use super::stats::MediaBoard;
+use super::{ToNetwork, wall_clock_us};
+use crate::media::analysis::dominant_frequency;
+use crate::media::audio_codec::{OpusDecoder, OpusEncoder, OpusEncoderConfig};
+use crate::media::echo::{EchoCanceller, PassThroughEchoCanceller};
+use crate::media::jitter::{JitterBuffer, JitterBufferConfig, Playout};
+use crate::media::mixer::Mixer;
+use crate::media::source::{AudioSource, ToneSource, WavFileSource};
+use crate::media::wav::{WavSampleFormat, WavWriter};
+use crate::media::{AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
+
+const FRAME: Duration = Duration::from_millis(20);
+/// Decoded audio kept per peer for the dominant-frequency estimate (1 s).
+const ANALYSIS_WINDOW: usize = AUDIO_SAMPLE_RATE as usize;
+/// Level (dBFS) above which the local user counts as speaking.
+const SPEAKING_DBFS: f32 = -40.0;
+
+/// Commands and received packets for the audio thread.
+pub(crate) enum AudioJob {
+    Packet {
+        peer: PeerId,
+        meta: AudioMeta,
+        opus: Vec<u8>,
+    },
+    PeerLeft(PeerId),
+    SetInput(AudioInput),
+    SetOutput(AudioOutput),
+    SetMuted(bool),
+}
+
+fn open_input(
+    input: AudioInput,
+    name: &str,
+) -> Result<Option<Box<dyn AudioSource + Send>>, String> {
+    Ok(match input {
+        AudioInput::Off => None,
+        AudioInput::Tone => Some(Box::new(ToneSource::for_name(name))),
+        AudioInput::Wav(path) => {
+            Some(Box::new(WavFileSource::open(&path, true).map_err(|e| {
+                format!("cannot read {}: {e}", path.display())
+            })?))
+        }
+        AudioInput::Source(s) => Some(s),
+    })
+}
+
+struct PeerAudio {
+    jitter: JitterBuffer,
+    decoder: OpusDecoder,
+    pcm: Vec<f32>,
+    /// Ring of the last second of decoded (not concealed) audio.
+    window: Vec<f32>,
+    window_next: usize,
+    recorder: Option<WavWriter<BufWriter<File>>>,
+}
+
+/// Everything the audio thread needs.
+pub(crate) struct AudioEngine {
+    pub name: String,
+    pub input: AudioInput,
+    pub output: AudioOutput,
+    pub muted: bool,
+    pub jobs: Receiver<AudioJob>,
+    pub to_network: Sender<ToNetwork>,
+    pub board: Arc<MediaBoard>,
+    pub record_dir: Option<PathBuf>,
+}
+
+impl AudioEngine {
+    /// Runs until the job channel closes.
+    pub fn run(self) {
+        let AudioEngine {
+            name,
+            input,
+            output,
+            mut muted,
+            jobs,
+            to_network,
+            board,
+            record_dir,
+        } = self;
+        let report = |e: String| {
+            let _ = to_network.try_send(ToNetwork::Error(e));
+        };
+        let mut source = open_input(input, &name).unwrap_or_else(|e| {
+            report(e);
+            None
+        });
+        let mut sink = match output {
+            AudioOutput::Discard => None,
+            AudioOutput::Sink(s) => Some(s),
+        };
+        let mut encoder = match OpusEncoder::new(OpusEncoderConfig::default()) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                report(format!("audio encoder: {e}; microphone disabled"));
+                None
+            }
+        };
+        let mut echo: Box<dyn EchoCanceller> = Box::new(PassThroughEchoCanceller);
+        let mut mixer = Mixer::new(AUDIO_FRAME_SAMPLES);
+        let mut near = vec![0.0f32; AUDIO_FRAME_SAMPLES];
+        let mut encoded = Vec::new();
+        let mut sequence: u32 = 0;
+        let mut peers: HashMap<PeerId, PeerAudio> = HashMap::new();
+        let start = Instant::now();
+        let mut next_tick = start;
+        let mut tick: u64 = 0;
+        loop {
+            // 1. Jobs: packets into jitter buffers, control changes.
+            let now_ms = start.elapsed().as_millis() as u64;
+            loop {
+                match jobs.try_recv() {
+                    Ok(AudioJob::Packet { peer, meta, opus }) => {
+                        let entry = match peers.entry(peer) {
+                            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                            std::collections::hash_map::Entry::Vacant(v) => {
+                                let Ok(decoder) = OpusDecoder::new() else {
+                                    continue;
+                                };
+                                let recorder = record_dir.as_ref().and_then(|dir| {
+                                    let path = dir.join(format!("peer-{}.wav", peer.0));
+                                    File::create(&path).ok().and_then(|f| {
+                                        WavWriter::new(BufWriter::new(f), WavSampleFormat::Int16)
+                                            .ok()
+                                    })
+                                });
+                                v.insert(PeerAudio {
+                                    jitter: JitterBuffer::new(JitterBufferConfig::default()),
+                                    decoder,
+                                    pcm: vec![0.0; AUDIO_FRAME_SAMPLES],
+                                    window: Vec::with_capacity(ANALYSIS_WINDOW),
+                                    window_next: 0,
+                                    recorder,
+                                })
+                            }
+                        };
+                        entry.jitter.push(
+                            meta.sequence,
+                            meta.capture_time_us / 1000,
+                            &opus,
+                            now_ms,
+                        );
+                    }
+                    Ok(AudioJob::PeerLeft(peer)) => {
+                        if let Some(p) = peers.remove(&peer) {
+                            if let Some(r) = p.recorder {
+                                let _ = r.finish();
+                            }
+                        }
+                    }
+                    Ok(AudioJob::SetInput(input)) => {
+                        source = open_input(input, &name).unwrap_or_else(|e| {
+                            report(e);
+                            None
+                        });
+                    }
+                    Ok(AudioJob::SetOutput(output)) => {
+                        sink = match output {
+                            AudioOutput::Discard => None,
+                            AudioOutput::Sink(s) => Some(s),
+                        };
+                    }
+                    Ok(AudioJob::SetMuted(m)) => muted = m,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        for (_, p) in peers {
+                            if let Some(r) = p.recorder {
+                                let _ = r.finish();
+                            }
+                        }
+                        return;
+                    }
+                }
+            }
+
+            // 2. Capture → echo cancellation → encode → network.
+            let mut level_dbfs = -120.0f32;
+            if let Some(src) = source.as_mut() {
+                match src.fill(&mut near) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        report(format!("microphone error: {e}; microphone disabled"));
+                        source = None;
+                    }
+                }
+                echo.process(&mut near, mixer.far_reference());
+                level_dbfs = rms_dbfs(&near);
+                if !muted && source.is_some() {
+                    if let Some(enc) = encoder.as_mut() {
+                        if enc.encode(&near, &mut encoded).is_ok() && !encoded.is_empty() {
+                            let mut plain = Vec::with_capacity(AudioMeta::LEN + encoded.len());
+                            AudioMeta {
+                                capture_time_us: wall_clock_us(),
+                                sequence,
+                            }
+                            .append(&mut plain);
+                            plain.extend_from_slice(&encoded);
+                            sequence = sequence.wrapping_add(1);
+                            if to_network.try_send(ToNetwork::Audio { plain }).is_err()
+                                && to_network.is_closed()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            if tick % 5 == 0 {
+                let speaking = !muted && level_dbfs > SPEAKING_DBFS;
+                let level = (((level_dbfs + 60.0) / 60.0).clamp(0.0, 1.0) * 255.0) as u8;
+                let _ = to_network.try_send(ToNetwork::LocalLevel {
+                    speaking,
+                    level: if muted { 0 } else { level },
+                });
+            }
+
+            // 3. Playout: every peer's next frame into the mixer.
+            mixer.begin();
+            for (peer, p) in peers.iter_mut() {
+                let decoded = match p.jitter.pop(now_ms) {
+                    Playout::Packet { packet, .. } => {
+                        p.decoder.decode(packet, &mut p.pcm).ok().map(|n| (n, true))
+                    }
+                    Playout::Lost {
+                        fec_source: Some(next),
+                        ..
+                    } => p
+                        .decoder
+                        .decode_fec(next, &mut p.pcm)
+                        .ok()
+                        .map(|n| (n, false)),
+                    Playout::Lost { .. } => {
+                        p.decoder.decode_lost(&mut p.pcm).ok().map(|n| (n, false))
+                    }
+                    Playout::Empty => None,
+                };
+                let Some((n, real)) = decoded else { continue };
+                let frame = &p.pcm[..n.min(p.pcm.len())];
+                mixer.add(frame);
+                if let Some(r) = p.recorder.as_mut() {
+                    let _ = r.write_samples(frame);
+                }
+                if real {
+                    board.with(*peer, |m| m.audio_frames_decoded += 1);
+                    for &s in frame {
+                        if p.window.len() < ANALYSIS_WINDOW {
+                            p.window.push(s);
+                        } else {
+                            p.window[p.window_next] = s;
+                            p.window_next = (p.window_next + 1) % ANALYSIS_WINDOW;
+                        }
+                    }
+                }
+            }
+            let mix = mixer.finish();
+            if let Some(s) = sink.as_mut() {
+                s.play(mix);
+            }
+
+            // 4. Once a second, the dominant frequency of each peer's last second of audio.
+            if tick % 50 == 49 {
+                for (peer, p) in peers.iter() {
+                    if p.window.len() == ANALYSIS_WINDOW {
+                        let hz = dominant_frequency(&p.window, AUDIO_SAMPLE_RATE);
+                        board.with(*peer, |m| m.audio_peak_hz = (hz > 0.0).then_some(hz));
+                    }
+                }
+            }
+
+            tick += 1;
+            next_tick += FRAME;
+            let now = Instant::now();
+            if next_tick > now {
+                std::thread::sleep(next_tick - now);
+            } else if now - next_tick > FRAME * 10 {
+                next_tick = now;
+            }
+        }
+    }
+}
+
+/// RMS level of a frame in dBFS.
+fn rms_dbfs(frame: &[f32]) -> f32 {
+    if frame.is_empty() {
+        return -120.0;
+    }
+    let mean_square = frame.iter().map(|s| s * s).sum::<f32>() / frame.len() as f32;
+    10.0 * mean_square.max(1e-12).log10()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rms_level_of_full_scale_sine_is_minus_three_dbfs() {
+        let sine: Vec<f32> = (0..960)
+            .map(|i| (i as f32 * 2.0 * std::f32::consts::PI * 1000.0 / 48_000.0).sin())
+            .collect();
+        assert!((rms_dbfs(&sine) + 3.01).abs() < 0.1, "{}", rms_dbfs(&sine));
+        assert!(rms_dbfs(&[0.0; 960]) < -100.0);
+    }
+}

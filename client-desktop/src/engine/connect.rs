@@ -1,0 +1,179 @@
+//! Opening the QUIC connection to a relay: certificate pinning (`fp`) or system roots,
+//! ALPN `vcall/1`, datagrams and keep-alive.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// Why the relay could not be reached; each says what the user can do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot resolve the relay address {0}: check the link and your network")]
+    Resolve(String),
+    #[error(
+        "the relay's certificate does not match the link's fingerprint: the link may be outdated, or someone is intercepting the connection; ask for a new link"
+    )]
+    CertificateMismatch,
+    #[error(
+        "the relay at {addr} did not answer: is it running and is UDP port {port} open? ({detail})"
+    )]
+    Unreachable {
+        addr: String,
+        port: u16,
+        detail: String,
+    },
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("cannot open a local UDP socket: {0}")]
+    Socket(std::io::Error),
+}
+
+/// SHA-256 of a certificate's DER bytes, as 64 lowercase hex digits.
+pub fn certificate_fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Accepts exactly the certificate whose SHA-256 is `expected_hex` (any issuer, any name).
+#[derive(Debug)]
+struct PinnedCertificate {
+    expected_hex: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCertificate {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let actual = certificate_fingerprint(end_entity.as_ref());
+        // The fingerprint is public: a plain comparison is fine.
+        if actual == self.expected_hex {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(PIN_MISMATCH.into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+const PIN_MISMATCH: &str = "vcall: certificate fingerprint mismatch";
+
+fn client_config(fingerprint: Option<&str>) -> Result<quinn::ClientConfig, ConnectError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ConnectError::Tls(e.to_string()))?;
+    let mut tls = match fingerprint {
+        Some(fp) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
+                expected_hex: fp.to_ascii_lowercase(),
+                provider,
+            }))
+            .with_no_client_auth(),
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    tls.alpn_protocols = vec![vcall_proto::ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| ConnectError::Tls(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(30)).expect("30 s is a valid timeout"),
+    ));
+    transport.datagram_receive_buffer_size(Some(4 << 20));
+    transport.datagram_send_buffer_size(4 << 20);
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// Resolves `host:port` and connects with the given pinning (or system roots).
+pub async fn connect(
+    host: &str,
+    port: u16,
+    fingerprint: Option<&str>,
+) -> Result<(quinn::Endpoint, quinn::Connection), ConnectError> {
+    let addr: SocketAddr = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|_| ConnectError::Resolve(format!("{host}:{port}")))?
+        .next()
+        .ok_or_else(|| ConnectError::Resolve(format!("{host}:{port}")))?;
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0".parse().expect("valid")
+    } else {
+        "0.0.0.0:0".parse().expect("valid")
+    };
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(ConnectError::Socket)?;
+    endpoint.set_default_client_config(client_config(fingerprint)?);
+    let server_name = host.trim_start_matches('[').trim_end_matches(']');
+    let unreachable = |detail: String| ConnectError::Unreachable {
+        addr: format!("{host}:{port}"),
+        port,
+        detail,
+    };
+    let connecting = endpoint
+        .connect(addr, server_name)
+        .map_err(|e| unreachable(e.to_string()))?;
+    match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+        Err(_) => Err(unreachable("no answer within 10 s".into())),
+        Ok(Ok(conn)) => Ok((endpoint, conn)),
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            if text.contains(PIN_MISMATCH) || text.contains("fingerprint mismatch") {
+                Err(ConnectError::CertificateMismatch)
+            } else {
+                Err(unreachable(text))
+            }
+        }
+    }
+}

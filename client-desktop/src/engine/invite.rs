@@ -1,0 +1,64 @@
+//! Making invite links for new calls: a random room name and a fresh random room secret.
+
+use vcall_crypto::{InviteLink, OsRandom, RandomSource, RoomSecret};
+
+/// A link to a new room on the relay at `host:port`, pinned to `relay_fingerprint_hex` (the
+/// relay's certificate SHA-256, for self-signed relays), with a fresh random room secret.
+pub fn fresh_invite_link(
+    host: &str,
+    port: u16,
+    relay_fingerprint_hex: Option<&str>,
+    room: &str,
+) -> Result<String, String> {
+    let relay_fingerprint = match relay_fingerprint_hex {
+        None => None,
+        Some(hex_fp) => {
+            let bytes = hex::decode(hex_fp).map_err(|_| "the relay fingerprint is not hex")?;
+            Some(
+                <[u8; 32]>::try_from(bytes.as_slice())
+                    .map_err(|_| "the relay fingerprint is not 32 bytes")?,
+            )
+        }
+    };
+    let link = InviteLink {
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        port,
+        room: room.to_owned(),
+        relay_fingerprint,
+        secret: Some(RoomSecret::generate(&mut OsRandom::new())),
+    };
+    let text = link.to_string();
+    // Round-trip through the parser so we never hand out a link we cannot join.
+    InviteLink::parse(&text).map_err(|e| format!("generated an invalid link: {e}"))?;
+    Ok(text)
+}
+
+/// A random, readable room name such as `call-7f3a9c`.
+pub fn random_room_name() -> String {
+    let mut b = [0u8; 3];
+    OsRandom::new().fill(&mut b);
+    format!("call-{}", hex::encode(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_links_parse_and_carry_a_distinct_secret() {
+        let fp = "ab".repeat(32);
+        let a = fresh_invite_link("127.0.0.1", 4433, Some(&fp), "standup").unwrap();
+        let b = fresh_invite_link("127.0.0.1", 4433, Some(&fp), "standup").unwrap();
+        assert_ne!(a, b, "each call gets its own secret");
+        let parsed = InviteLink::parse(&a).unwrap();
+        assert_eq!(parsed.room, "standup");
+        assert_eq!(parsed.port, 4433);
+        assert_eq!(parsed.relay_fingerprint, Some([0xab; 32]));
+        assert!(matches!(parsed.secret, Some(RoomSecret::Key(_))));
+        assert!(fresh_invite_link("h", 1, Some("zz"), "r").is_err());
+        assert!(random_room_name().starts_with("call-"));
+    }
+}

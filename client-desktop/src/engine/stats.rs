@@ -1,0 +1,123 @@
+//! Per-peer media counters written by the codec threads and read by the network task, which
+//! folds them into the published [`CallState`](super::CallState).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use vcall_proto::PeerId;
+
+use super::state::LatencyStats;
+
+/// Most latency samples kept per peer (a sliding window).
+const MAX_LATENCY_SAMPLES: usize = 4096;
+
+/// What the codec threads measured about one remote peer.
+#[derive(Debug, Default, Clone)]
+pub struct PeerMedia {
+    pub width: u32,
+    pub height: u32,
+    pub video_frames_decoded: u64,
+    pub psnr_sum_db: f64,
+    pub psnr_samples: u64,
+    pub audio_frames_decoded: u64,
+    pub audio_peak_hz: Option<f64>,
+    pub latency_samples_ms: Vec<f32>,
+    latency_next: usize,
+    decoded_times: Vec<Instant>,
+}
+
+impl PeerMedia {
+    /// Records one decoded video frame with its capture→decoded latency.
+    pub fn record_decoded(&mut self, now: Instant, latency_ms: f32) {
+        self.video_frames_decoded += 1;
+        if self.latency_samples_ms.len() < MAX_LATENCY_SAMPLES {
+            self.latency_samples_ms.push(latency_ms);
+        } else {
+            self.latency_samples_ms[self.latency_next] = latency_ms;
+            self.latency_next = (self.latency_next + 1) % MAX_LATENCY_SAMPLES;
+        }
+        self.decoded_times.push(now);
+        let horizon = now.checked_sub(Duration::from_secs(1));
+        if let Some(h) = horizon {
+            let stale = self.decoded_times.iter().take_while(|t| **t < h).count();
+            self.decoded_times.drain(..stale);
+        }
+    }
+
+    /// Decoded frames per second over the last second.
+    pub fn fps(&self) -> f64 {
+        self.decoded_times.len() as f64
+    }
+
+    /// Mean PSNR of the sampled test-pattern frames.
+    pub fn psnr_db(&self) -> Option<f64> {
+        (self.psnr_samples > 0).then(|| self.psnr_sum_db / self.psnr_samples as f64)
+    }
+
+    /// p50/p95/max of the latency window.
+    pub fn latency(&self) -> LatencyStats {
+        latency_summary(&self.latency_samples_ms)
+    }
+}
+
+/// p50/p95/max of samples in milliseconds (zeros when empty).
+pub fn latency_summary(samples: &[f32]) -> LatencyStats {
+    if samples.is_empty() {
+        return LatencyStats::default();
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let pick = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64;
+    LatencyStats {
+        p50: pick(0.5),
+        p95: pick(0.95),
+        max: *sorted.last().unwrap_or(&0.0) as f64,
+    }
+}
+
+/// Shared board of per-peer media statistics.
+#[derive(Default)]
+pub struct MediaBoard {
+    peers: Mutex<HashMap<PeerId, PeerMedia>>,
+}
+
+impl MediaBoard {
+    /// Runs `f` on a peer's entry (created on first use).
+    pub fn with<R>(&self, peer: PeerId, f: impl FnOnce(&mut PeerMedia) -> R) -> Option<R> {
+        let mut map = self.peers.lock().ok()?;
+        Some(f(map.entry(peer).or_default()))
+    }
+
+    /// A copy of a peer's entry.
+    pub fn get(&self, peer: PeerId) -> Option<PeerMedia> {
+        self.peers.lock().ok()?.get(&peer).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_percentiles_come_from_the_samples() {
+        let samples: Vec<f32> = (1..=100).map(|v| v as f32).collect();
+        let s = latency_summary(&samples);
+        assert_eq!(s.max, 100.0);
+        assert!((s.p50 - 50.0).abs() <= 1.0, "{}", s.p50);
+        assert!((s.p95 - 95.0).abs() <= 1.0, "{}", s.p95);
+        assert_eq!(latency_summary(&[]), LatencyStats::default());
+    }
+
+    #[test]
+    fn the_latency_window_is_bounded() {
+        let mut m = PeerMedia::default();
+        let now = Instant::now();
+        for i in 0..(MAX_LATENCY_SAMPLES + 10) {
+            m.record_decoded(now, i as f32);
+        }
+        assert_eq!(m.latency_samples_ms.len(), MAX_LATENCY_SAMPLES);
+        assert_eq!(m.video_frames_decoded, (MAX_LATENCY_SAMPLES + 10) as u64);
+        assert!(m.latency().max >= MAX_LATENCY_SAMPLES as f64);
+    }
+}
