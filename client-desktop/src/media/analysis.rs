@@ -3,7 +3,7 @@
 
 use std::f64::consts::PI;
 
-use super::{I420Frame, MediaError};
+use super::{I420Frame, MediaError, test_pattern};
 
 /// PSNR in dB between two pictures of the same size, over **all three planes** (every Y, U
 /// and V sample counts once, so luma weighs 2/3). `f64::INFINITY` when identical.
@@ -45,6 +45,36 @@ fn psnr_of(a: &[u8], b: &[u8]) -> f64 {
     }
     let mean_squared_error = squared_error as f64 / a.len() as f64;
     10.0 * (255.0 * 255.0 / mean_squared_error).log10()
+}
+
+/// Measures decoded test-pattern pictures against the source frame regenerated from the
+/// frame number they carry. Keeps one scratch frame, so measuring does not allocate once it
+/// has seen the stream's size.
+#[derive(Debug, Default)]
+pub struct PatternPsnrMeter {
+    reference: Option<I420Frame>,
+}
+
+impl PatternPsnrMeter {
+    /// A meter with no scratch frame yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads the frame number from `decoded`, renders that pattern frame at the same size and
+    /// returns `(frame number, PSNR over all planes)`; `None` when no number is readable.
+    pub fn measure(&mut self, decoded: &I420Frame) -> Option<(u32, f64)> {
+        let number = test_pattern::read_frame_number(decoded)?;
+        let reference = match &mut self.reference {
+            Some(reference) => {
+                reference.reshape(decoded.width(), decoded.height()).ok()?;
+                reference
+            }
+            empty => empty.insert(I420Frame::new(decoded.width(), decoded.height()).ok()?),
+        };
+        test_pattern::render(number, reference);
+        Some((number, psnr_i420(reference, decoded).ok()?))
+    }
 }
 
 /// The frequency (Hz) of the strongest spectral peak in `samples`, or 0.0 for silence or fewer
@@ -153,6 +183,22 @@ mod tests {
         assert!((psnr_luma(&a, &b).unwrap() - expected).abs() < 1e-9);
         let c = I420Frame::new(8, 4).unwrap();
         assert!(psnr_i420(&a, &c).is_err());
+    }
+
+    #[test]
+    fn pattern_meter_reads_the_number_and_scores_the_picture() {
+        let mut picture = I420Frame::new(320, 180).unwrap();
+        test_pattern::render(321, &mut picture);
+        let mut meter = PatternPsnrMeter::new();
+        assert_eq!(meter.measure(&picture), Some((321, f64::INFINITY)));
+        // Distort the shapes area (not the code): PSNR drops but stays finite.
+        for value in &mut picture.data_mut()[320 * 100..320 * 110] {
+            *value = value.wrapping_add(40);
+        }
+        let (number, psnr) = meter.measure(&picture).unwrap();
+        assert_eq!(number, 321);
+        assert!(psnr.is_finite() && psnr > 20.0 && psnr < 40.0, "{psnr}");
+        assert_eq!(meter.measure(&I420Frame::new(320, 180).unwrap()), None);
     }
 
     #[test]

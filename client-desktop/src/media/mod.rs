@@ -12,6 +12,7 @@ pub mod error;
 pub mod frame;
 pub mod jitter;
 pub mod mixer;
+pub mod peer_audio;
 pub mod source;
 pub mod test_pattern;
 pub mod tone;
