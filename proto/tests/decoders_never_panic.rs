@@ -23,6 +23,7 @@ proptest! {
         let _ = AudioMeta::decode(&bytes);
         let _ = Heartbeat::decode(&bytes);
         let _ = Feedback::decode(&bytes);
+        let _ = vcall_proto::e2ee::decode_any(&bytes);
     }
 
     #[test]
