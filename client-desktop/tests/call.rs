@@ -283,3 +283,55 @@ fn when_a_peer_leaves_the_others_rekey_and_continue() {
         c.send(Command::Leave);
     }
 }
+
+#[test]
+fn a_wrong_certificate_fingerprint_is_refused_with_a_clear_message() {
+    let _one = ONE_CALL_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let relay = TestRelay::start();
+    let port = relay.handle.as_ref().unwrap().local_addr().port();
+    let wrong_fp = "00".repeat(32);
+    let link = fresh_invite_link("127.0.0.1", port, Some(&wrong_fp), "pinned").unwrap();
+    let call = CallHandle::start(small_call(&link, "Alice"), None);
+    wait_for("the call to fail", Duration::from_secs(20), || call.ended());
+    match call.state().phase {
+        CallPhase::Ended { reason, error } => {
+            assert!(error);
+            assert!(reason.contains("fingerprint"), "{reason}");
+        }
+        other => panic!("unexpected phase {other:?}"),
+    }
+}
+
+#[test]
+fn an_unreachable_relay_and_a_bad_link_end_the_call_with_advice() {
+    let bad = CallHandle::start(small_call("https://example.org/room", "Alice"), None);
+    wait_for("the bad link to fail", Duration::from_secs(5), || {
+        bad.ended()
+    });
+    let CallPhase::Ended { reason, error } = bad.state().phase else {
+        panic!("not ended")
+    };
+    assert!(error && reason.contains("link"), "{reason}");
+
+    // A port nobody listens on (bind then drop a UDP socket to find one).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let link = fresh_invite_link("127.0.0.1", port, Some(&"ab".repeat(32)), "nobody").unwrap();
+    let call = CallHandle::start(small_call(&link, "Alice"), None);
+    wait_for("the call to fail", Duration::from_secs(30), || call.ended());
+    let CallPhase::Ended { reason, error } = call.state().phase else {
+        panic!("not ended")
+    };
+    assert!(error, "{reason}");
+    assert!(
+        reason.contains("did not answer") || reason.contains("UDP"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("#k="),
+        "the secret never appears in messages"
+    );
+}
