@@ -178,7 +178,8 @@ pub struct PeerInfo {
     pub verified: bool,
     /// We hold at least one of its sender keys.
     pub key_received: bool,
-    /// It was sent our current sender key.
+    /// It was sent our current sender key, or an earlier generation of it within the
+    /// receiver's ratchet bound (from which it steps forward by itself).
     pub key_sent: bool,
 }
 
@@ -230,7 +231,6 @@ struct Peer {
     verified: bool,
     /// May receive our keys and send us theirs.
     eligible: bool,
-    last_announce_ts: Option<u64>,
     sent: Option<KeyId>,
     sent_pending: Option<KeyId>,
     last_sent_ms: Option<u64>,
@@ -260,6 +260,10 @@ pub struct Session {
     epoch_started_ms: u64,
     counter: u64,
     actions: VecDeque<Action>,
+    /// Newest accepted announcement timestamp per identity, kept after the peer leaves, so a
+    /// relay cannot replay a departed peer's announcement within the freshness window.
+    seen_announcements: BTreeMap<Fingerprint, u64>,
+    last_announce_ts: u64,
 }
 
 impl Session {
@@ -288,6 +292,8 @@ impl Session {
             epoch_started_ms: 0,
             counter: 0,
             actions: VecDeque::new(),
+            seen_announcements: BTreeMap::new(),
+            last_announce_ts: 0,
         }
     }
 
@@ -339,7 +345,11 @@ impl Session {
             fingerprint: p.keys.as_ref().map(PeerKeys::fingerprint),
             verified: p.verified,
             key_received: !p.recv.is_empty(),
-            key_sent: p.sent == Some(self.current.id) || p.sent_pending == Some(self.current.id),
+            key_sent: [p.sent, p.sent_pending].into_iter().flatten().any(|k| {
+                k.epoch == self.current.id.epoch
+                    && k.generation <= self.current.id.generation
+                    && self.current.id.generation - k.generation <= self.config.max_ratchet_steps
+            }),
         })
     }
 
@@ -453,11 +463,29 @@ impl Session {
             .filter(|(_, p)| p.notice_at.is_some_and(|t| t <= now_ms))
             .map(|(id, _)| *id)
             .collect();
+        // One announcement serves every newcomer due now (rate-limited per newcomer).
+        let interval = self.config.reannounce_interval_ms;
+        let mut announce_for = Vec::new();
         for id in due {
-            if let Some(p) = self.peers.get_mut(&id) {
-                p.notice_at = None;
+            let Some(p) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            p.notice_at = None;
+            match p.last_reannounce_ms {
+                Some(t) if now_ms < t.saturating_add(interval) => {
+                    p.notice_at = Some(t.saturating_add(interval));
+                }
+                _ => {
+                    p.last_reannounce_ms = Some(now_ms);
+                    announce_for.push(id);
+                }
             }
-            self.reannounce_for(id, now_ms);
+        }
+        if !announce_for.is_empty() {
+            self.announce(now_ms);
+            for id in announce_for {
+                self.log(HandshakeEventKind::ReannounceNewPeer, id, None, now_ms);
+            }
         }
         if self
             .pending
@@ -657,10 +685,13 @@ impl Session {
     /// Builds and broadcasts our announcement (sealed under the room's announce key if any).
     fn announce(&mut self, now_ms: u64) {
         let Some(me) = self.me else { return };
+        // Strictly increasing, so receivers never take a re-announcement for a replay.
+        let ts = now_ms.max(self.last_announce_ts.saturating_add(1));
+        self.last_announce_ts = ts;
         let mut plain = Vec::with_capacity(400);
         Announcement {
             peer: me,
-            timestamp_ms: now_ms,
+            timestamp_ms: ts,
             display_name: &self.config.display_name,
             rsa_public_key: self.identity.rsa_public_der(),
             ed25519_public_key: *self.identity.ed25519_public(),
@@ -695,24 +726,6 @@ impl Session {
             to: PeerId::NONE,
             payload,
         });
-    }
-
-    /// Re-announce because of `peer` (new to us), rate-limited per peer.
-    fn reannounce_for(&mut self, peer: PeerId, now_ms: u64) {
-        let interval = self.config.reannounce_interval_ms;
-        let Some(p) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        if let Some(t) = p.last_reannounce_ms
-            && now_ms < t.saturating_add(interval)
-        {
-            p.notice_at = Some(t.saturating_add(interval));
-            return;
-        }
-        p.last_reannounce_ms = Some(now_ms);
-        p.notice_at = None;
-        self.announce(now_ms);
-        self.log(HandshakeEventKind::ReannounceNewPeer, peer, None, now_ms);
     }
 
     /// Media arrived from `peer` (in our roster) under a key we lack: re-announce at the next
@@ -785,17 +798,23 @@ impl Session {
             self.push(Action::PeerChanged { peer: from });
             return Err(Rejection::Unauthenticated);
         }
-        let p = self.peers.entry(from).or_default();
-        if p.last_announce_ts.is_some_and(|t| a.timestamp_ms <= t) {
+        if self
+            .seen_announcements
+            .get(&keys.fingerprint())
+            .is_some_and(|t| a.timestamp_ms <= *t)
+        {
             return Err(Rejection::Replayed);
         }
+        let p = self.peers.entry(from).or_default();
         if let Some(old) = &p.keys
             && old.fingerprint() != keys.fingerprint()
         {
             return Err(Rejection::IdentityChanged);
         }
         let newly = p.keys.is_none();
-        p.last_announce_ts = Some(a.timestamp_ms);
+        self.seen_announcements
+            .insert(keys.fingerprint(), a.timestamp_ms);
+        let p = self.peers.get_mut(&from).expect("inserted above");
         p.display_name = Some(a.display_name.to_string());
         p.verified = authenticated;
         p.eligible = true;
@@ -1136,6 +1155,12 @@ impl Session {
     #[cfg(test)]
     pub(crate) fn set_counter(&mut self, counter: u64) {
         self.counter = counter;
+    }
+
+    /// Steps our sender key forward as if a newcomer had authenticated.
+    #[cfg(test)]
+    pub(crate) fn test_ratchet(&mut self, now_ms: u64) {
+        self.ratchet_own(now_ms);
     }
 }
 

@@ -1,0 +1,1 @@
+//! Leave/join rekeying, spies, epochs and property tests.
