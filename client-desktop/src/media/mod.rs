@@ -4,6 +4,16 @@
 //!
 //! Everything here is synchronous and free of I/O except the file readers/writers: no networking,
 //! no async runtime, no threads. The engine runs codecs on its own threads and passes time in.
+//!
+//! ```text
+//! send video:  VideoSource::next_frame → H264Encoder::encode_at (Annex-B, is_keyframe)
+//! recv video:  H264Decoder::decode → I420Frame (NeedsKeyframe → ask the sender)
+//!              → to_rgba for display; PatternPsnrMeter::measure on a sample of frames
+//! send audio:  AudioSource::fill (960 samples) → EchoCanceller::process(mic, mixer far ref)
+//!              → OpusEncoder::encode
+//! recv audio:  PeerAudioPlayout::push per packet; every 20 ms: next_frame per peer
+//!              → Mixer::add → Mixer::finish → AudioSink::play
+//! ```
 
 pub mod analysis;
 pub mod audio_codec;
