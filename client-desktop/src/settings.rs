@@ -1,0 +1,296 @@
+//! The app's persisted choices (name, devices, relay, recent links) in a TOML file in the XDG
+//! config directory, written with mode 0600 because invite links carry room secrets.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// How many recent links the lobby remembers.
+pub const MAX_RECENT_LINKS: usize = 5;
+
+/// Which capture or playback device to use.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "name")]
+pub enum DeviceChoice {
+    /// The system's default device, or the built-in fallback when there is none.
+    #[default]
+    Auto,
+    /// A device by its name as listed by the system.
+    Device(String),
+    /// The built-in generator: the test pattern (camera) or a tone (microphone).
+    TestSource,
+    /// Nothing: camera off, microphone silent, received audio not played.
+    Off,
+}
+
+impl DeviceChoice {
+    /// Parses a command-line value: `auto`, `none`/`off`, the generator's names (`testsrc` for
+    /// cameras, `tone` for microphones; both accepted everywhere) or a device name.
+    pub fn from_cli(value: &str) -> Self {
+        match value.trim() {
+            "" | "auto" | "default" => Self::Auto,
+            "none" | "off" => Self::Off,
+            "testsrc" | "test" | "tone" => Self::TestSource,
+            name => Self::Device(name.to_owned()),
+        }
+    }
+}
+
+/// Everything the app remembers between launches.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub display_name: String,
+    pub camera: DeviceChoice,
+    pub microphone: DeviceChoice,
+    pub speaker: DeviceChoice,
+    /// `HOST:PORT` of a relay to host calls on; empty for the relay embedded in the app.
+    pub relay_address: String,
+    /// SHA-256 fingerprint (hex) of that relay's self-signed certificate; empty when the relay
+    /// has a certificate from a public CA.
+    pub relay_fingerprint: String,
+    /// Most recent first; they contain room secrets, hence the file's mode.
+    pub recent_links: Vec<String>,
+    /// Show the per-tile statistics overlay.
+    pub show_stats: bool,
+}
+
+impl Settings {
+    /// Puts `link` first in the recent links, without duplicates, keeping at most
+    /// [`MAX_RECENT_LINKS`].
+    pub fn remember_link(&mut self, link: &str) {
+        let link = link.trim();
+        if link.is_empty() {
+            return;
+        }
+        self.recent_links.retain(|known| known != link);
+        self.recent_links.insert(0, link.to_owned());
+        self.recent_links.truncate(MAX_RECENT_LINKS);
+    }
+
+    /// True when calls are hosted on the relay embedded in the app.
+    pub fn uses_embedded_relay(&self) -> bool {
+        self.relay_address.trim().is_empty()
+    }
+}
+
+/// Why settings could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("no home or config directory is known for this user")]
+    NoConfigDir,
+    #[error("could not read or write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid settings TOML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("settings could not be encoded: {0}")]
+    Encode(#[from] toml::ser::Error),
+}
+
+/// Where the settings live and how they are read and written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsStore {
+    path: PathBuf,
+}
+
+impl SettingsStore {
+    /// `$XDG_CONFIG_HOME/vcall/settings.toml` (or the platform's equivalent).
+    pub fn in_user_config_dir() -> Result<Self, SettingsError> {
+        let dirs =
+            directories::ProjectDirs::from("", "", "vcall").ok_or(SettingsError::NoConfigDir)?;
+        Ok(Self::at(dirs.config_dir().join("settings.toml")))
+    }
+
+    /// A store at an explicit path (tests, `--settings`).
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The settings file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the settings; a missing file gives the defaults.
+    pub fn load(&self) -> Result<Settings, SettingsError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Settings::default());
+            }
+            Err(source) => return Err(self.io_error(source)),
+        };
+        toml::from_str(&text).map_err(|source| SettingsError::Parse {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Writes the settings atomically (temporary file + rename), readable only by the user:
+    /// the directory gets mode 0700 when created and the file mode 0600.
+    pub fn save(&self, settings: &Settings) -> Result<(), SettingsError> {
+        let text = toml::to_string_pretty(settings)?;
+        if let Some(dir) = self.path.parent() {
+            create_private_dir(dir).map_err(|source| self.io_error(source))?;
+        }
+        let temporary = self.path.with_extension("toml.tmp");
+        write_private_file(&temporary, text.as_bytes()).map_err(|source| self.io_error(source))?;
+        fs::rename(&temporary, &self.path).map_err(|source| self.io_error(source))
+    }
+
+    fn io_error(&self, source: std::io::Error) -> SettingsError {
+        SettingsError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)
+}
+
+#[cfg(unix)]
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // A file left by an older version may have wider permissions: narrow them.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_gives_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::at(dir.path().join("absent/settings.toml"));
+        assert_eq!(store.load().unwrap(), Settings::default());
+    }
+
+    #[test]
+    fn save_then_load_round_trips_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SettingsStore::at(dir.path().join("vcall/settings.toml"));
+        let mut settings = Settings {
+            display_name: "Ada".into(),
+            camera: DeviceChoice::TestSource,
+            microphone: DeviceChoice::Device("USB Mic".into()),
+            speaker: DeviceChoice::Off,
+            relay_address: "relay.example.org:4433".into(),
+            ..Settings::default()
+        };
+        settings.remember_link("vcall://h:1/r#k=secret");
+        store.save(&settings).unwrap();
+        assert_eq!(store.load().unwrap(), settings);
+
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let file_mode = fs::metadata(store.path()).unwrap().permissions().mode();
+            assert_eq!(file_mode & 0o777, 0o600);
+            let dir_mode = fs::metadata(store.path().parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(dir_mode & 0o777, 0o700);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn save_narrows_permissions_of_an_existing_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        fs::write(&path, "display_name = \"old\"\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let store = SettingsStore::at(&path);
+        assert_eq!(store.load().unwrap().display_name, "old");
+        store.save(&Settings::default()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn corrupt_file_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        fs::write(&path, "display_name = [").unwrap();
+        assert!(matches!(
+            SettingsStore::at(&path).load(),
+            Err(SettingsError::Parse { .. })
+        ));
+    }
+
+    #[test]
+    fn recent_links_are_deduplicated_and_capped() {
+        let mut settings = Settings::default();
+        for n in 0..8 {
+            settings.remember_link(&format!("vcall://h:1/room{n}"));
+        }
+        settings.remember_link("vcall://h:1/room5");
+        settings.remember_link("  ");
+        assert_eq!(settings.recent_links.len(), MAX_RECENT_LINKS);
+        assert_eq!(settings.recent_links[0], "vcall://h:1/room5");
+        assert_eq!(
+            settings
+                .recent_links
+                .iter()
+                .filter(|l| l.ends_with("room5"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn cli_values_map_to_choices() {
+        assert_eq!(DeviceChoice::from_cli("testsrc"), DeviceChoice::TestSource);
+        assert_eq!(DeviceChoice::from_cli("tone"), DeviceChoice::TestSource);
+        assert_eq!(DeviceChoice::from_cli("none"), DeviceChoice::Off);
+        assert_eq!(DeviceChoice::from_cli("auto"), DeviceChoice::Auto);
+        assert_eq!(
+            DeviceChoice::from_cli("/dev/video2"),
+            DeviceChoice::Device("/dev/video2".into())
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! UI frame-time measurement: a synthetic call whose peers publish pre-rendered 720p RGBA
+//! pictures at 30 fps (as the engine's decoders would), shown by the real app. `vcall
+//! --ui-bench SECONDS` runs it in a window and prints the figures; a test runs it headless.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vcall_proto::PeerId;
+
+use crate::engine::{
+    CallHandle, CallPhase, CallState, PeerState, PeerStats, RgbaFrame, SecurityState, VideoFrames,
+    Waker,
+};
+use crate::media::I420Frame;
+use crate::media::test_pattern;
+
+use super::app::VcallApp;
+use super::launch::LaunchOptions;
+
+/// Distinct pictures pre-rendered per peer (cycled).
+const PICTURES_PER_PEER: u32 = 8;
+
+/// Publishes pictures for the synthetic peers until dropped.
+pub struct SyntheticFeed {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for SyntheticFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A handcrafted in-call state with `peers` verified peers.
+pub fn synthetic_state(peers: usize, width: u32, height: u32, fps: f64) -> CallState {
+    CallState {
+        phase: CallPhase::InCall,
+        relay: "127.0.0.1:4433".into(),
+        room: "bench".into(),
+        my_name: "You".into(),
+        security: SecurityState {
+            room_secret: true,
+            my_fingerprint: "1111 2222 3333 4444".into(),
+            room_security_code: "12345 67890 12345".into(),
+        },
+        peers: (1..=peers)
+            .map(|n| PeerState {
+                peer_id: PeerId(n as u32),
+                name: Some(format!("Peer {n}")),
+                fingerprint: Some(format!("{n}{n}{n}{n} aaaa bbbb")),
+                verified: true,
+                key_received: true,
+                key_sent: true,
+                stats: PeerStats {
+                    width,
+                    height,
+                    fps,
+                    ..PeerStats::default()
+                },
+                ..PeerState::default()
+            })
+            .collect(),
+        ..CallState::default()
+    }
+}
+
+/// A call handle fed by a thread publishing `width`x`height` pictures for `peers` peers (and
+/// the self view) at `fps`.
+pub fn synthetic_call(
+    peers: usize,
+    width: u32,
+    height: u32,
+    fps: u32,
+    waker: Option<Waker>,
+) -> (CallHandle, SyntheticFeed) {
+    let (commands, _receiver) = tokio::sync::mpsc::unbounded_channel();
+    let frames = Arc::new(VideoFrames::default());
+    let handle = CallHandle {
+        commands,
+        state: Arc::new(Mutex::new(synthetic_state(
+            peers,
+            width,
+            height,
+            f64::from(fps),
+        ))),
+        frames: Arc::clone(&frames),
+    };
+    let pictures = render_pictures(width as usize, height as usize);
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("synthetic-peers".into())
+            .spawn(move || {
+                let interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
+                let mut next = Instant::now();
+                let mut sequence = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    sequence += 1;
+                    for peer in 0..=peers {
+                        let source = &pictures[((sequence as usize) + peer) % pictures.len()];
+                        let frame = RgbaFrame {
+                            width,
+                            height,
+                            pixels: source.clone(),
+                            sequence,
+                        };
+                        frames.publish(PeerId(peer as u32), Arc::new(frame));
+                    }
+                    if let Some(waker) = &waker {
+                        waker();
+                    }
+                    next += interval;
+                    let now = Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now;
+                    }
+                }
+            })
+            .ok()
+    };
+    (handle, SyntheticFeed { stop, thread })
+}
+
+fn render_pictures(width: usize, height: usize) -> Vec<Vec<u8>> {
+    let Ok(mut frame) = I420Frame::new(width & !1, height & !1) else {
+        return vec![vec![0; width * height * 4]];
+    };
+    (0..PICTURES_PER_PEER)
+        .map(|number| {
+            test_pattern::render(number * 7, &mut frame);
+            let mut rgba = Vec::new();
+            frame.to_rgba(&mut rgba);
+            rgba
+        })
+        .collect()
+}
+
+/// The app showing a synthetic 3-peer 720p call for `duration`, then printing frame times.
+pub struct BenchApp {
+    app: VcallApp,
+    _feed: SyntheticFeed,
+    started: Instant,
+    duration: Duration,
+    reported: bool,
+}
+
+impl BenchApp {
+    /// Builds the bench around a hermetic app.
+    pub fn new(ctx: &egui::Context, duration: Duration) -> Self {
+        let mut app = VcallApp::new(ctx, LaunchOptions::hermetic());
+        let (handle, feed) = synthetic_call(3, 1280, 720, 30, Some(Arc::clone(app.waker())));
+        app.show_synthetic_call(handle);
+        app.panels.stats = true;
+        Self {
+            app,
+            _feed: feed,
+            started: Instant::now(),
+            duration,
+            reported: false,
+        }
+    }
+
+    /// A human summary of what was measured.
+    pub fn report(&self) -> String {
+        format!(
+            "UI bench, 3 peers + self at 1280x720 30 fps:\n  our ui() incl. texture uploads: {}\n  whole frame (eframe cpu_usage): {}\n  textures: {} uploads into {} allocations",
+            self.app.frame_timer.ui_summary(),
+            self.app.frame_timer.total_summary(),
+            self.app.textures.uploads(),
+            self.app.textures.allocations()
+        )
+    }
+}
+
+impl eframe::App for BenchApp {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        eframe::App::ui(&mut self.app, ui, frame);
+        if !self.reported && self.started.elapsed() >= self.duration {
+            self.reported = true;
+            println!("{}", self.report());
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+}
+
+/// Runs the bench in a native window (`vcall --ui-bench SECONDS`).
+pub fn run(duration: Duration) -> eframe::Result {
+    let native = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("vcall UI bench")
+            .with_inner_size([1280.0, 800.0]),
+        ..eframe::NativeOptions::default()
+    };
+    eframe::run_native(
+        "vcall-ui-bench",
+        native,
+        Box::new(move |cc| Ok(Box::new(BenchApp::new(&cc.egui_ctx, duration)))),
+    )
+}

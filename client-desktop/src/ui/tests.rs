@@ -1,0 +1,324 @@
+//! UI tests of drawing and interaction with egui_kittest, against handcrafted call states (a
+//! `CallHandle` built from its fields, with the test playing the engine's part): lobby, tiles,
+//! badges, toolbar commands, shortcuts, security panel, error screen, frame time.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use egui::{Key, Modifiers};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use tokio::sync::mpsc::UnboundedReceiver;
+use vcall_proto::PeerId;
+
+use crate::engine::{
+    CallHandle, CallPhase, CallState, Command, PeerState, SecurityState, VideoFrames,
+};
+use crate::settings::DeviceChoice;
+
+use super::bench::synthetic_call;
+use super::{LaunchOptions, VcallApp};
+
+/// A fake engine: the handle the app holds, the commands it sent and the state to edit.
+struct FakeCall {
+    commands: UnboundedReceiver<Command>,
+    state: Arc<Mutex<CallState>>,
+}
+
+impl FakeCall {
+    fn new(state: CallState) -> (CallHandle, Self) {
+        let (commands, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let state = Arc::new(Mutex::new(state));
+        let handle = CallHandle {
+            commands,
+            state: Arc::clone(&state),
+            frames: Arc::new(VideoFrames::default()),
+        };
+        (
+            handle,
+            Self {
+                commands: receiver,
+                state,
+            },
+        )
+    }
+
+    fn next_command(&mut self) -> Option<Command> {
+        self.commands.try_recv().ok()
+    }
+
+    fn edit(&self, change: impl FnOnce(&mut CallState)) {
+        if let Ok(mut state) = self.state.lock() {
+            change(&mut state);
+        }
+    }
+}
+
+fn two_person_call() -> CallState {
+    CallState {
+        phase: CallPhase::InCall,
+        room: "room-abc".into(),
+        my_name: "Ada".into(),
+        security: SecurityState {
+            room_secret: true,
+            my_fingerprint: "AAAA BBBB CCCC".into(),
+            room_security_code: "31415 92653 58979".into(),
+        },
+        peers: vec![PeerState {
+            peer_id: PeerId(2),
+            name: Some("Bob".into()),
+            fingerprint: Some("DDDD EEEE FFFF".into()),
+            verified: true,
+            ..PeerState::default()
+        }],
+        ..CallState::default()
+    }
+}
+
+fn harness(options: LaunchOptions) -> Harness<'static, VcallApp> {
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_eframe(move |cc| VcallApp::new(&cc.egui_ctx, options))
+}
+
+fn in_call_harness(state: CallState) -> (Harness<'static, VcallApp>, FakeCall) {
+    let mut harness = harness(LaunchOptions {
+        name: Some("Ada".into()),
+        ..LaunchOptions::hermetic()
+    });
+    let (handle, fake) = FakeCall::new(state);
+    harness
+        .state_mut()
+        .show_call_for_test(handle, "vcall://127.0.0.1:4433/room-abc#k=secret");
+    harness.step();
+    harness.step();
+    (harness, fake)
+}
+
+/// Steps the UI until `done` holds (background jobs run on real threads) or a generous
+/// deadline passes; returns whether it held.
+fn step_until(
+    harness: &mut Harness<'static, VcallApp>,
+    done: impl Fn(&Harness<'static, VcallApp>) -> bool,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        harness.step();
+        if done(harness) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn lobby_renders_with_name_pickers_and_actions() {
+    let mut harness = harness(LaunchOptions {
+        name: Some("Ada".into()),
+        ..LaunchOptions::hermetic()
+    });
+    harness.step();
+    harness.get_by_label("Start a call");
+    harness.get_by_label("Invite link");
+    harness.get_by_label("Join");
+    assert_eq!(
+        harness.get_by_label("Display name").value().as_deref(),
+        Some("Ada")
+    );
+    harness.get_by_label_contains("reachable from this network only");
+    // The test pattern preview appears once the background job put it in place.
+    assert!(step_until(&mut harness, |h| h
+        .query_by_label("Self preview: test pattern")
+        .is_some()));
+    harness.get_by_label("Microphone level");
+}
+
+#[test]
+fn lobby_says_plainly_when_there_is_no_camera() {
+    let mut harness = harness(LaunchOptions {
+        camera: Some(DeviceChoice::Auto),
+        ..LaunchOptions::hermetic()
+    });
+    assert!(step_until(&mut harness, |h| h
+        .query_by_label_contains("No camera found")
+        .is_some()));
+    harness.get_by_label_contains("Test pattern");
+    harness.get_by_label("Self preview: camera off");
+}
+
+#[test]
+fn joining_with_a_bad_link_explains_the_problem() {
+    let mut harness = harness(LaunchOptions::hermetic());
+    harness.step();
+    harness.get_by_label("Invite link").focus();
+    harness
+        .get_by_label("Invite link")
+        .type_text("https://example.org/meeting");
+    harness.step();
+    harness.get_by_label("Join").click();
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("That link doesn't work");
+    assert!(harness.state().call.is_none());
+}
+
+#[test]
+fn call_shows_a_tile_per_person_with_names() {
+    let (harness, _fake) = in_call_harness(two_person_call());
+    harness.get_by_label("Ada (you): microphone on, camera on");
+    harness.get_by_label("Bob: microphone on, camera on");
+    harness.get_by_label("End-to-end encryption: verified");
+    harness.get_by_label("Leave call");
+}
+
+#[test]
+fn mute_button_sends_the_command_and_the_badge_follows_the_engine() {
+    let (mut harness, mut fake) = in_call_harness(two_person_call());
+    harness.get_by_label("Mute microphone").click();
+    harness.step();
+    assert!(matches!(
+        fake.next_command(),
+        Some(Command::SetMicMuted(true))
+    ));
+    fake.edit(|state| state.mic_muted = true);
+    harness.step();
+    harness.get_by_label("Ada (you): microphone muted, camera on");
+    harness.get_by_label("Unmute microphone");
+}
+
+#[test]
+fn keyboard_shortcuts_toggle_microphone_camera_and_stats() {
+    let (mut harness, mut fake) = in_call_harness(two_person_call());
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::D);
+    harness.step();
+    assert!(matches!(
+        fake.next_command(),
+        Some(Command::SetMicMuted(true))
+    ));
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::E);
+    harness.step();
+    assert!(matches!(
+        fake.next_command(),
+        Some(Command::SetCameraOff(true))
+    ));
+    assert!(!harness.state().panels.stats);
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::I);
+    harness.step();
+    assert!(harness.state().panels.stats);
+    harness.get_by_label("Hide statistics");
+}
+
+#[test]
+fn remote_badges_show_muted_camera_off_speaking_and_unverified() {
+    let mut state = two_person_call();
+    state.peers[0].mic_muted = true;
+    state.peers[0].camera_off = true;
+    state.peers.push(PeerState {
+        peer_id: PeerId(3),
+        name: Some("Mallory".into()),
+        verified: false,
+        speaking: true,
+        ..PeerState::default()
+    });
+    let (harness, _fake) = in_call_harness(state);
+    harness.get_by_label("Bob: microphone muted, camera off");
+    harness.get_by_label("Mallory: microphone on, camera on, unverified, speaking");
+    harness.get_by_label("End-to-end encryption: 1 participant unverified");
+}
+
+#[test]
+fn security_panel_shows_code_and_fingerprints() {
+    let (mut harness, _fake) = in_call_harness(two_person_call());
+    harness
+        .get_by_label("End-to-end encryption: verified")
+        .click();
+    harness.step();
+    harness.step();
+    harness.get_by_label("Room security code: 31415 92653 58979");
+    harness.get_by_label("Your fingerprint: AAAA BBBB CCCC");
+    harness.get_by_label("Bob: verified");
+    harness.get_by_label_contains("DDDD EEEE FFFF");
+}
+
+#[test]
+fn a_link_without_secret_is_flagged() {
+    let mut state = two_person_call();
+    state.security.room_secret = false;
+    let (harness, _fake) = in_call_harness(state);
+    harness.get_by_label("End-to-end encryption: link has no secret");
+    harness.get_by_label_contains("This link has no secret");
+}
+
+#[test]
+fn alone_in_a_call_the_invite_link_is_offered() {
+    let mut state = two_person_call();
+    state.peers.clear();
+    let (harness, _fake) = in_call_harness(state);
+    harness.get_by_label_contains("Invite link: vcall://127.0.0.1:4433/room-abc");
+    harness.get_by_label_contains("You're the only one here");
+}
+
+#[test]
+fn a_failed_call_returns_to_the_lobby_with_advice() {
+    let (mut harness, fake) = in_call_harness(two_person_call());
+    fake.edit(|state| {
+        state.phase = CallPhase::Ended {
+            reason: "could not connect to 10.1.2.3:4433: timed out".into(),
+            error: true,
+        };
+    });
+    harness.step();
+    harness.step();
+    assert!(harness.state().call.is_none());
+    harness.get_by_label("Couldn't reach the relay");
+    harness.get_by_label_contains("10.1.2.3:4433");
+    harness.get_by_label("Dismiss error").click();
+    harness.step();
+    harness.step();
+    assert!(harness.query_by_label("Couldn't reach the relay").is_none());
+    harness.get_by_label("Start a call");
+}
+
+#[test]
+fn leaving_sends_leave_and_returns_to_the_lobby() {
+    let (mut harness, mut fake) = in_call_harness(two_person_call());
+    harness.get_by_label("Leave call").click();
+    harness.step();
+    assert!(matches!(fake.next_command(), Some(Command::Leave)));
+    harness.step();
+    harness.get_by_label("Start a call");
+    assert!(
+        harness.state().lobby.ended.is_none(),
+        "leaving is not an error"
+    );
+}
+
+/// Prints the UI's frame time with three peers and the self view publishing 720p pictures at
+/// 30 fps (logic, layout, texture uploads and tessellation; no GPU here). No assertion on time.
+#[test]
+fn ui_frame_time_with_three_720p_peers() {
+    let mut harness = harness(LaunchOptions::hermetic());
+    let (handle, _feed) = synthetic_call(3, 1280, 720, 30, None);
+    harness.state_mut().show_synthetic_call(handle);
+    let started = Instant::now();
+    let mut frames = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        harness.step();
+        frames += 1;
+        std::thread::sleep(Duration::from_millis(16));
+    }
+    let app = harness.state();
+    println!(
+        "UI frame time, 3 peers + self at 720p ({frames} frames, headless): {}; {} uploads into {} textures",
+        app.frame_timer.ui_summary(),
+        app.textures.uploads(),
+        app.textures.allocations()
+    );
+    assert_eq!(
+        app.textures.allocations(),
+        4,
+        "one texture per stream, updated in place"
+    );
+    assert!(app.textures.uploads() > 4, "new pictures were uploaded");
+}
