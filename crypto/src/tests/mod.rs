@@ -334,7 +334,11 @@ impl Net {
 
     /// Every key message any client sent: (from, recipient).
     pub fn key_messages(&self) -> Vec<(PeerId, PeerId)> {
-        self.sent
+        self.key_messages_since(0)
+    }
+
+    pub fn key_messages_since(&self, since: usize) -> Vec<(PeerId, PeerId)> {
+        self.sent[since..]
             .iter()
             .filter(|(_, _, _, p)| what(p) == What::Key)
             .map(|(_, f, t, _)| (*f, *t))
