@@ -18,10 +18,11 @@ use super::config::{AudioInput, AudioOutput};
 use super::stats::MediaBoard;
 use super::{ToNetwork, wall_clock_us};
 use crate::media::analysis::dominant_frequency;
-use crate::media::audio_codec::{OpusDecoder, OpusEncoder, OpusEncoderConfig};
+use crate::media::audio_codec::{OpusEncoder, OpusEncoderConfig};
 use crate::media::echo::{EchoCanceller, PassThroughEchoCanceller};
-use crate::media::jitter::{JitterBuffer, JitterBufferConfig, Playout};
+use crate::media::jitter::JitterBufferConfig;
 use crate::media::mixer::Mixer;
+use crate::media::peer_audio::{PeerAudioPlayout, PlayoutSource};
 use crate::media::source::{AudioSource, ToneSource, WavFileSource};
 use crate::media::wav::{WavSampleFormat, WavWriter};
 use crate::media::{AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
@@ -62,8 +63,7 @@ fn open_input(
 }
 
 struct PeerAudio {
-    jitter: JitterBuffer,
-    decoder: OpusDecoder,
+    playout: PeerAudioPlayout,
     pcm: Vec<f32>,
     /// Ring of the last second of decoded (not concealed) audio.
     window: Vec<f32>,
@@ -132,7 +132,9 @@ impl AudioEngine {
                         let entry = match peers.entry(peer) {
                             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                             std::collections::hash_map::Entry::Vacant(v) => {
-                                let Ok(decoder) = OpusDecoder::new() else {
+                                let Ok(playout) =
+                                    PeerAudioPlayout::new(JitterBufferConfig::default())
+                                else {
                                     continue;
                                 };
                                 let recorder = record_dir.as_ref().and_then(|dir| {
@@ -143,8 +145,7 @@ impl AudioEngine {
                                     })
                                 });
                                 v.insert(PeerAudio {
-                                    jitter: JitterBuffer::new(JitterBufferConfig::default()),
-                                    decoder,
+                                    playout,
                                     pcm: vec![0.0; AUDIO_FRAME_SAMPLES],
                                     window: Vec::with_capacity(ANALYSIS_WINDOW),
                                     window_next: 0,
@@ -152,7 +153,7 @@ impl AudioEngine {
                                 })
                             }
                         };
-                        entry.jitter.push(
+                        entry.playout.push(
                             meta.sequence,
                             meta.capture_time_us / 1000,
                             &opus,
@@ -235,25 +236,12 @@ impl AudioEngine {
             // 3. Playout: every peer's next frame into the mixer.
             mixer.begin();
             for (peer, p) in peers.iter_mut() {
-                let decoded = match p.jitter.pop(now_ms) {
-                    Playout::Packet { packet, .. } => {
-                        p.decoder.decode(packet, &mut p.pcm).ok().map(|n| (n, true))
-                    }
-                    Playout::Lost {
-                        fec_source: Some(next),
-                        ..
-                    } => p
-                        .decoder
-                        .decode_fec(next, &mut p.pcm)
-                        .ok()
-                        .map(|n| (n, false)),
-                    Playout::Lost { .. } => {
-                        p.decoder.decode_lost(&mut p.pcm).ok().map(|n| (n, false))
-                    }
-                    Playout::Empty => None,
+                let real = match p.playout.next_frame(now_ms, &mut p.pcm) {
+                    PlayoutSource::Silence => continue,
+                    PlayoutSource::Decoded { .. } => true,
+                    PlayoutSource::FecRecovered | PlayoutSource::Concealed => false,
                 };
-                let Some((n, real)) = decoded else { continue };
-                let frame = &p.pcm[..n.min(p.pcm.len())];
+                let frame = &p.pcm[..];
                 mixer.add(frame);
                 if let Some(r) = p.recorder.as_mut() {
                     let _ = r.write_samples(frame);

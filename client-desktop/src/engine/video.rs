@@ -18,9 +18,8 @@ use super::handle::{RgbaFrame, VideoFrames, Waker};
 use super::stats::MediaBoard;
 use super::{ToNetwork, wall_clock_us};
 use crate::media::I420Frame;
-use crate::media::analysis::psnr_i420;
+use crate::media::analysis::PatternPsnrMeter;
 use crate::media::source::{TestPatternSource, VideoSource, Y4mFileSource};
-use crate::media::test_pattern;
 use crate::media::video_codec::{H264Decoder, H264Encoder, H264EncoderConfig};
 use crate::media::y4m::{Y4mHeader, Y4mWriter};
 
@@ -248,7 +247,7 @@ pub(crate) enum DecodeJob {
 struct PeerDecoder {
     decoder: H264Decoder,
     picture: I420Frame,
-    reference: I420Frame,
+    psnr: PatternPsnrMeter,
     rgba: Vec<u8>,
     sequence: u64,
     pattern_frames: u64,
@@ -289,7 +288,7 @@ impl VideoReceiver {
                             Ok(decoder) => v.insert(PeerDecoder {
                                 decoder,
                                 picture: I420Frame::new(2, 2).expect("valid"),
-                                reference: I420Frame::new(2, 2).expect("valid"),
+                                psnr: PatternPsnrMeter::new(),
                                 rgba: Vec::new(),
                                 sequence: 0,
                                 pattern_frames: 0,
@@ -337,12 +336,10 @@ impl VideoReceiver {
         });
         if meta.test_pattern {
             p.pattern_frames += 1;
-            if p.pattern_frames % PSNR_SAMPLE_EVERY == 1
-                && p.reference.reshape(w as usize, h as usize).is_ok()
-            {
-                test_pattern::render(meta.frame_number, &mut p.reference);
-                if let Ok(db) = psnr_i420(&p.reference, &p.picture) {
-                    // Identical pictures give infinity; cap so means stay finite.
+            if p.pattern_frames % PSNR_SAMPLE_EVERY == 1 {
+                // The meter reads the frame number from the picture itself and regenerates
+                // that source frame; identical pictures give infinity, capped to keep means finite.
+                if let Some((_, db)) = p.psnr.measure(&p.picture) {
                     let db = db.min(99.0);
                     self.board.with(peer, |m| {
                         m.psnr_sum_db += db;
