@@ -19,6 +19,9 @@ pub const MAX_ROOM_NAME: usize = 64;
 pub const MAX_PASSPHRASE: usize = 1024;
 /// Longest host name.
 pub const MAX_HOST: usize = 253;
+/// The relay port when a link names none.
+pub const DEFAULT_PORT: u16 = 4433;
+const DEFAULT_PORT_STR: &str = "4433";
 
 /// Why an invite link is not valid. Every malformed link yields one of these, never a panic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +32,7 @@ pub enum LinkError {
     MissingHost,
     #[error("invalid host name")]
     BadHost,
-    #[error("the link needs a port (vcall://HOST:PORT/ROOM)")]
+    #[error("the link has an empty port (vcall://HOST:PORT/ROOM)")]
     MissingPort,
     #[error("invalid port")]
     BadPort,
@@ -152,10 +155,13 @@ impl InviteLink {
             if h.parse::<std::net::Ipv6Addr>().is_err() {
                 return Err(LinkError::BadHost);
             }
-            let port = after.strip_prefix(':').ok_or(LinkError::MissingPort)?;
+            let port = match after {
+                "" => DEFAULT_PORT_STR,
+                a => a.strip_prefix(':').ok_or(LinkError::BadHost)?,
+            };
             (h.to_string(), port)
         } else {
-            let (h, p) = authority.rsplit_once(':').ok_or(LinkError::MissingPort)?;
+            let (h, p) = authority.rsplit_once(':').unwrap_or((authority, DEFAULT_PORT_STR));
             if h.is_empty() {
                 return Err(LinkError::MissingHost);
             }
@@ -392,6 +398,9 @@ mod tests {
         assert_eq!((l.secret, l.relay_fingerprint), (None, None));
         let l = InviteLink::parse("vcall://Host:1/r/?x=1&fp=".to_string().as_str());
         assert_eq!(l, Err(LinkError::BadFingerprint));
+        let l = InviteLink::parse("vcall://relay.example:4433/r").unwrap();
+        assert_eq!(InviteLink::parse("vcall://relay.example/r").unwrap(), l);
+        assert_eq!(InviteLink::parse("vcall://[::1]/r").unwrap().port, DEFAULT_PORT);
         let l = InviteLink::parse("vcall://Host:1/r/?x=1").unwrap();
         assert_eq!((l.host.as_str(), l.room.as_str()), ("host", "r"));
     }
@@ -404,14 +413,13 @@ mod tests {
             ("https://h:1/r", LinkError::Scheme),
             ("vcall://", LinkError::MissingHost),
             ("vcall://:1/r", LinkError::MissingHost),
-            ("vcall://h/r", LinkError::MissingPort),
             ("vcall://h:/r", LinkError::MissingPort),
             ("vcall://h:0/r", LinkError::BadPort),
             ("vcall://h:65536/r", LinkError::BadPort),
             ("vcall://h:12a/r", LinkError::BadPort),
             ("vcall://h_x:1/r", LinkError::BadHost),
             ("vcall://[zz]:1/r", LinkError::BadHost),
-            ("vcall://[::1]/r", LinkError::MissingPort),
+            ("vcall://[::1]x/r", LinkError::BadHost),
             ("vcall://h:1", LinkError::MissingRoom),
             ("vcall://h:1/", LinkError::MissingRoom),
             (
