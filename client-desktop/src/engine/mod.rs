@@ -27,8 +27,9 @@ pub use state::{
 
 /// What the codec threads hand to the network task.
 pub(crate) enum ToNetwork {
-    /// A video frame plaintext (`VideoMeta` + H.264) to seal, fragment and send.
-    Video { plain: Vec<u8> },
+    /// A video frame to seal in place, fragment and send: `SealedHeader::LEN` reserved bytes,
+    /// then the plaintext (`VideoMeta` + H.264).
+    Video { frame: Vec<u8> },
     /// An audio frame plaintext (`AudioMeta` + Opus) to seal and send.
     Audio { plain: Vec<u8> },
     /// The decoder of this peer's video needs a keyframe.

@@ -70,6 +70,8 @@ pub(crate) struct Call {
     pub start_unix_ms: u64,
     pub mic_muted: bool,
     pub camera_off: bool,
+    /// Reused buffer for opening small datagram bodies in place.
+    pub scratch: Vec<u8>,
 }
 
 /// How the call loop ended.
@@ -139,8 +141,8 @@ impl Call {
                 }
                 Some(out) = pipes.from_media.recv() => {
                     match out {
-                        ToNetwork::Video { plain } => {
-                            self.send_video(&plain, frame_id);
+                        ToNetwork::Video { frame } => {
+                            self.send_video(frame, frame_id);
                             frame_id = frame_id.wrapping_add(1);
                             self.update(|s| s.sent.video_frames += 1);
                         }
@@ -334,11 +336,12 @@ impl Call {
             .map_or(MAX_DATAGRAM_SIZE, |m| m.min(MAX_DATAGRAM_SIZE))
     }
 
-    fn send_video(&mut self, plain: &[u8], frame_id: u32) {
-        let mut sealed = Vec::with_capacity(plain.len() + vcall_crypto::SEAL_OVERHEAD);
+    /// Seals a frame in place (its first `SealedHeader::LEN` bytes are reserved), fragments it
+    /// and sends the datagrams.
+    fn send_video(&mut self, mut sealed: Vec<u8>, frame_id: u32) {
         if self
             .session
-            .seal(DatagramKind::Video, None, plain, &mut sealed)
+            .seal_in_place(DatagramKind::Video, None, &mut sealed, 0)
             .is_err()
         {
             return;
@@ -478,11 +481,15 @@ impl Call {
                 }
             }
             DatagramKind::Audio => {
-                let mut body = body.to_vec();
-                match self
-                    .session
-                    .open(sender, DatagramKind::Audio, None, &mut body, now_ms)
-                {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(body);
+                match self.session.open(
+                    sender,
+                    DatagramKind::Audio,
+                    None,
+                    &mut self.scratch,
+                    now_ms,
+                ) {
                     Ok(plain) => {
                         if let Ok((meta, opus)) = AudioMeta::decode(plain) {
                             if let Some(last) = p.last_audio_sequence {
@@ -503,11 +510,15 @@ impl Call {
                 }
             }
             DatagramKind::Heartbeat => {
-                let mut body = body.to_vec();
-                match self
-                    .session
-                    .open(sender, DatagramKind::Heartbeat, None, &mut body, now_ms)
-                {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(body);
+                match self.session.open(
+                    sender,
+                    DatagramKind::Heartbeat,
+                    None,
+                    &mut self.scratch,
+                    now_ms,
+                ) {
                     Ok(plain) => {
                         if let Ok(hb) = Heartbeat::decode(plain) {
                             p.heartbeat = Some(hb);
@@ -517,12 +528,13 @@ impl Call {
                 }
             }
             DatagramKind::Feedback => {
-                let mut body = body.to_vec();
+                self.scratch.clear();
+                self.scratch.extend_from_slice(body);
                 match self.session.open(
                     sender,
                     DatagramKind::Feedback,
                     header.target,
-                    &mut body,
+                    &mut self.scratch,
                     now_ms,
                 ) {
                     Ok(plain) => {

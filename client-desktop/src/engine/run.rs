@@ -291,6 +291,7 @@ async fn join(
         start_unix_ms,
         mic_muted: config.mic_muted,
         camera_off: config.camera_off,
+        scratch: Vec::with_capacity(vcall_proto::MAX_DATAGRAM_SIZE),
     };
     let pipes = Pipes {
         from_media,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::Sender;
 use vcall_proto::PeerId;
+use vcall_proto::e2ee::SealedHeader;
 use vcall_proto::media::VideoMeta;
 
 use super::config::{VideoInput, VideoSettings};
@@ -195,7 +196,14 @@ impl VideoSender {
                 last_keyframe = now;
             }
             if info.len > 0 {
-                let mut plain = Vec::with_capacity(VideoMeta::LEN + encoded.len() + 64);
+                // Room for the sealed header in front, so the network task seals in place.
+                let mut plain = Vec::with_capacity(
+                    SealedHeader::LEN
+                        + VideoMeta::LEN
+                        + encoded.len()
+                        + vcall_crypto::SEAL_OVERHEAD,
+                );
+                plain.extend_from_slice(&[0; SealedHeader::LEN]);
                 VideoMeta {
                     capture_time_us,
                     frame_number: frame_number as u32,
@@ -206,7 +214,9 @@ impl VideoSender {
                 }
                 .append(&mut plain);
                 plain.extend_from_slice(&encoded);
-                if to_network.try_send(ToNetwork::Video { plain }).is_err()
+                if to_network
+                    .try_send(ToNetwork::Video { frame: plain })
+                    .is_err()
                     && to_network.is_closed()
                 {
                     return;
