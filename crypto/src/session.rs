@@ -732,7 +732,7 @@ impl Session {
     /// tick (rate-limited), so it sends us its key. Peers known to be unverified are ignored.
     fn notice_unknown_key(&mut self, peer: PeerId, now_ms: u64) {
         if let Some(p) = self.peers.get_mut(&peer)
-            && !(p.keys.is_some() && !p.eligible)
+            && (p.keys.is_none() || p.eligible)
         {
             p.notice_at = Some(p.notice_at.map_or(now_ms, |t| t.min(now_ms)));
         }
