@@ -85,7 +85,8 @@ impl PrivatePulse {
     }
 
     /// Records `seconds` of the null sink's monitor (what the app played), mono 48 kHz.
-    fn record_monitor(&self, seconds: u64) -> Vec<f32> {
+    fn record_monitor(&self, seconds: usize) -> Vec<f32> {
+        use std::io::Read;
         let mut recorder = Command::new("parec")
             .args([
                 "-d",
@@ -94,17 +95,27 @@ impl PrivatePulse {
                 "--channels=1",
                 "--format=float32le",
                 "--raw",
+                "--latency-msec=20",
             ])
             .env("XDG_RUNTIME_DIR", self.runtime_dir())
             .env("PULSE_SERVER", format!("unix:{}", self.socket().display()))
             .stdout(Stdio::piped())
             .spawn()
             .expect("parec starts");
-        std::thread::sleep(Duration::from_secs(seconds));
+        let mut stdout = recorder.stdout.take().expect("parec's output");
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = vec![0u8; seconds * 48_000 * 4];
+            let read = stdout.read_exact(&mut bytes).map(|()| bytes);
+            let _ = done_tx.send(read);
+        });
+        let recorded = done_rx.recv_timeout(DEADLINE);
         let _ = recorder.kill();
-        let output = recorder.wait_with_output().expect("parec output");
-        output
-            .stdout
+        let _ = recorder.wait();
+        let bytes = recorded
+            .expect("parec recorded in time")
+            .expect("parec's output");
+        bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect()
@@ -168,8 +179,8 @@ fn app_audio_goes_through_cpal_both_ways() {
     config.speaker = speaker.into_engine_output();
     let app = CallHandle::start(config, None);
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let report_path = dir.path().join("bot.json");
+    let report_dir = tempfile::tempdir().expect("temp dir");
+    let report_path = report_dir.path().join("bot.json");
     let mut bot = Command::new(env!("CARGO_BIN_EXE_vcall-bot"))
         .args([
             "--link",

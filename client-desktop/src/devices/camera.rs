@@ -220,12 +220,12 @@ impl VideoSource for CameraSource {
             if let Some(failure) = &latest.failure {
                 return Err(MediaError::Io(std::io::Error::other(failure.clone())));
             }
-            if latest.sequence != self.seen_sequence {
-                if let Some(fresh) = latest.frame.take() {
-                    // Hand our previous buffer back to the capture thread for reuse.
-                    latest.frame = self.current.replace(fresh);
-                    self.seen_sequence = latest.sequence;
-                }
+            if latest.sequence != self.seen_sequence
+                && let Some(fresh) = latest.frame.take()
+            {
+                // Hand our previous buffer back to the capture thread for reuse.
+                latest.frame = self.current.replace(fresh);
+                self.seen_sequence = latest.sequence;
             }
         }
         match &self.current {

@@ -181,11 +181,11 @@ where
             )
             .map(|stream| (stream, producer))
     };
-    attempt(config.clone())
+    attempt(*config)
         .or_else(|_| {
             attempt(cpal::StreamConfig {
                 buffer_size: cpal::BufferSize::Default,
-                ..config.clone()
+                ..*config
             })
         })
         .map_err(|error| error.to_string())

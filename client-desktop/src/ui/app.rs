@@ -10,8 +10,7 @@ use vcall_crypto::InviteLink;
 
 use crate::devices::preview::{LocalPreview, PreviewSlots};
 use crate::devices::{
-    self, CameraKind, DeviceCatalog, MicrophoneKind, SpeakerKind, open_camera, open_microphone,
-    open_speaker,
+    self, CameraKind, DeviceCatalog, MicrophoneKind, open_camera, open_microphone, open_speaker,
 };
 use crate::engine::{
     AudioInput, AudioOutput, CallConfig, CallHandle, CallPhase, CallState, Command, VideoFrames,
@@ -130,7 +129,7 @@ impl LocalDevices {
 pub enum RelayState {
     Stopped,
     Starting,
-    Running(EmbeddedRelay, EmbeddedRelayInfo),
+    Running(Box<EmbeddedRelay>, EmbeddedRelayInfo),
     Failed(String),
 }
 
@@ -805,7 +804,7 @@ impl VcallApp {
             }
             JobDone::Relay(result) => {
                 self.relay = match result {
-                    Ok((relay, info)) => RelayState::Running(relay, info),
+                    Ok((relay, info)) => RelayState::Running(Box::new(relay), info),
                     Err(error) => RelayState::Failed(error),
                 };
                 if self.pending == Pending::Host && matches!(self.relay, RelayState::Failed(_)) {
@@ -909,7 +908,6 @@ fn open_for_lobby(
             if current() {
                 drop(slots.put_speaker(opened.sink.take()));
             }
-            let _ = SpeakerKind::Off;
             JobDone::LobbySpeaker {
                 generation,
                 opened: info,

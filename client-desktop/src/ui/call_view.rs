@@ -298,7 +298,7 @@ fn invite_banner(ui: &mut Ui, link: &str, hosted_here: bool, actions: &mut Vec<U
             ui.horizontal(|ui| {
                 let shown = ui.label(RichText::new(link).monospace().color(Color32::LIGHT_GRAY));
                 set_label(&shown, Role::Label, &format!("Invite link: {link}"));
-                if labeled_button(ui, "Copy", "Copy invite link").clicked() {
+                if labeled_button(ui, "Copy", "Copy this invite link").clicked() {
                     actions.push(UiAction::CopyInviteLink);
                 }
             });
