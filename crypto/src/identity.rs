@@ -288,3 +288,68 @@ impl PeerKeys {
             .expect("32 bytes always fit RSA-OAEP-SHA256 with a >= 2048-bit key")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::SeededRandom;
+
+    #[test]
+    fn identity_keys_wrap_sign_and_fingerprint() {
+        let id = crate::tests::identity(0);
+        assert_eq!(id.rsa_bits(), 2048);
+        let public = id.public_keys();
+        assert_eq!(public.fingerprint(), id.fingerprint());
+        assert_eq!(id.fingerprint().to_hex().len(), 64);
+        assert_eq!(id.fingerprint().short().len(), 8 * 4 + 7);
+        let mut rng = SeededRandom::new(b"t");
+        let wrapped = public.wrap_secret(&[5; 32], &mut rng);
+        assert_eq!(wrapped.len(), 256);
+        assert_eq!(id.unwrap_secret(&wrapped, &mut rng), Some([5; 32]));
+        let mut bad = wrapped.clone();
+        bad[10] ^= 1;
+        assert_eq!(id.unwrap_secret(&bad, &mut rng), None);
+        assert_eq!(id.unwrap_secret(&wrapped[1..], &mut rng), None);
+        // Another identity cannot unwrap it.
+        assert_eq!(
+            crate::tests::identity(1).unwrap_secret(&wrapped, &mut rng),
+            None
+        );
+        let sig = id.sign(b"msg");
+        assert!(public.verify(b"msg", &sig));
+        assert!(!public.verify(b"msh", &sig));
+        assert!(!crate::tests::identity(1).public_keys().verify(b"msg", &sig));
+    }
+
+    #[test]
+    fn bad_sizes_and_bad_public_keys_are_refused() {
+        let mut rng = SeededRandom::new(b"t");
+        assert_eq!(
+            Identity::generate_with(1024, &mut rng).err(),
+            Some(IdentityError::UnsupportedBits(1024))
+        );
+        let id = crate::tests::identity(0);
+        assert!(PeerKeys::parse(b"\x30\x03\x02\x01\x01", id.ed25519_public()).is_err());
+        assert!(PeerKeys::parse(&[], id.ed25519_public()).is_err());
+        assert_eq!(
+            PeerKeys::parse(id.rsa_public_der(), &[0; 32]).err(),
+            Some(IdentityError::BadEd25519Key)
+        );
+        let mut longer = id.rsa_public_der().to_vec();
+        longer.push(0);
+        assert!(PeerKeys::parse(&longer, id.ed25519_public()).is_err());
+    }
+
+    #[test]
+    fn the_security_code_ignores_order_and_duplicates() {
+        let (a, b) = (Fingerprint([1; 32]), Fingerprint([2; 32]));
+        assert_eq!(SecurityCode::of(&[a, b]), SecurityCode::of(&[b, a, a]));
+        assert_ne!(SecurityCode::of(&[a, b]), SecurityCode::of(&[a]));
+        let d = SecurityCode::of(&[a, b]).digits();
+        assert_eq!(d.split(' ').count(), 6);
+        assert!(
+            d.split(' ')
+                .all(|g| g.len() == 5 && g.bytes().all(|c| c.is_ascii_digit()))
+        );
+    }
+}

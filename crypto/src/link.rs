@@ -161,7 +161,9 @@ impl InviteLink {
             };
             (h.to_string(), port)
         } else {
-            let (h, p) = authority.rsplit_once(':').unwrap_or((authority, DEFAULT_PORT_STR));
+            let (h, p) = authority
+                .rsplit_once(':')
+                .unwrap_or((authority, DEFAULT_PORT_STR));
             if h.is_empty() {
                 return Err(LinkError::MissingHost);
             }
@@ -400,7 +402,10 @@ mod tests {
         assert_eq!(l, Err(LinkError::BadFingerprint));
         let l = InviteLink::parse("vcall://relay.example:4433/r").unwrap();
         assert_eq!(InviteLink::parse("vcall://relay.example/r").unwrap(), l);
-        assert_eq!(InviteLink::parse("vcall://[::1]/r").unwrap().port, DEFAULT_PORT);
+        assert_eq!(
+            InviteLink::parse("vcall://[::1]/r").unwrap().port,
+            DEFAULT_PORT
+        );
         let l = InviteLink::parse("vcall://Host:1/r/?x=1").unwrap();
         assert_eq!((l.host.as_str(), l.room.as_str()), ("host", "r"));
     }
