@@ -486,7 +486,7 @@ impl Call {
                 match self.session.open(
                     sender,
                     DatagramKind::Audio,
-                    None,
+                    header.target,
                     &mut self.scratch,
                     now_ms,
                 ) {
@@ -515,7 +515,7 @@ impl Call {
                 match self.session.open(
                     sender,
                     DatagramKind::Heartbeat,
-                    None,
+                    header.target,
                     &mut self.scratch,
                     now_ms,
                 ) {
