@@ -91,7 +91,24 @@ pub fn synthetic_call(
         ))),
         frames: Arc::clone(&frames),
     };
-    let pictures = render_pictures(width as usize, height as usize);
+    // Pre-built pictures, cycled: publishing costs an `Arc` clone, like a decoder handing over
+    // a finished picture, so the feed does not eat the CPU the UI is measured on.
+    let pictures: Vec<Vec<Arc<RgbaFrame>>> = (0..=peers)
+        .map(|peer| {
+            render_pictures(width as usize, height as usize)
+                .into_iter()
+                .enumerate()
+                .map(|(index, pixels)| {
+                    Arc::new(RgbaFrame {
+                        width,
+                        height,
+                        pixels,
+                        sequence: (peer * 1000 + index + 1) as u64,
+                    })
+                })
+                .collect()
+        })
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let stop = Arc::clone(&stop);
@@ -100,18 +117,12 @@ pub fn synthetic_call(
             .spawn(move || {
                 let interval = Duration::from_secs_f64(1.0 / f64::from(fps.max(1)));
                 let mut next = Instant::now();
-                let mut sequence = 0u64;
+                let mut tick = 0usize;
                 while !stop.load(Ordering::Relaxed) {
-                    sequence += 1;
-                    for peer in 0..=peers {
-                        let source = &pictures[((sequence as usize) + peer) % pictures.len()];
-                        let frame = RgbaFrame {
-                            width,
-                            height,
-                            pixels: source.clone(),
-                            sequence,
-                        };
-                        frames.publish(PeerId(peer as u32), Arc::new(frame));
+                    tick += 1;
+                    for (peer, frames_of_peer) in pictures.iter().enumerate() {
+                        let frame = &frames_of_peer[tick % frames_of_peer.len()];
+                        frames.publish(PeerId(peer as u32), Arc::clone(frame));
                     }
                     if let Some(waker) = &waker {
                         waker();

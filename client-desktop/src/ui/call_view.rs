@@ -16,6 +16,7 @@ use super::app::{UiAction, VcallApp};
 use super::lobby::redact;
 use super::security_panel::{SecurityLevel, security_badge};
 use super::stats_overlay::{peer_stats_text, self_stats_text};
+use super::textures::physical_size;
 use super::tile_grid::{layout, letterbox};
 use super::widgets::{
     self, AMBER, GREEN, RED, SPEAKING, TILE_BACKGROUND, labeled_button, set_label,
@@ -195,7 +196,7 @@ impl VcallApp {
                 .and_then(|call| call.frames().cloned())
                 .and_then(|frames| {
                     self.textures
-                        .refresh(ui.ctx(), &frames, tile.peer)
+                        .refresh(ui.ctx(), &frames, tile.peer, physical_size(ui.ctx(), rect))
                         .map(|t| (t.id(), t.size_vec2()))
                 })
         };

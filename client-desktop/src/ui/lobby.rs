@@ -10,6 +10,7 @@ use crate::devices::{CameraKind, MicrophoneKind};
 use super::app::{RelayState, UiAction, VcallApp};
 use super::device_menu::device_picker;
 use super::jobs::DeviceSlot;
+use super::textures::physical_size;
 use super::tile_grid::{TILE_ASPECT, letterbox};
 use super::widgets::{self, AMBER, RED, TILE_BACKGROUND, filled_button, labeled_button, set_label};
 
@@ -47,7 +48,12 @@ impl VcallApp {
         let camera_kind = self.local.camera_kind();
         let texture = self
             .textures
-            .refresh(ui.ctx(), &self.preview_frames, PeerId::NONE)
+            .refresh(
+                ui.ctx(),
+                &self.preview_frames,
+                PeerId::NONE,
+                physical_size(ui.ctx(), rect),
+            )
             .filter(|_| camera_kind != CameraKind::Off)
             .map(|texture| (texture.id(), texture.size_vec2()));
         let preview_label = match (&camera_kind, texture.is_some()) {

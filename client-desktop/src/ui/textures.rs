@@ -1,9 +1,11 @@
 //! Decoded pictures as GPU textures: one texture per stream, created once and then updated in
-//! place (`TextureHandle::set`) only when the engine published a newer picture.
+//! place (`TextureHandle::set`) only when the engine published a newer picture. A picture at
+//! least twice as large as its tile is subsampled by 2 or 4 first: a quarter (or a sixteenth)
+//! of the bytes to upload and to filter on the GPU.
 
 use std::collections::HashMap;
 
-use egui::{ColorImage, TextureHandle, TextureOptions};
+use egui::{Color32, ColorImage, TextureHandle, TextureOptions};
 use vcall_proto::PeerId;
 
 use crate::engine::{RgbaFrame, VideoFrames};
@@ -22,21 +24,29 @@ pub struct VideoTextures {
 }
 
 impl VideoTextures {
-    /// The texture for `peer`, refreshed from `frames` if a newer picture exists.
+    /// The texture for `peer`, refreshed from `frames` if a newer picture exists; `shown_at` is
+    /// the size it will be drawn at, in physical pixels (`None`: upload at full size).
     pub fn refresh(
         &mut self,
         ctx: &egui::Context,
         frames: &VideoFrames,
         peer: PeerId,
+        shown_at: Option<[usize; 2]>,
     ) -> Option<&TextureHandle> {
         if let Some(frame) = frames.latest(peer) {
-            self.upload(ctx, peer, &frame);
+            self.upload(ctx, peer, &frame, shown_at);
         }
         self.streams.get(&peer).map(|stream| &stream.handle)
     }
 
     /// Uploads `frame` unless this sequence number is already on the GPU.
-    pub fn upload(&mut self, ctx: &egui::Context, peer: PeerId, frame: &RgbaFrame) {
+    pub fn upload(
+        &mut self,
+        ctx: &egui::Context,
+        peer: PeerId,
+        frame: &RgbaFrame,
+        shown_at: Option<[usize; 2]>,
+    ) {
         let (width, height) = (frame.width as usize, frame.height as usize);
         if width == 0 || height == 0 || frame.pixels.len() != width * height * 4 {
             return; // malformed picture: keep the previous one
@@ -48,8 +58,19 @@ impl VideoTextures {
         {
             return;
         }
-        // Alpha is always 255, so the premultiplied constructor is exact (and skips a division).
-        let image = ColorImage::from_rgba_premultiplied([width, height], &frame.pixels);
+        // RGBA bytes with alpha 255 are exactly premultiplied `Color32`s.
+        let Ok(pixels) = bytemuck::try_cast_slice::<u8, Color32>(&frame.pixels) else {
+            return;
+        };
+        let factor = shown_at.map_or(1, |[shown_width, shown_height]| {
+            downscale_factor([width, height], [shown_width, shown_height])
+        });
+        let image = if factor == 1 {
+            ColorImage::new([width, height], pixels.to_vec())
+        } else {
+            let (size, pixels) = subsample(pixels, [width, height], factor);
+            ColorImage::new(size, pixels)
+        };
         self.uploads += 1;
         match self.streams.get_mut(&peer) {
             Some(stream) => {
@@ -87,6 +108,39 @@ impl VideoTextures {
     }
 }
 
+/// The size of `rect` in physical pixels, for [`VideoTextures::refresh`].
+pub fn physical_size(ctx: &egui::Context, rect: egui::Rect) -> Option<[usize; 2]> {
+    let scale = ctx.pixels_per_point();
+    Some([
+        (rect.width() * scale).max(1.0) as usize,
+        (rect.height() * scale).max(1.0) as usize,
+    ])
+}
+
+/// 1, 2 or 4: how much a `source` picture can shrink and still cover `shown` pixels.
+pub fn downscale_factor(source: [usize; 2], shown: [usize; 2]) -> usize {
+    let mut factor = 1;
+    while factor < 4 && source[0] >= shown[0] * factor * 2 && source[1] >= shown[1] * factor * 2 {
+        factor *= 2;
+    }
+    factor
+}
+
+/// Keeps every `factor`-th pixel of every `factor`-th row (cheap enough for the UI thread;
+/// the GPU's bilinear filter then draws the texture at about 1:1, so little aliasing shows).
+pub fn subsample(
+    pixels: &[Color32],
+    [width, height]: [usize; 2],
+    factor: usize,
+) -> ([usize; 2], Vec<Color32>) {
+    let (out_width, out_height) = (width / factor, height / factor);
+    let mut out = Vec::with_capacity(out_width * out_height);
+    for row in pixels.chunks_exact(width).step_by(factor).take(out_height) {
+        out.extend(row.iter().step_by(factor).take(out_width));
+    }
+    ([out_width, out_height], out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,20 +161,20 @@ mod tests {
         let frames = VideoFrames::default();
         let mut textures = VideoTextures::default();
         let peer = PeerId(7);
-        assert!(textures.refresh(&ctx, &frames, peer).is_none());
+        assert!(textures.refresh(&ctx, &frames, peer, None).is_none());
 
         frames.publish(peer, frame(1, 64, 36));
-        let first_id = textures.refresh(&ctx, &frames, peer).unwrap().id();
-        textures.refresh(&ctx, &frames, peer);
+        let first_id = textures.refresh(&ctx, &frames, peer, None).unwrap().id();
+        textures.refresh(&ctx, &frames, peer, None);
         assert_eq!(textures.uploads(), 1, "same sequence, no upload");
 
         frames.publish(peer, frame(2, 64, 36));
-        let second = textures.refresh(&ctx, &frames, peer).unwrap();
+        let second = textures.refresh(&ctx, &frames, peer, None).unwrap();
         assert_eq!(second.id(), first_id, "same texture, updated in place");
         assert_eq!(textures.uploads(), 2);
 
         frames.publish(peer, frame(3, 128, 72));
-        let resized = textures.refresh(&ctx, &frames, peer).unwrap();
+        let resized = textures.refresh(&ctx, &frames, peer, None).unwrap();
         assert_eq!(resized.size(), [128, 72]);
         assert_eq!(textures.allocations(), 1);
 
@@ -129,15 +183,39 @@ mod tests {
         bad.pixels.truncate(10);
         frames.publish(peer, Arc::new(bad));
         assert_eq!(
-            textures.refresh(&ctx, &frames, peer).unwrap().size(),
+            textures.refresh(&ctx, &frames, peer, None).unwrap().size(),
             [128, 72]
         );
 
         textures.retain(|p| p != peer);
         assert!(
             textures
-                .refresh(&ctx, &VideoFrames::default(), peer)
+                .refresh(&ctx, &VideoFrames::default(), peer, None)
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn large_pictures_shrink_to_their_tile() {
+        assert_eq!(downscale_factor([1280, 720], [1280, 720]), 1);
+        assert_eq!(downscale_factor([1280, 720], [600, 338]), 2);
+        assert_eq!(downscale_factor([1280, 720], [300, 169]), 4);
+        assert_eq!(downscale_factor([1280, 720], [100, 56]), 4);
+        let pixels: Vec<Color32> = (0..16).map(|v| Color32::from_gray(v * 10)).collect();
+        let (size, out) = subsample(&pixels, [4, 4], 2);
+        assert_eq!(size, [2, 2]);
+        assert_eq!(out, [0, 20, 80, 100].map(Color32::from_gray));
+
+        let ctx = egui::Context::default();
+        let mut textures = VideoTextures::default();
+        textures.upload(&ctx, PeerId(1), &frame(1, 1280, 720), Some([600, 338]));
+        let frames = VideoFrames::default();
+        assert_eq!(
+            textures
+                .refresh(&ctx, &frames, PeerId(1), None)
+                .unwrap()
+                .size(),
+            [640, 360]
         );
     }
 }
