@@ -20,7 +20,10 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
-use vcall_proto::{ALPN, ControlDecoder, ControlFrame, DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE, PROTOCOL_VERSION};
+use vcall_proto::{
+    ALPN, ControlDecoder, ControlFrame, DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE,
+    PROTOCOL_VERSION,
+};
 use vcall_relay::{CertificateSource, Limits, Relay, RelayConfig, RelayHandle, RelayIdentity};
 
 const RECEIVER_COUNTS: [usize; 3] = [1, 3, 10];
@@ -38,7 +41,12 @@ impl Progress {
     fn record(&self) {
         let now = self.received.fetch_add(1, Ordering::Relaxed) + 1;
         let target = self.target.load(Ordering::Relaxed);
-        if now >= target && self.target.compare_exchange(target, u64::MAX, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if now >= target
+            && self
+                .target
+                .compare_exchange(target, u64::MAX, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
             let _guard = self.lock.lock().unwrap();
             self.reached.notify_all();
         }
@@ -52,13 +60,19 @@ impl Progress {
         self.target.store(goal, Ordering::Release);
         let (mut last, mut last_change) = (self.received.load(Ordering::Relaxed), Instant::now());
         while last < goal {
-            let (next, _) = self.reached.wait_timeout(guard, Duration::from_millis(50)).unwrap();
+            let (next, _) = self
+                .reached
+                .wait_timeout(guard, Duration::from_millis(50))
+                .unwrap();
             guard = next;
             let now = self.received.load(Ordering::Relaxed);
             if now != last {
                 (last, last_change) = (now, Instant::now());
             }
-            assert!(last_change.elapsed() < Duration::from_secs(10), "datagrams stopped flowing");
+            assert!(
+                last_change.elapsed() < Duration::from_secs(10),
+                "datagrams stopped flowing"
+            );
         }
         start.elapsed()
     }
@@ -129,7 +143,12 @@ impl ServerCertVerifier for PinnedFingerprint {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -138,11 +157,18 @@ impl ServerCertVerifier for PinnedFingerprint {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -158,10 +184,16 @@ async fn connect(addr: SocketAddr, fingerprint: &str) -> Connection {
         }))
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let mut config = quinn::ClientConfig::new(Arc::new(quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap()));
+    let mut config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
+    ));
     config.transport_config(Arc::new(transport(Limits::default().datagram_send_buffer)));
     let endpoint = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.connect_with(config, addr, "vcall-relay").unwrap().await.unwrap()
+    endpoint
+        .connect_with(config, addr, "vcall-relay")
+        .unwrap()
+        .await
+        .unwrap()
 }
 
 /// A maximum-size video datagram as a client sends it.
@@ -177,7 +209,11 @@ fn spawn_sender(connection: Connection, stop: Arc<AtomicBool>) -> JoinHandle<()>
     tokio::spawn(async move {
         let datagram = max_size_datagram();
         while !stop.load(Ordering::Relaxed) {
-            if connection.send_datagram_wait(datagram.clone()).await.is_err() {
+            if connection
+                .send_datagram_wait(datagram.clone())
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -207,7 +243,11 @@ async fn join(connection: &Connection) -> (quinn::SendStream, quinn::RecvStream)
             assert!(matches!(frame, ControlFrame::Welcome { .. }), "{frame:?}");
             return (send, recv);
         }
-        let chunk = recv.read_chunk(1 << 16, true).await.unwrap().expect("Welcome");
+        let chunk = recv
+            .read_chunk(1 << 16, true)
+            .await
+            .unwrap()
+            .expect("Welcome");
         decoder.push(&chunk.bytes);
     }
 }
@@ -262,7 +302,9 @@ async fn bare_topology(receivers: usize) -> Topology {
         .with_single_cert(identity.chain, identity.key)
         .unwrap();
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let mut server = quinn::ServerConfig::with_crypto(Arc::new(quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap()));
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap(),
+    ));
     server.transport_config(Arc::new(transport(Limits::default().datagram_send_buffer)));
     let endpoint = Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = endpoint.local_addr().unwrap();
@@ -367,12 +409,20 @@ fn relay_fanout(c: &mut Criterion) {
             .map(|(n, t): &(u64, Duration)| *n as f64 / t.as_secs_f64())
             .unwrap_or(f64::NAN)
     };
-    println!("\nrelay fan-out, {MAX_DATAGRAM_SIZE}-byte datagrams, forwarded datagrams/s (received by all receivers):");
-    println!("{:>9} {:>14} {:>14} {:>7}", "receivers", "bare quinn", "vcall relay", "ratio");
+    println!(
+        "\nrelay fan-out, {MAX_DATAGRAM_SIZE}-byte datagrams, forwarded datagrams/s (received by all receivers):"
+    );
+    println!(
+        "{:>9} {:>14} {:>14} {:>7}",
+        "receivers", "bare quinn", "vcall relay", "ratio"
+    );
     for receivers in RECEIVER_COUNTS {
         let bare = rate((receivers, "bare_quinn"));
         let relay = rate((receivers, "vcall_relay"));
-        println!("{receivers:>9} {bare:>14.0} {relay:>14.0} {:>6.2}x", relay / bare);
+        println!(
+            "{receivers:>9} {bare:>14.0} {relay:>14.0} {:>6.2}x",
+            relay / bare
+        );
     }
 }
 
