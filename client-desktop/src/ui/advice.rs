@@ -35,7 +35,13 @@ pub fn explain_end(reason: &str, error: bool) -> Explanation {
             "The relay shut down",
             "The relay hosting this call stopped. Start a new call, or ask the host for a new link.",
         )
+    } else if has(&["lost the connection", "connection lost"]) {
+        (
+            "The connection to the call was lost",
+            "Check your network, then rejoin with the same link (it is under “Recent calls”).",
+        )
     } else if has(&[
+        "did not answer",
         "unreachable",
         "timed out",
         "timeout",
@@ -94,6 +100,26 @@ mod tests {
         let unreachable = explain_end("could not connect to 10.0.0.9:4433: timed out", true);
         assert_eq!(unreachable.title, "Couldn't reach the relay");
         assert!(unreachable.detail.contains("10.0.0.9"));
+        assert_eq!(
+            explain_end(
+                "the relay at 10.0.0.9:4433 did not answer: is it running?",
+                true
+            )
+            .title,
+            "Couldn't reach the relay"
+        );
+        assert_eq!(
+            explain_end(
+                "Lost the connection to the relay (idle). Check your network.",
+                true
+            )
+            .title,
+            "The connection to the call was lost"
+        );
+        assert_eq!(
+            explain_end("This call is full. Try again later.", true).title,
+            "The call is full"
+        );
         assert_eq!(explain_end("", false).title, "You left the call");
         assert_eq!(
             explain_end("something odd", true).title,

@@ -80,6 +80,30 @@ pub fn device_picker(
     }
 }
 
+/// The choices of `slot` as a list of selectable entries (for a menu); picking one pushes a
+/// `ChooseDevice` action.
+pub fn device_list(
+    ui: &mut Ui,
+    slot: DeviceSlot,
+    current: &DeviceChoice,
+    catalog: Option<&DeviceCatalog>,
+    actions: &mut Vec<UiAction>,
+) {
+    for choice in options(slot, catalog) {
+        let selected = &choice == current;
+        if ui
+            .selectable_label(selected, choice_label(slot, &choice))
+            .clicked()
+            && !selected
+        {
+            actions.push(UiAction::ChooseDevice(slot, choice));
+        }
+    }
+    if catalog.is_none() {
+        ui.label("Looking for devices…");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -322,3 +322,30 @@ fn ui_frame_time_with_three_720p_peers() {
     );
     assert!(app.textures.uploads() > 4, "new pictures were uploaded");
 }
+
+#[test]
+fn devices_switch_during_a_call_without_leaving() {
+    let (mut harness, mut fake) = in_call_harness(two_person_call());
+    harness.get_by_label("Devices").click();
+    harness.run_steps(3);
+    harness.get_by_label("Look for new devices");
+    harness.get_by_label("Microphone").click();
+    harness.run_steps(3);
+    harness.get_by_label("No microphone").click();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut commands = Vec::new();
+    while Instant::now() < deadline && commands.len() < 2 {
+        harness.step();
+        while let Some(command) = fake.next_command() {
+            commands.push(command);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(matches!(
+        commands.first(),
+        Some(Command::SetMic(crate::engine::AudioInput::Off))
+    ));
+    assert!(matches!(commands.get(1), Some(Command::SetMicMuted(true))));
+    assert!(harness.state().call.is_some(), "still in the call");
+    assert_eq!(harness.state().choices.microphone, DeviceChoice::Off);
+}

@@ -2,12 +2,12 @@
 //! switching camera / microphone / speaker without leaving, statistics (Ctrl+I), security
 //! (Ctrl+K), settings and Leave.
 
-use egui::{Color32, RichText, Ui};
+use egui::{Color32, Ui};
 
 use crate::engine::CallState;
 
 use super::app::{UiAction, VcallApp};
-use super::device_menu::device_picker;
+use super::device_menu::device_list;
 use super::jobs::DeviceSlot;
 use super::widgets::{self, RED, filled_button, labeled_button};
 
@@ -67,17 +67,17 @@ impl VcallApp {
 
             let catalog = self.catalog.clone();
             let devices = ui.menu_button("Devices", |ui| {
-                ui.set_min_width(320.0);
                 for slot in [
                     DeviceSlot::Camera,
                     DeviceSlot::Microphone,
                     DeviceSlot::Speaker,
                 ] {
-                    ui.label(RichText::new(super::device_menu::slot_name(slot)).strong());
                     let current = self.choices.get(slot).clone();
-                    device_picker(ui, slot, &current, catalog.as_ref(), actions);
-                    ui.add_space(4.0);
+                    ui.menu_button(super::device_menu::slot_name(slot), |ui| {
+                        device_list(ui, slot, &current, catalog.as_ref(), actions);
+                    });
                 }
+                ui.separator();
                 if ui.button("Look for new devices").clicked() {
                     actions.push(UiAction::RescanDevices);
                 }
