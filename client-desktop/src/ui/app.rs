@@ -828,6 +828,16 @@ impl VcallApp {
         }
     }
 
+    /// Leaves the call, if any, and lets the demo peers go (the app is closing).
+    pub fn leave_on_exit(&mut self) {
+        if let Some(call) = &self.call {
+            call.send(Command::Leave);
+        }
+        for bot in &self.demo_bots {
+            bot.send(Command::Leave);
+        }
+    }
+
     /// Number of demo peers running.
     pub fn demo_bot_count(&self) -> usize {
         self.demo_bots.len()

@@ -129,4 +129,9 @@ impl eframe::App for VcallApp {
         self.frame_timer.record_total(frame.info().cpu_usage);
         self.root_ui(ui);
     }
+
+    /// Says goodbye to the call (so the others see us leave at once) before the window closes.
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        self.leave_on_exit();
+    }
 }

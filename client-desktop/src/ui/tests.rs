@@ -349,3 +349,39 @@ fn devices_switch_during_a_call_without_leaving() {
     assert!(harness.state().call.is_some(), "still in the call");
     assert_eq!(harness.state().choices.microphone, DeviceChoice::Off);
 }
+
+#[test]
+fn device_choices_and_name_persist_between_launches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::settings::SettingsStore::at(dir.path().join("vcall/settings.toml"));
+    let options = LaunchOptions {
+        settings_store: Some(store.clone()),
+        name: Some("Grace".into()),
+        camera: None,
+        ..LaunchOptions::hermetic()
+    };
+    let mut first = harness(options.clone());
+    first.state_mut().apply(super::UiAction::ChooseDevice(
+        super::jobs::DeviceSlot::Camera,
+        DeviceChoice::Off,
+    ));
+    let saved = |store: &crate::settings::SettingsStore| {
+        store
+            .load()
+            .is_ok_and(|s| s.camera == DeviceChoice::Off && s.display_name == "Grace")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !saved(&store) && Instant::now() < deadline {
+        first.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(saved(&store), "settings written: {:?}", store.load());
+    drop(first);
+
+    let second = harness(LaunchOptions {
+        name: None,
+        ..options
+    });
+    assert_eq!(second.state().choices.camera, DeviceChoice::Off);
+    assert_eq!(second.state().lobby.name, "Grace");
+}
