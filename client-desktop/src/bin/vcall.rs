@@ -1,7 +1,7 @@
 //! `vcall`: the desktop video-call app.
 //!
 //! `vcall [LINK] [--name NAME] [--camera DEVICE|testsrc|none] [--mic DEVICE|tone|none]
-//! [--speaker DEVICE|none] [--demo]`
+//! [--speaker DEVICE|none] [--demo] [--test-sources-when-missing]`
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,6 +32,10 @@ struct Args {
     /// tone).
     #[arg(long)]
     demo: bool,
+    /// When no camera or microphone can be used, send the test pattern and tone instead of
+    /// nothing (and say so). Implied by --demo.
+    #[arg(long)]
+    test_sources_when_missing: bool,
     /// Number of demo participants with --demo.
     #[arg(long, default_value_t = 1, value_name = "N")]
     demo_bots: usize,
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         microphone: args.mic.as_deref().map(DeviceChoice::from_cli),
         speaker: args.speaker.as_deref().map(DeviceChoice::from_cli),
         demo_bots: if args.demo { args.demo_bots.max(1) } else { 0 },
+        test_sources_when_missing: args.test_sources_when_missing,
         settings_store,
         ..LaunchOptions::default()
     };

@@ -234,6 +234,40 @@ pub fn open_microphone(choice: &DeviceChoice, display_name: &str) -> OpenedMicro
     }
 }
 
+/// When a camera could not be used (missing or failing, not switched off by the user), the
+/// test pattern instead, saying so. For demos and machines without devices.
+pub fn camera_or_test_pattern(opened: OpenedCamera) -> OpenedCamera {
+    match (&opened.kind, &opened.notice) {
+        (CameraKind::Off, Some(notice)) => {
+            let reason = notice.split(". ").next().unwrap_or("No camera found");
+            OpenedCamera {
+                kind: CameraKind::TestPattern,
+                source: None,
+                notice: Some(format!("{reason} — sending the test pattern instead.")),
+            }
+        }
+        _ => opened,
+    }
+}
+
+/// When a microphone could not be used (not muted by choice), the test tone for
+/// `display_name` instead, saying so.
+pub fn microphone_or_tone(opened: OpenedMicrophone, display_name: &str) -> OpenedMicrophone {
+    match (&opened.kind, &opened.notice) {
+        (MicrophoneKind::Off, Some(notice)) => {
+            let reason = notice
+                .split(". ")
+                .next()
+                .unwrap_or("No microphone found")
+                .to_owned();
+            let mut tone = open_microphone(&DeviceChoice::TestSource, display_name);
+            tone.notice = Some(format!("{reason} — sending a test tone instead."));
+            tone
+        }
+        _ => opened,
+    }
+}
+
 /// What the speaker choice resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpeakerKind {
@@ -356,5 +390,42 @@ mod tests {
             }
             MicrophoneKind::Tone => panic!("Auto never means the tone"),
         }
+    }
+
+    #[test]
+    fn missing_devices_can_fall_back_to_the_test_sources_honestly() {
+        let camera = camera_or_test_pattern(open_camera(
+            &DeviceChoice::Auto,
+            &[],
+            VideoSettings::default(),
+        ));
+        assert_eq!(camera.kind, CameraKind::TestPattern);
+        assert_eq!(
+            camera.notice.as_deref(),
+            Some("No camera found — sending the test pattern instead.")
+        );
+        // Switched off on purpose: stays off.
+        let off = camera_or_test_pattern(open_camera(
+            &DeviceChoice::Off,
+            &[],
+            VideoSettings::default(),
+        ));
+        assert_eq!(off.kind, CameraKind::Off);
+
+        let failed = OpenedMicrophone {
+            kind: MicrophoneKind::Off,
+            source: None,
+            meter: LevelMeter::default(),
+            notice: Some(format!("No microphone found. {MIC_OFF_HINT}")),
+        };
+        let tone = microphone_or_tone(failed, "Ada");
+        assert_eq!(tone.kind, MicrophoneKind::Tone);
+        assert!(tone.source.is_some());
+        assert_eq!(
+            tone.notice.as_deref(),
+            Some("No microphone found — sending a test tone instead.")
+        );
+        let muted = microphone_or_tone(open_microphone(&DeviceChoice::Off, "Ada"), "Ada");
+        assert_eq!(muted.kind, MicrophoneKind::Off);
     }
 }

@@ -10,7 +10,8 @@ use vcall_crypto::InviteLink;
 
 use crate::devices::preview::{LocalPreview, PreviewSlots};
 use crate::devices::{
-    self, CameraKind, DeviceCatalog, MicrophoneKind, open_camera, open_microphone, open_speaker,
+    self, CameraKind, DeviceCatalog, MicrophoneKind, camera_or_test_pattern, microphone_or_tone,
+    open_camera, open_microphone, open_speaker,
 };
 use crate::engine::{
     AudioInput, AudioOutput, CallConfig, CallHandle, CallPhase, CallState, Command, VideoFrames,
@@ -652,53 +653,53 @@ impl VcallApp {
         }
     }
 
+    /// What opening the device of `slot` needs, for a job thread.
+    fn device_request(&self, slot: DeviceSlot) -> DeviceRequest {
+        DeviceRequest {
+            slot,
+            choice: self.choices.get(slot).clone(),
+            cameras: self
+                .catalog
+                .as_ref()
+                .map(|c| c.cameras.clone())
+                .unwrap_or_default(),
+            video: self.options.video,
+            name: self.display_name(),
+            test_sources_when_missing: self.options.test_sources_when_missing
+                || self.options.demo_bots > 0,
+        }
+    }
+
     /// Opens a device for the lobby in the background; it goes into the preview slots.
     fn open_lobby_device(&mut self, slot: DeviceSlot, delay: Duration) {
         let (generation, counter) = self.local.next_generation(slot);
-        let choice = self.choices.get(slot).clone();
-        let cameras = self
-            .catalog
-            .as_ref()
-            .map(|c| c.cameras.clone())
-            .unwrap_or_default();
-        let (slots, video, name) = (
-            self.preview.slots().clone(),
-            self.options.video,
-            self.display_name(),
-        );
+        let request = self.device_request(slot);
+        let slots = self.preview.slots().clone();
         self.jobs.spawn("open-device", move |jobs| {
             std::thread::sleep(delay);
             let current = || counter.load(Ordering::SeqCst) == generation;
-            jobs.send(open_for_lobby(
-                slot, &choice, &cameras, video, &name, &slots, generation, &current,
-            ));
+            jobs.send(request.open_for_lobby(&slots, generation, &current));
         });
     }
 
     /// Opens a device during a call in the background; it is then handed to the engine.
     fn open_call_device(&mut self, slot: DeviceSlot) {
-        let choice = self.choices.get(slot).clone();
-        let cameras = self
-            .catalog
-            .as_ref()
-            .map(|c| c.cameras.clone())
-            .unwrap_or_default();
-        let (video, name) = (self.options.video, self.display_name());
+        let request = self.device_request(slot);
         self.jobs.spawn("switch-device", move |jobs| {
             let done = match slot {
                 DeviceSlot::Camera => {
-                    let opened = open_camera(&choice, &cameras, video);
+                    let opened = request.camera();
                     JobDone::CallCamera(OpenedCameraInfo::of(&opened), opened.into_engine_input())
                 }
                 DeviceSlot::Microphone => {
-                    let opened = open_microphone(&choice, &name);
+                    let opened = request.microphone();
                     JobDone::CallMicrophone(
                         OpenedMicrophoneInfo::of(&opened),
                         opened.into_engine_input(),
                     )
                 }
                 DeviceSlot::Speaker => {
-                    let opened = open_speaker(&choice);
+                    let opened = open_speaker(&request.choice);
                     JobDone::CallSpeaker(
                         OpenedSpeakerInfo::of(&opened),
                         opened.into_engine_output(),
@@ -868,59 +869,84 @@ impl VcallApp {
     }
 }
 
-/// Opens one device for the lobby and puts it in the preview slots if still wanted.
-#[allow(clippy::too_many_arguments)]
-fn open_for_lobby(
+/// Everything a job thread needs to open one local device.
+struct DeviceRequest {
     slot: DeviceSlot,
-    choice: &DeviceChoice,
-    cameras: &[devices::camera::CameraDevice],
+    choice: DeviceChoice,
+    cameras: Vec<devices::camera::CameraDevice>,
     video: crate::engine::VideoSettings,
-    name: &str,
-    slots: &PreviewSlots,
-    generation: u64,
-    current: &dyn Fn() -> bool,
-) -> JobDone {
-    match slot {
-        DeviceSlot::Camera => {
-            let mut opened = open_camera(choice, cameras, video);
-            let info = OpenedCameraInfo::of(&opened);
-            if current() {
-                let preview = match opened.kind {
-                    CameraKind::Camera { .. } => opened.source.take(),
-                    CameraKind::TestPattern => {
-                        TestPatternSource::new(PREVIEW_PATTERN.0, PREVIEW_PATTERN.1)
-                            .ok()
-                            .map(|source| Box::new(source) as _)
-                    }
-                    CameraKind::Off => None,
-                };
-                drop(slots.put_video(preview));
-            }
-            JobDone::LobbyCamera {
-                generation,
-                opened: info,
-            }
+    name: String,
+    test_sources_when_missing: bool,
+}
+
+impl DeviceRequest {
+    fn camera(&self) -> devices::OpenedCamera {
+        let opened = open_camera(&self.choice, &self.cameras, self.video);
+        if self.test_sources_when_missing {
+            camera_or_test_pattern(opened)
+        } else {
+            opened
         }
-        DeviceSlot::Microphone => {
-            let mut opened = open_microphone(choice, name);
-            let info = OpenedMicrophoneInfo::of(&opened);
-            if current() {
-                drop(slots.put_audio(opened.source.take()));
-            }
-            JobDone::LobbyMicrophone {
-                generation,
-                opened: info,
-            }
+    }
+
+    fn microphone(&self) -> devices::OpenedMicrophone {
+        let opened = open_microphone(&self.choice, &self.name);
+        if self.test_sources_when_missing {
+            microphone_or_tone(opened, &self.name)
+        } else {
+            opened
         }
-        DeviceSlot::Speaker => {
-            let mut opened = open_speaker(choice);
-            let info = OpenedSpeakerInfo::of(&opened);
-            if current() {
-                drop(slots.put_speaker(opened.sink.take()));
+    }
+
+    /// Opens the device and puts it in the preview slots if it is still wanted.
+    fn open_for_lobby(
+        &self,
+        slots: &PreviewSlots,
+        generation: u64,
+        current: &dyn Fn() -> bool,
+    ) -> JobDone {
+        match self.slot {
+            DeviceSlot::Camera => {
+                let mut opened = self.camera();
+                let info = OpenedCameraInfo::of(&opened);
+                if current() {
+                    let preview = match opened.kind {
+                        CameraKind::Camera { .. } => opened.source.take(),
+                        CameraKind::TestPattern => {
+                            TestPatternSource::new(PREVIEW_PATTERN.0, PREVIEW_PATTERN.1)
+                                .ok()
+                                .map(|source| Box::new(source) as _)
+                        }
+                        CameraKind::Off => None,
+                    };
+                    drop(slots.put_video(preview));
+                }
+                JobDone::LobbyCamera {
+                    generation,
+                    opened: info,
+                }
             }
-            JobDone::LobbySpeaker {
-                generation,
-                opened: info,
+            DeviceSlot::Microphone => {
+                let mut opened = self.microphone();
+                let info = OpenedMicrophoneInfo::of(&opened);
+                if current() {
+                    drop(slots.put_audio(opened.source.take()));
+                }
+                JobDone::LobbyMicrophone {
+                    generation,
+                    opened: info,
+                }
+            }
+            DeviceSlot::Speaker => {
+                let mut opened = open_speaker(&self.choice);
+                let info = OpenedSpeakerInfo::of(&opened);
+                if current() {
+                    drop(slots.put_speaker(opened.sink.take()));
+                }
+                JobDone::LobbySpeaker {
+                    generation,
+                    opened: info,
+                }
             }
         }
     }

@@ -17,6 +17,9 @@ pub struct LaunchOptions {
     pub speaker: Option<DeviceChoice>,
     /// Host a call on the embedded relay and add this many demo peers (test pattern + tone).
     pub demo_bots: usize,
+    /// Use the test pattern / tone when a camera or microphone is missing (instead of sending
+    /// nothing); `--demo` implies it.
+    pub test_sources_when_missing: bool,
     /// Where settings live; `None` keeps them in memory only.
     pub settings_store: Option<SettingsStore>,
     /// Look for cameras and sound devices (tests turn it off to stay hermetic).
@@ -36,6 +39,7 @@ impl Default for LaunchOptions {
             microphone: None,
             speaker: None,
             demo_bots: 0,
+            test_sources_when_missing: false,
             settings_store: None,
             scan_devices: true,
             video: VideoSettings::default(),

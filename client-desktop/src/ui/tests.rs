@@ -385,3 +385,18 @@ fn device_choices_and_name_persist_between_launches() {
     assert_eq!(second.state().choices.camera, DeviceChoice::Off);
     assert_eq!(second.state().lobby.name, "Grace");
 }
+
+#[test]
+fn without_a_camera_the_demo_uses_the_test_pattern_and_says_so() {
+    let mut harness = harness(LaunchOptions {
+        camera: Some(DeviceChoice::Auto),
+        test_sources_when_missing: true,
+        ..LaunchOptions::hermetic()
+    });
+    assert!(step_until(&mut harness, |h| h
+        .query_by_label_contains("No camera found — sending the test pattern instead.")
+        .is_some()));
+    assert!(step_until(&mut harness, |h| h
+        .query_by_label("Self preview: test pattern")
+        .is_some()));
+}
