@@ -1,0 +1,134 @@
+//! AEAD: vcall's media sealing and opening beside ring's raw AES-256-GCM, in bytes/s.
+//!
+//! - `aead_seal/vcall/N`: `Session::seal` of an N-byte plaintext behind a datagram header
+//!   (sealed header, AAD over sender + kind + target + room id, counter nonce, AES-256-GCM,
+//!   appended tag), what every media packet and video frame goes through.
+//! - `aead_open/vcall/N`: `Session::open` of a freshly sealed body (header parse, key lookup,
+//!   replay check, AES-256-GCM open, replay window update). Every body needs a new counter
+//!   (the replay window rejects repeats), so each iteration opens one sealed in the untimed
+//!   setup.
+//! - `aead_seal/ring_raw/N`, `aead_open/ring_raw/N`: ring's `LessSafeKey` seal/open in place
+//!   of the same sizes, the ceiling; the open baseline uses the same batched setup (a copy of
+//!   a sealed buffer) so harness overhead is identical.
+//!
+//! Goal: vcall ≥ 0.8× ring raw at the same size. Sizes: 1200 B (a datagram), 8 KiB (a
+//! P-frame) and 64 KiB (a keyframe; ring's bulk ceiling).
+
+use std::hint::black_box;
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use vcall_benches::{PAIR_SENDER, T0_MS, config, keyed_pair};
+use vcall_proto::{DatagramHeader, DatagramKind};
+
+const SIZES: [usize; 3] = [1200, 8 * 1024, 64 * 1024];
+
+/// The baseline authenticates as many bytes as vcall's media AAD with a 32-byte room id.
+const RAW_AAD: [u8; 52] = [0xA5; 52];
+
+fn kind_for(size: usize) -> DatagramKind {
+    if size <= 1200 {
+        DatagramKind::Audio
+    } else {
+        DatagramKind::Video
+    }
+}
+
+fn ring_key() -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).expect("32-byte key"))
+}
+
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_be_bytes());
+    Nonce::assume_unique_for_key(n)
+}
+
+fn aead_seal(c: &mut Criterion) {
+    let (mut sender, _receiver) = keyed_pair();
+    let key = ring_key();
+    let mut group = c.benchmark_group("aead_seal");
+    for size in SIZES {
+        group.throughput(Throughput::Bytes(size as u64));
+        let plaintext = vec![0x5Au8; size];
+        let kind = kind_for(size);
+        let header = DatagramHeader::new(kind, None);
+        let mut out = Vec::with_capacity(size + 64);
+        group.bench_function(BenchmarkId::new("vcall", size), |b| {
+            b.iter(|| {
+                out.clear();
+                header.append(&mut out);
+                sender
+                    .seal(kind, None, black_box(&plaintext), &mut out)
+                    .expect("seal");
+                black_box(&out);
+            })
+        });
+        let mut buf = plaintext.clone();
+        let mut counter = 0u64;
+        group.bench_function(BenchmarkId::new("ring_raw", size), |b| {
+            b.iter(|| {
+                counter += 1;
+                let tag = key
+                    .seal_in_place_separate_tag(nonce(counter), Aad::from(&RAW_AAD), &mut buf)
+                    .expect("seal");
+                let _ = black_box(tag);
+            })
+        });
+    }
+    group.finish();
+}
+
+fn aead_open(c: &mut Criterion) {
+    let (mut sender, mut receiver) = keyed_pair();
+    let key = ring_key();
+    let mut group = c.benchmark_group("aead_open");
+    for size in SIZES {
+        group.throughput(Throughput::Bytes(size as u64));
+        let plaintext = vec![0x5Au8; size];
+        let kind = kind_for(size);
+        group.bench_function(BenchmarkId::new("vcall", size), |b| {
+            b.iter_batched(
+                || {
+                    let mut body = Vec::with_capacity(size + 64);
+                    sender
+                        .seal(kind, None, &plaintext, &mut body)
+                        .expect("seal");
+                    body
+                },
+                |mut body| {
+                    let plain = receiver
+                        .open(PAIR_SENDER, kind, None, &mut body, T0_MS)
+                        .expect("open");
+                    black_box(plain.len());
+                    body
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        let mut sealed = plaintext.clone();
+        key.seal_in_place_append_tag(nonce(1), Aad::from(&RAW_AAD), &mut sealed)
+            .expect("seal");
+        group.bench_function(BenchmarkId::new("ring_raw", size), |b| {
+            b.iter_batched(
+                || sealed.clone(),
+                |mut body| {
+                    let plain = key
+                        .open_in_place(nonce(1), Aad::from(&RAW_AAD), &mut body)
+                        .expect("open");
+                    black_box(plain.len());
+                    body
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = aead_seal, aead_open
+}
+criterion_main!(benches);
