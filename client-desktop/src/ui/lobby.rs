@@ -247,10 +247,13 @@ impl VcallApp {
             ui.add_space(12.0);
             ui.label(RichText::new("Recent calls").strong());
             for link in self.settings.recent_links.clone() {
-                let shown = redact(&link);
+                let shown = short_link(&link);
                 if ui
                     .link(&shown)
-                    .on_hover_text("Put this link in the join field")
+                    .on_hover_text(format!(
+                        "{}\nPut this link in the join field",
+                        redact(&link)
+                    ))
                     .clicked()
                 {
                     self.lobby.join_link = link;
@@ -260,13 +263,20 @@ impl VcallApp {
         if let Some(link) = self.last_link.clone() {
             ui.add_space(12.0);
             ui.horizontal(|ui| {
-                ui.label(RichText::new(format!("Last invite link: {}", redact(&link))).small());
+                ui.label(RichText::new(format!("Last invite link: {}", short_link(&link))).small())
+                    .on_hover_text(redact(&link));
                 if labeled_button(ui, "Copy", "Copy invite link").clicked() {
                     actions.push(UiAction::CopyInviteLink);
                 }
             });
         }
     }
+}
+
+/// `vcall://host:port/room`: a link without fingerprint and secret, short enough for a list.
+pub fn short_link(link: &str) -> String {
+    let end = link.find(['?', '#']).unwrap_or(link.len());
+    link[..end].to_owned()
 }
 
 /// A link without its secret fragment, safe to show on screen.
@@ -314,5 +324,7 @@ mod tests {
             "vcall://h:1/r?fp=ab#…"
         );
         assert_eq!(redact("vcall://h:1/r"), "vcall://h:1/r");
+        assert_eq!(short_link("vcall://h:1/r?fp=ab#k=SECRET"), "vcall://h:1/r");
+        assert_eq!(short_link("vcall://h:1/r#k=SECRET"), "vcall://h:1/r");
     }
 }
