@@ -115,7 +115,10 @@ impl VcallApp {
                         &self.choices.camera,
                         catalog.as_ref(),
                         actions,
-                    )
+                    );
+                    if let CameraKind::Camera { mode, .. } = self.local.camera_kind() {
+                        ui.label(RichText::new(mode.to_string()).small().weak());
+                    }
                 });
                 ui.end_row();
                 ui.label("Microphone");
