@@ -4,7 +4,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nokhwa::Camera;
@@ -22,6 +21,8 @@ use crate::media::{I420Frame, MediaError};
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the first pull waits for the camera's first picture.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long closing waits for the capture thread to release the device.
+const STOP_TIMEOUT: Duration = Duration::from_secs(1);
 /// Consecutive undecodable frames after which the camera is reported as failing.
 const MAX_BAD_FRAMES: u32 = 30;
 
@@ -135,7 +136,8 @@ struct Latest {
 pub struct CameraSource {
     mailbox: Arc<Mailbox>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Disconnects when the capture thread has ended.
+    finished: mpsc::Receiver<()>,
     device: CameraDevice,
     mode: CaptureMode,
     current: Option<I420Frame>,
@@ -159,11 +161,15 @@ impl CameraSource {
         let mailbox = Arc::new(Mailbox::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (opened_tx, opened_rx) = mpsc::sync_channel(1);
+        let (finished_tx, finished) = mpsc::channel::<()>();
         let thread = {
             let (mailbox, stop, index) = (Arc::clone(&mailbox), Arc::clone(&stop), device.index);
             std::thread::Builder::new()
                 .name(format!("camera-{index}"))
-                .spawn(move || capture_thread(index, wanted, &mailbox, &stop, opened_tx))
+                .spawn(move || {
+                    capture_thread(index, wanted, &mailbox, &stop, opened_tx);
+                    drop(finished_tx);
+                })
                 .map_err(|e| DeviceError::Thread(e.to_string()))?
         };
         let mode = match opened_rx.recv_timeout(OPEN_TIMEOUT) {
@@ -183,7 +189,7 @@ impl CameraSource {
         Ok(Self {
             mailbox,
             stop,
-            thread: Some(thread),
+            finished,
             device: device.clone(),
             mode,
             current: None,
@@ -250,10 +256,9 @@ impl VideoSource for CameraSource {
 impl Drop for CameraSource {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            // The thread notices the flag after at most one frame interval.
-            let _ = thread.join();
-        }
+        // The thread notices the flag after at most one frame; wait that long so the device is
+        // free to reopen, but never hang on a camera that stopped delivering frames.
+        let _ = self.finished.recv_timeout(STOP_TIMEOUT);
     }
 }
 
