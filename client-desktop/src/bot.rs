@@ -91,6 +91,7 @@ impl Report {
             CallPhase::Ended {
                 reason,
                 error: true,
+                ..
             } => {
                 errors.push(reason.clone());
                 true
@@ -237,6 +238,7 @@ mod tests {
             phase: CallPhase::Ended {
                 reason: "room full".into(),
                 error: true,
+                kind: crate::engine::EndReason::RoomFull,
             },
             ..CallState::default()
         };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use vcall_crypto::InviteLink;
 use vcall_desktop::engine::{
-    CallConfig, CallHandle, CallPhase, CallState, Command, PeerState, VideoSettings,
+    CallConfig, CallHandle, CallPhase, CallState, Command, EndReason, PeerState, VideoSettings,
     fresh_invite_link,
 };
 use vcall_desktop::media::tone::frequency_for_name;
@@ -294,8 +294,13 @@ fn a_wrong_certificate_fingerprint_is_refused_with_a_clear_message() {
     let call = CallHandle::start(small_call(&link, "Alice"), None);
     wait_for("the call to fail", Duration::from_secs(20), || call.ended());
     match call.state().phase {
-        CallPhase::Ended { reason, error } => {
+        CallPhase::Ended {
+            reason,
+            error,
+            kind,
+        } => {
             assert!(error);
+            assert_eq!(kind, EndReason::CertificateMismatch);
             assert!(reason.contains("fingerprint"), "{reason}");
         }
         other => panic!("unexpected phase {other:?}"),
@@ -308,10 +313,16 @@ fn an_unreachable_relay_and_a_bad_link_end_the_call_with_advice() {
     wait_for("the bad link to fail", Duration::from_secs(5), || {
         bad.ended()
     });
-    let CallPhase::Ended { reason, error } = bad.state().phase else {
+    let CallPhase::Ended {
+        reason,
+        error,
+        kind,
+    } = bad.state().phase
+    else {
         panic!("not ended")
     };
     assert!(error && reason.contains("link"), "{reason}");
+    assert_eq!(kind, EndReason::InvalidLink);
 
     // A port nobody listens on (bind then drop a UDP socket to find one).
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
@@ -322,10 +333,16 @@ fn an_unreachable_relay_and_a_bad_link_end_the_call_with_advice() {
     let link = fresh_invite_link("127.0.0.1", port, Some(&"ab".repeat(32)), "nobody").unwrap();
     let call = CallHandle::start(small_call(&link, "Alice"), None);
     wait_for("the call to fail", Duration::from_secs(30), || call.ended());
-    let CallPhase::Ended { reason, error } = call.state().phase else {
+    let CallPhase::Ended {
+        reason,
+        error,
+        kind,
+    } = call.state().phase
+    else {
         panic!("not ended")
     };
     assert!(error, "{reason}");
+    assert_eq!(kind, EndReason::Unreachable);
     assert!(
         reason.contains("did not answer") || reason.contains("UDP"),
         "{reason}"

@@ -161,10 +161,10 @@ impl AudioEngine {
                         );
                     }
                     Ok(AudioJob::PeerLeft(peer)) => {
-                        if let Some(p) = peers.remove(&peer) {
-                            if let Some(r) = p.recorder {
-                                let _ = r.finish();
-                            }
+                        if let Some(p) = peers.remove(&peer)
+                            && let Some(r) = p.recorder
+                        {
+                            let _ = r.finish();
                         }
                     }
                     Ok(AudioJob::SetInput(input)) => {
@@ -204,27 +204,28 @@ impl AudioEngine {
                 }
                 echo.process(&mut near, mixer.far_reference());
                 level_dbfs = rms_dbfs(&near);
-                if !muted && source.is_some() {
-                    if let Some(enc) = encoder.as_mut() {
-                        if enc.encode(&near, &mut encoded).is_ok() && !encoded.is_empty() {
-                            let mut plain = Vec::with_capacity(AudioMeta::LEN + encoded.len());
-                            AudioMeta {
-                                capture_time_us: wall_clock_us(),
-                                sequence,
-                            }
-                            .append(&mut plain);
-                            plain.extend_from_slice(&encoded);
-                            sequence = sequence.wrapping_add(1);
-                            if to_network.try_send(ToNetwork::Audio { plain }).is_err()
-                                && to_network.is_closed()
-                            {
-                                return;
-                            }
-                        }
+                if !muted
+                    && source.is_some()
+                    && let Some(enc) = encoder.as_mut()
+                    && enc.encode(&near, &mut encoded).is_ok()
+                    && !encoded.is_empty()
+                {
+                    let mut plain = Vec::with_capacity(AudioMeta::LEN + encoded.len());
+                    AudioMeta {
+                        capture_time_us: wall_clock_us(),
+                        sequence,
+                    }
+                    .append(&mut plain);
+                    plain.extend_from_slice(&encoded);
+                    sequence = sequence.wrapping_add(1);
+                    if to_network.try_send(ToNetwork::Audio { plain }).is_err()
+                        && to_network.is_closed()
+                    {
+                        return;
                     }
                 }
             }
-            if tick % 5 == 0 {
+            if tick.is_multiple_of(5) {
                 let speaking = !muted && level_dbfs > SPEAKING_DBFS;
                 let level = (((level_dbfs + 60.0) / 60.0).clamp(0.0, 1.0) * 255.0) as u8;
                 let _ = to_network.try_send(ToNetwork::LocalLevel {

@@ -21,8 +21,8 @@ pub use handle::{CallHandle, Command, RgbaFrame, VideoFrames, Waker};
 pub use invite::{fresh_invite_link, random_room_name};
 pub use run::redact_link;
 pub use state::{
-    CallPhase, CallState, HandshakeEvent, LatencyStats, PeerState, PeerStats, SecurityState,
-    SentStats,
+    CallPhase, CallState, EndReason, HandshakeEvent, LatencyStats, PeerState, PeerStats,
+    SecurityState, SentStats,
 };
 
 /// What the codec threads hand to the network task.

@@ -11,13 +11,14 @@ use bytes::Bytes;
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
 use vcall_crypto::{Action, OpenError, Session};
 use vcall_proto::control::{ControlDecoder, ControlFrame, ErrorCode};
+use vcall_proto::e2ee::SealedHeader;
 use vcall_proto::fragment::{FragmentHeader, Reassembler, ReassemblyConfig, fragment_frame};
 use vcall_proto::media::{AudioMeta, Feedback, Heartbeat, VideoMeta};
 use vcall_proto::{DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE, PeerId};
 
 use super::audio::AudioJob;
 use super::handle::{Command, Waker};
-use super::state::{CallPhase, CallState, HandshakeEvent, PeerState};
+use super::state::{CallPhase, CallState, EndReason, HandshakeEvent, PeerState};
 use super::stats::MediaBoard;
 use super::video::{DecodeJob, VideoControl};
 use super::{ToNetwork, unix_ms, wall_clock_us};
@@ -77,7 +78,7 @@ pub(crate) struct Call {
 /// How the call loop ended.
 pub(crate) enum Ending {
     Left,
-    Failed(String),
+    Failed(EndReason, String),
 }
 
 impl Call {
@@ -97,6 +98,7 @@ impl Call {
         let mut local_level = (false, 0u8);
         let mut read_buf = vec![0u8; 16 * 1024];
         let mut sent_bytes_at_last_state = 0u64;
+        let mut sent_frames_at_last_state = 0u64;
         self.drain_actions().await;
         self.publish(&mut peers, 1.0, 0.0);
 
@@ -115,7 +117,7 @@ impl Call {
                                     }
                                     Ok(None) => break,
                                     Err(e) => {
-                                        return Ending::Failed(format!("the relay sent an invalid control frame ({e}); please report this"));
+                                        return Ending::Failed(EndReason::Internal, format!("the relay sent an invalid control frame ({e}); please report this"));
                                     }
                                 }
                             }
@@ -123,14 +125,14 @@ impl Call {
                                 break ending;
                             }
                         }
-                        Ok(None) => break Ending::Failed("the relay closed the call".into()),
-                        Err(e) => break Ending::Failed(connection_lost(&e.to_string())),
+                        Ok(None) => break Ending::Failed(EndReason::ConnectionLost, "the relay closed the call".into()),
+                        Err(e) => break Ending::Failed(EndReason::ConnectionLost, connection_lost(&e.to_string())),
                     }
                 }
                 datagram = self.conn.read_datagram() => {
                     match datagram {
                         Ok(d) => self.on_datagram(d, &mut peers, &pipes, &mut last_forced_keyframe),
-                        Err(e) => break Ending::Failed(connection_lost(&e.to_string())),
+                        Err(e) => break Ending::Failed(EndReason::ConnectionLost, connection_lost(&e.to_string())),
                     }
                 }
                 cmd = commands.recv() => {
@@ -184,10 +186,23 @@ impl Call {
                     if now.duration_since(last_state) >= STATE_INTERVAL {
                         let secs = now.duration_since(last_state).as_secs_f64();
                         last_state = now;
-                        let sent_bytes = self.state.lock().map(|s| s.sent.bytes).unwrap_or(0);
-                        let out_kbps = (sent_bytes - sent_bytes_at_last_state.min(sent_bytes)) as f64 * 8.0 / 1000.0 / secs;
+                        let (sent_bytes, sent_frames) = self
+                            .state
+                            .lock()
+                            .map(|s| (s.sent.bytes, s.sent.video_frames))
+                            .unwrap_or_default();
+                        let out_kbps = sent_bytes.saturating_sub(sent_bytes_at_last_state) as f64 * 8.0 / 1000.0 / secs;
+                        let fps = sent_frames.saturating_sub(sent_frames_at_last_state) as f64 / secs;
                         sent_bytes_at_last_state = sent_bytes;
-                        self.update(|s| s.speaking = local_level.0);
+                        sent_frames_at_last_state = sent_frames;
+                        self.update(|s| {
+                            s.speaking = local_level.0;
+                            s.sent.fps = fps;
+                            if fps == 0.0 {
+                                s.sent.width = 0;
+                                s.sent.height = 0;
+                            }
+                        });
                         self.publish(&mut peers, secs, out_kbps);
                     }
                 }
@@ -204,7 +219,7 @@ impl Call {
 
     fn take_ending(&mut self) -> Option<Ending> {
         self.state.lock().ok().and_then(|s| match &s.phase {
-            CallPhase::Ended { reason, .. } => Some(Ending::Failed(reason.clone())),
+            CallPhase::Ended { reason, kind, .. } => Some(Ending::Failed(*kind, reason.clone())),
             _ => None,
         })
     }
@@ -238,7 +253,7 @@ impl Call {
             }
             ControlFrame::Pong(_) => {}
             ControlFrame::GoAway { code, message } => {
-                self.end(format!(
+                self.end(EndReason::RelayShutDown, format!(
                     "The relay is shutting down ({code}{}). Rejoin in a moment, or use another relay.",
                     if message.is_empty() { String::new() } else { format!(": {message}") }
                 ));
@@ -248,12 +263,23 @@ impl Call {
                 if code == ErrorCode::UnknownPeer {
                     // A signal raced with that peer leaving: harmless.
                 } else {
-                    self.end(format!("The relay reported an error: {code} ({message})."));
+                    let kind = if code == ErrorCode::RoomFull {
+                        EndReason::RoomFull
+                    } else {
+                        EndReason::RelayRefused
+                    };
+                    self.end(
+                        kind,
+                        format!("The relay reported an error: {code} ({message})."),
+                    );
                     return Some(());
                 }
             }
             ControlFrame::Hello { .. } | ControlFrame::Welcome { .. } | ControlFrame::Leave => {
-                self.end("The relay sent an unexpected frame; please report this.".into());
+                self.end(
+                    EndReason::Internal,
+                    "The relay sent an unexpected frame; please report this.".into(),
+                );
                 return Some(());
             }
         }
@@ -261,11 +287,12 @@ impl Call {
         None
     }
 
-    fn end(&self, reason: String) {
+    fn end(&self, kind: EndReason, reason: String) {
         if let Ok(mut s) = self.state.lock() {
             s.phase = CallPhase::Ended {
                 reason,
                 error: true,
+                kind,
             };
         }
     }
@@ -339,6 +366,12 @@ impl Call {
     /// Seals a frame in place (its first `SealedHeader::LEN` bytes are reserved), fragments it
     /// and sends the datagrams.
     fn send_video(&mut self, mut sealed: Vec<u8>, frame_id: u32) {
+        if let Some(Ok((meta, _))) = sealed.get(SealedHeader::LEN..).map(VideoMeta::decode) {
+            self.update(|s| {
+                s.sent.width = u32::from(meta.width);
+                s.sent.height = u32::from(meta.height);
+            });
+        }
         if self
             .session
             .seal_in_place(DatagramKind::Video, None, &mut sealed, 0)
@@ -538,13 +571,12 @@ impl Call {
                     now_ms,
                 ) {
                     Ok(plain) => {
-                        if let Ok(Feedback::KeyframeRequest { .. }) = Feedback::decode(plain) {
-                            if last_forced_keyframe
+                        if let Ok(Feedback::KeyframeRequest { .. }) = Feedback::decode(plain)
+                            && last_forced_keyframe
                                 .is_none_or(|t| now.duration_since(t) >= KEYFRAME_FORCE_INTERVAL)
-                            {
-                                *last_forced_keyframe = Some(now);
-                                let _ = pipes.video_control.send(VideoControl::ForceKeyframe);
-                            }
+                        {
+                            *last_forced_keyframe = Some(now);
+                            let _ = pipes.video_control.send(VideoControl::ForceKeyframe);
                         }
                     }
                     Err(e) => note_open_error(p, &e),

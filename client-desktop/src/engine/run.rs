@@ -12,10 +12,11 @@ use vcall_proto::{PROTOCOL_VERSION, PeerId};
 
 use super::audio::AudioEngine;
 use super::config::CallConfig;
+use super::connect::ConnectError;
 use super::connect::connect;
 use super::handle::{CallHandle, Command, VideoFrames, Waker};
 use super::network::{Call, Ending, Pipes};
-use super::state::{CallPhase, CallState};
+use super::state::{CallPhase, CallState, EndReason};
 use super::stats::MediaBoard;
 use super::unix_ms;
 use super::video::{VideoReceiver, VideoSender};
@@ -53,14 +54,20 @@ pub(crate) fn start(config: CallConfig, waker: Option<Waker>) -> CallHandle {
                     frames2,
                     waker2.clone(),
                 )),
-                Err(e) => Ending::Failed(format!("cannot start the network runtime: {e}")),
+                Err(e) => Ending::Failed(
+                    EndReason::Internal,
+                    format!("cannot start the network runtime: {e}"),
+                ),
             };
             finish(&state2, ending, waker2.as_ref());
         });
     if let Err(e) = spawned {
         finish(
             &state,
-            Ending::Failed(format!("cannot start the call thread: {e}")),
+            Ending::Failed(
+                EndReason::Internal,
+                format!("cannot start the call thread: {e}"),
+            ),
             waker.as_ref(),
         );
     }
@@ -72,29 +79,39 @@ pub(crate) fn start(config: CallConfig, waker: Option<Waker>) -> CallHandle {
 }
 
 fn finish(state: &Mutex<CallState>, ending: Ending, waker: Option<&Waker>) {
-    if let Ok(mut s) = state.lock() {
-        if !matches!(s.phase, CallPhase::Ended { .. }) {
-            s.phase = match ending {
-                Ending::Left => CallPhase::Ended {
-                    reason: String::new(),
-                    error: false,
-                },
-                Ending::Failed(reason) => {
-                    tracing::warn!(%reason, "call ended");
-                    CallPhase::Ended {
-                        reason,
-                        error: true,
-                    }
+    if let Ok(mut s) = state.lock()
+        && !matches!(s.phase, CallPhase::Ended { .. })
+    {
+        s.phase = match ending {
+            Ending::Left => CallPhase::Ended {
+                reason: String::new(),
+                error: false,
+                kind: EndReason::Left,
+            },
+            Ending::Failed(kind, reason) => {
+                tracing::warn!(%reason, ?kind, "call ended");
+                CallPhase::Ended {
+                    reason,
+                    error: true,
+                    kind,
                 }
-            };
-        }
+            }
+        };
     }
     if let Some(w) = waker {
         w();
     }
 }
 
-fn refusal(code: ErrorCode, message: &str) -> String {
+/// A join failure: why (as a value) and the sentence for the user.
+type Failure = (EndReason, String);
+
+fn refusal(code: ErrorCode, message: &str) -> Failure {
+    let kind = match code {
+        ErrorCode::RoomFull => EndReason::RoomFull,
+        ErrorCode::ShuttingDown => EndReason::RelayShutDown,
+        _ => EndReason::RelayRefused,
+    };
     let what_next = match code {
         ErrorCode::RoomFull => "This call is full. Try again later.",
         ErrorCode::UnsupportedVersion => "This relay runs another vcall version. Update the app.",
@@ -104,24 +121,30 @@ fn refusal(code: ErrorCode, message: &str) -> String {
         ErrorCode::ShuttingDown => "The relay is shutting down. Rejoin in a moment.",
         _ => "The relay refused the call.",
     };
-    format!("{what_next} (relay said: {code}: {message})")
+    (kind, format!("{what_next} (relay said: {code}: {message})"))
 }
 
 async fn read_frame(
     recv: &mut quinn::RecvStream,
     decoder: &mut ControlDecoder,
-) -> Result<ControlFrame, String> {
+) -> Result<ControlFrame, Failure> {
+    let lost = |why: String| (EndReason::ConnectionLost, why);
     let mut buf = [0u8; 4096];
     loop {
         match decoder.next_frame() {
             Ok(Some(f)) => return Ok(f),
             Ok(None) => {}
-            Err(e) => return Err(format!("the relay sent an invalid frame ({e})")),
+            Err(e) => {
+                return Err((
+                    EndReason::Internal,
+                    format!("the relay sent an invalid frame ({e})"),
+                ));
+            }
         }
         match recv.read(&mut buf).await {
             Ok(Some(n)) => decoder.push(&buf[..n]),
-            Ok(None) => return Err("the relay closed the call before admitting us".into()),
-            Err(e) => return Err(format!("the relay closed the call: {e}")),
+            Ok(None) => return Err(lost("the relay closed the call before admitting us".into())),
+            Err(e) => return Err(lost(format!("the relay closed the call: {e}"))),
         }
     }
 }
@@ -135,7 +158,7 @@ async fn join_and_run(
 ) -> Ending {
     match join(config, commands, state, frames, waker).await {
         Ok(ending) => ending,
-        Err(reason) => Ending::Failed(reason),
+        Err((kind, reason)) => Ending::Failed(kind, reason),
     }
 }
 
@@ -145,10 +168,15 @@ async fn join(
     state: Arc<Mutex<CallState>>,
     frames: Arc<VideoFrames>,
     waker: Option<Waker>,
-) -> Result<Ending, String> {
+) -> Result<Ending, Failure> {
+    let internal = |why: String| (EndReason::Internal, why);
     let start_unix_ms = unix_ms();
-    let link = InviteLink::parse(&config.link)
-        .map_err(|e| format!("This invite link is not valid: {e}. Ask for a new one."))?;
+    let link = InviteLink::parse(&config.link).map_err(|e| {
+        (
+            EndReason::InvalidLink,
+            format!("This invite link is not valid: {e}. Ask for a new one."),
+        )
+    })?;
     if let Ok(mut s) = state.lock() {
         s.relay = link.authority();
         s.room = link.room.clone();
@@ -164,15 +192,31 @@ async fn join(
     let fingerprint = link.relay_fingerprint.map(hex::encode);
     let (endpoint, conn) = connect(&link.host, link.port, fingerprint.as_deref())
         .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| format!("cannot open the control stream: {e}"))?;
+        .map_err(|e| {
+            let kind = match e {
+                ConnectError::CertificateMismatch => EndReason::CertificateMismatch,
+                ConnectError::Tls(_) | ConnectError::Socket(_) => EndReason::Internal,
+                ConnectError::Resolve(_) | ConnectError::Unreachable { .. } => {
+                    EndReason::Unreachable
+                }
+            };
+            (kind, e.to_string())
+        })?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| {
+        (
+            EndReason::ConnectionLost,
+            format!("cannot open the control stream: {e}"),
+        )
+    })?;
     let room_keys = keys_task
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot derive the room keys: {e}"))?;
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| {
+            (
+                EndReason::InvalidLink,
+                format!("cannot derive the room keys: {e}"),
+            )
+        })?;
     let hello = ControlFrame::Hello {
         version: PROTOCOL_VERSION,
         room: Bytes::copy_from_slice(
@@ -184,24 +228,36 @@ async fn join(
         // With a room secret, names travel only inside sealed announcements.
         name: (!room_keys.has_secret()).then(|| config.display_name.clone()),
     };
-    send.write_all(&hello.to_bytes())
-        .await
-        .map_err(|e| format!("cannot send to the relay: {e}"))?;
+    send.write_all(&hello.to_bytes()).await.map_err(|e| {
+        (
+            EndReason::ConnectionLost,
+            format!("cannot send to the relay: {e}"),
+        )
+    })?;
     let mut decoder = ControlDecoder::new(DEFAULT_MAX_CONTROL_FRAME);
     let first = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut recv, &mut decoder))
         .await
-        .map_err(|_| "the relay did not admit us within 10 s; try again".to_string())??;
+        .map_err(|_| {
+            (
+                EndReason::Unreachable,
+                "the relay did not admit us within 10 s; try again".to_string(),
+            )
+        })??;
     let (me, roster) = match first {
         ControlFrame::Welcome { peer, roster } => (peer, roster),
         ControlFrame::Error { code, message } | ControlFrame::GoAway { code, message } => {
             return Err(refusal(code, &message));
         }
-        _ => return Err("the relay answered with an unexpected frame".into()),
+        _ => {
+            return Err(internal(
+                "the relay answered with an unexpected frame".into(),
+            ));
+        }
     };
     let identity = identity_task
         .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot create the session keys: {e}"))?;
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(format!("cannot create the session keys: {e}")))?;
     let mut session = Session::new(
         Arc::new(identity),
         room_keys,
@@ -256,7 +312,7 @@ async fn join(
     };
     if let Some(dir) = &config.record_dir {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
     }
     let threads = [
         std::thread::Builder::new()
@@ -271,7 +327,7 @@ async fn join(
     ];
     let mut handles = Vec::new();
     for t in threads {
-        handles.push(t.map_err(|e| format!("cannot start a media thread: {e}"))?);
+        handles.push(t.map_err(|e| internal(format!("cannot start a media thread: {e}")))?);
     }
 
     let call = Call {

@@ -2,6 +2,30 @@
 
 use vcall_proto::PeerId;
 
+/// Why a call ended, for the UI to pick its advice (the sentence says the details).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EndReason {
+    /// The user left.
+    #[default]
+    Left,
+    /// The invite link cannot be parsed or its secret is unusable.
+    InvalidLink,
+    /// The relay could not be resolved or did not answer.
+    Unreachable,
+    /// The relay's certificate does not match the link's fingerprint.
+    CertificateMismatch,
+    /// The room is full.
+    RoomFull,
+    /// The relay refused for another reason (capacity, version, rate limits...).
+    RelayRefused,
+    /// The relay is shutting down (GoAway).
+    RelayShutDown,
+    /// The connection dropped during the call.
+    ConnectionLost,
+    /// A local problem (threads, codecs) or a protocol violation.
+    Internal,
+}
+
 /// Where the call is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum CallPhase {
@@ -11,8 +35,12 @@ pub enum CallPhase {
     /// Joined the room; media flowing as keys arrive.
     InCall,
     /// The call ended; `reason` is a human sentence saying why and what to do next
-    /// (empty for a normal leave).
-    Ended { reason: String, error: bool },
+    /// (empty for a normal leave), `kind` the same as a value.
+    Ended {
+        reason: String,
+        error: bool,
+        kind: EndReason,
+    },
 }
 
 /// End-to-end security as shown to the user.
@@ -71,13 +99,17 @@ pub struct PeerState {
 }
 
 /// What this client sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct SentStats {
     pub video_frames: u64,
     pub audio_frames: u64,
     pub datagrams: u64,
     pub bytes: u64,
     pub bitrate_out_kbps: u64,
+    /// Size and rate of the video being sent (0 when the camera is off).
+    pub width: u32,
+    pub height: u32,
+    pub fps: f64,
 }
 
 /// One entry of the key-exchange log (names match the bot report).

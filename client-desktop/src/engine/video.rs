@@ -117,10 +117,11 @@ impl VideoSender {
                         }
                     }
                     Ok(VideoControl::SetCameraOff(off)) => {
-                        if camera_off && !off {
-                            if let Some(enc) = encoder.as_mut() {
-                                enc.force_keyframe();
-                            }
+                        if camera_off
+                            && !off
+                            && let Some(enc) = encoder.as_mut()
+                        {
+                            enc.force_keyframe();
                         }
                         camera_off = off;
                     }
@@ -284,10 +285,10 @@ impl VideoReceiver {
         while let Ok(job) = self.jobs.recv() {
             match job {
                 DecodeJob::PeerLeft(peer) => {
-                    if let Some(mut p) = peers.remove(&peer) {
-                        if let Some(r) = p.recorder.take() {
-                            let _ = r.into_inner();
-                        }
+                    if let Some(mut p) = peers.remove(&peer)
+                        && let Some(r) = p.recorder.take()
+                    {
+                        let _ = r.into_inner();
                     }
                     self.frames.remove(peer);
                 }

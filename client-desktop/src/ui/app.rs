@@ -353,12 +353,17 @@ impl VcallApp {
             && let Some(handle) = &call.handle
         {
             call.state = handle.state();
-            if let CallPhase::Ended { reason, error } = &call.state.phase {
-                ended = Some((reason.clone(), *error));
+            if let CallPhase::Ended {
+                reason,
+                error,
+                kind,
+            } = &call.state.phase
+            {
+                ended = Some((reason.clone(), *error, *kind));
             }
         }
-        if let Some((reason, error)) = ended {
-            self.return_to_lobby(error.then(|| explain_end(&reason, error)));
+        if let Some((reason, error, kind)) = ended {
+            self.return_to_lobby(error.then(|| explain_end(kind, &reason)));
         }
         self.run_pending();
         if let Some((_, shown)) = &self.toast

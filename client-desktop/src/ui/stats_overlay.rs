@@ -26,9 +26,15 @@ pub fn peer_stats_text(stats: &PeerStats) -> String {
 /// What you send, and how long the UI takes per frame.
 pub fn self_stats_text(state: &CallState, timer: &FrameTimer) -> String {
     let ui = timer.ui_summary();
+    let sent = &state.sent;
+    let video = if sent.width > 0 {
+        format!("{}x{} @ {:.0} fps", sent.width, sent.height, sent.fps)
+    } else {
+        "no video".to_owned()
+    };
     format!(
-        "sending {} kbit/s · {} video frames\nUI {:.1} ms/frame (p95 {:.1})",
-        state.sent.bitrate_out_kbps, state.sent.video_frames, ui.p50_ms, ui.p95_ms
+        "sending {video} · {} kbit/s · {} video frames\nUI {:.1} ms/frame (p95 {:.1})",
+        sent.bitrate_out_kbps, sent.video_frames, ui.p50_ms, ui.p95_ms
     )
 }
 
@@ -58,5 +64,19 @@ mod tests {
             "1280×720 · 30 fps · 1480 kbit/s\nRTT 3 ms · lost 2 · latency 41 ms (p95 48)"
         );
         assert!(peer_stats_text(&PeerStats::default()).starts_with("no video"));
+    }
+
+    #[test]
+    fn self_stats_say_what_is_sent() {
+        let mut state = CallState::default();
+        let timer = FrameTimer::default();
+        assert!(self_stats_text(&state, &timer).contains("no video"));
+        state.sent.width = 640;
+        state.sent.height = 360;
+        state.sent.fps = 29.6;
+        state.sent.bitrate_out_kbps = 512;
+        let text = self_stats_text(&state, &timer);
+        assert!(text.contains("640x360 @ 30 fps"), "{text}");
+        assert!(text.contains("512 kbit/s"), "{text}");
     }
 }

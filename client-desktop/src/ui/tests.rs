@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use vcall_proto::PeerId;
 
 use crate::engine::{
-    CallHandle, CallPhase, CallState, Command, PeerState, SecurityState, VideoFrames,
+    CallHandle, CallPhase, CallState, Command, EndReason, PeerState, SecurityState, VideoFrames,
 };
 use crate::settings::DeviceChoice;
 
@@ -266,6 +266,7 @@ fn a_failed_call_returns_to_the_lobby_with_advice() {
         state.phase = CallPhase::Ended {
             reason: "could not connect to 10.1.2.3:4433: timed out".into(),
             error: true,
+            kind: EndReason::Unreachable,
         };
     });
     harness.step();
