@@ -28,6 +28,9 @@ use vcall_relay::{CertificateSource, Limits, Relay, RelayConfig, RelayHandle, Re
 
 const RECEIVER_COUNTS: [usize; 3] = [1, 3, 10];
 
+/// Per (receivers, forwarder): datagrams forwarded and the time it took, over all iterations.
+type Totals = BTreeMap<(usize, &'static str), (u64, Duration)>;
+
 /// Counts datagrams received by every receiver and wakes the bench thread at a target.
 #[derive(Default)]
 struct Progress {
@@ -285,7 +288,7 @@ async fn relay_topology(receivers: usize) -> Topology {
         tasks,
         relay: Some(relay),
         bare: None,
-        clients: clients,
+        clients,
     }
 }
 
@@ -352,14 +355,14 @@ async fn bare_topology(receivers: usize) -> Topology {
         tasks,
         relay: None,
         bare: Some(endpoint),
-        clients: clients,
+        clients,
     }
 }
 
 fn relay_fanout(c: &mut Criterion) {
     let runtime = Runtime::new().expect("tokio runtime");
     // (forwarder, receivers) → (datagrams received, time) over every measured sample.
-    let totals: Arc<Mutex<BTreeMap<(usize, &'static str), (u64, Duration)>>> = Arc::default();
+    let totals: Arc<Mutex<Totals>> = Arc::default();
     let mut group = c.benchmark_group("relay_fanout");
     group.sample_size(10);
     group.warm_up_time(Duration::from_millis(500));
