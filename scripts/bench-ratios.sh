@@ -24,11 +24,11 @@ else
     OUT="$(mktemp -d -t vcall-criterion.XXXXXX)"
     if [[ -z "${KEEP:-}" ]]; then trap 'rm -rf "$OUT"' EXIT; else echo "criterion data in $OUT"; fi
     BENCH_ARGS=()
-    if [[ $# -eq 0 ]]; then
-        BENCH_ARGS=(--benches)
-    else
-        for suite in "$@"; do BENCH_ARGS+=(--bench "$suite"); done
+    SUITES=("$@")
+    if [[ ${#SUITES[@]} -eq 0 ]]; then
+        SUITES=(aead handshake video audio proto relay_fanout)
     fi
+    for suite in "${SUITES[@]}"; do BENCH_ARGS+=(--bench "$suite"); done
     # CRITERION_HOME: criterion's output directory (kept apart from the shared target dir).
     CRITERION_HOME="$OUT" cargo bench -p vcall-benches "${BENCH_ARGS[@]}" -- \
         --warm-up-time "$WARMUP" --measurement-time "$MEASURE" --noplot 2>&1 \
@@ -87,6 +87,9 @@ def pair(name, mine, base, unit, goal=None):
 for op in ("seal", "open"):
     for n in (1200, 8192, 65536):
         pair(f"AEAD {op} {n} B", f"aead_{op}/vcall/{n}", f"aead_{op}/ring_raw/{n}", "B/s", 0.8)
+        if op == "seal":
+            pair(f"AEAD seal_in_place {n} B", f"aead_seal/vcall_in_place/{n}",
+                 f"aead_seal/ring_raw/{n}", "B/s", 0.8)
 for size in ("720p", "360p"):
     g = f"video_{size}"
     pair(f"{size} send pipeline (encode+seal+fragment) vs raw encode",

@@ -3,6 +3,8 @@
 //! - `aead_seal/vcall/N`: `Session::seal` of an N-byte plaintext behind a datagram header
 //!   (sealed header, AAD over sender + kind + target + room id, counter nonce, AES-256-GCM,
 //!   appended tag), what every media packet and video frame goes through.
+//! - `aead_seal/vcall_in_place/N`: `Session::seal_in_place` of the same plaintext already
+//!   laid out behind the header and 10 reserved bytes (no copy): what the engine could use.
 //! - `aead_open/vcall/N`: `Session::open` of a freshly sealed body (header parse, key lookup,
 //!   replay check, AES-256-GCM open, replay window update). Every body needs a new counter
 //!   (the replay window rejects repeats), so each iteration opens one sealed in the untimed
@@ -19,6 +21,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use vcall_benches::{PAIR_SENDER, T0_MS, config, keyed_pair};
+use vcall_proto::e2ee::SealedHeader;
 use vcall_proto::{DatagramHeader, DatagramKind};
 
 const SIZES: [usize; 3] = [1200, 8 * 1024, 64 * 1024];
@@ -62,6 +65,24 @@ fn aead_seal(c: &mut Criterion) {
                     .seal(kind, None, black_box(&plaintext), &mut out)
                     .expect("seal");
                 black_box(&out);
+            })
+        });
+        // The same seal without the plaintext copy: the caller builds the plaintext after
+        // the datagram header and 10 reserved bytes and seals it where it lies (what
+        // `Session::seal_in_place` offers the engine).
+        let mut in_place = Vec::with_capacity(size + 64);
+        header.append(&mut in_place);
+        let start = in_place.len();
+        in_place.extend_from_slice(&[0u8; SealedHeader::LEN]);
+        in_place.extend_from_slice(&plaintext);
+        let filled = in_place.len();
+        group.bench_function(BenchmarkId::new("vcall_in_place", size), |b| {
+            b.iter(|| {
+                in_place.truncate(filled);
+                sender
+                    .seal_in_place(kind, None, &mut in_place, start)
+                    .expect("seal");
+                black_box(&in_place);
             })
         });
         let mut buf = plaintext.clone();

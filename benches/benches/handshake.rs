@@ -69,8 +69,12 @@ fn room_exchange(c: &mut Criterion) {
     // Report what one exchange routes, once (outside the measurement).
     let room = Room::keyed(&ids, &keys);
     println!(
-        "room of {ROOM_SIZE}: {} control signals delivered, {} ms simulated",
+        "room of {ROOM_SIZE}: {} control signals delivered ({} announcements, {} key messages, \
+         {} acks), {} ms simulated",
         room.signals_delivered,
+        room.announcements,
+        room.key_messages,
+        room.acks,
         room.now_ms - vcall_benches::T0_MS
     );
     let mut group = c.benchmark_group("handshake");

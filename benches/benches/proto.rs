@@ -15,7 +15,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use vcall_benches::config;
 use vcall_proto::fragment::{
@@ -91,9 +91,9 @@ fn fragmentation(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("memcpy", size), |b| {
             b.iter(|| {
-                let mut buf = BytesMut::with_capacity(size);
-                buf.put_slice(black_box(&frame));
-                black_box(buf.freeze())
+                let mut buf = Vec::with_capacity(size);
+                buf.extend_from_slice(black_box(&frame));
+                black_box(buf)
             })
         });
     }

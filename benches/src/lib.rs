@@ -20,6 +20,7 @@ use vcall_crypto::{Action, Identity, OsRandom, RoomKeys, RoomSecret, Session, Se
 use vcall_desktop::media::test_pattern;
 use vcall_desktop::media::video_codec::{H264Decoder, H264Encoder, H264EncoderConfig};
 use vcall_desktop::media::{AUDIO_FRAME_SAMPLES, I420Frame, MediaError};
+use vcall_proto::e2ee::{E2eeSignal, decode_signal};
 use vcall_proto::fragment::{FragmentHeader, Reassembler, ReassemblyConfig, fragment_frame};
 use vcall_proto::media::VideoMeta;
 use vcall_proto::{DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE, PeerId};
@@ -68,6 +69,11 @@ pub struct Room {
     pub now_ms: u64,
     /// Control signals routed so far (each delivery to one member counts once).
     pub signals_delivered: u64,
+    /// Of those: announcements, key messages (one RSA-OAEP unwrap each unless a duplicate)
+    /// and key acks.
+    pub announcements: u64,
+    pub key_messages: u64,
+    pub acks: u64,
 }
 
 impl Room {
@@ -80,6 +86,9 @@ impl Room {
             queue: VecDeque::new(),
             now_ms: T0_MS,
             signals_delivered: 0,
+            announcements: 0,
+            key_messages: 0,
+            acks: 0,
         };
         for identity in identities {
             room.join(Arc::clone(identity), keys.clone());
@@ -140,6 +149,12 @@ impl Room {
             let now = self.now_ms;
             match delivery {
                 Delivery::Signal { from, payload } => {
+                    match decode_signal(&payload) {
+                        Ok(E2eeSignal::Announcement(_)) => self.announcements += 1,
+                        Ok(E2eeSignal::Key(_)) => self.key_messages += 1,
+                        Ok(E2eeSignal::Ack(_)) => self.acks += 1,
+                        Err(_) => {}
+                    }
                     // Rejections (e.g. a duplicate announcement) are normal protocol events.
                     let _ = self.sessions[index].on_signal(from, &payload, now);
                     self.signals_delivered += 1;
