@@ -21,5 +21,5 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --workspace --locked
 step "benchmarks compile (never timed in CI)"
-cargo bench --workspace --locked --no-run
+cargo bench -p vcall-benches --locked --no-run
 echo; echo "vcall: all checks passed"

@@ -52,6 +52,8 @@ pub struct PeerReport {
     pub decrypt_failures: u64,
     pub width: u32,
     pub height: u32,
+    /// The peer left before this report was written (its figures are from when it left).
+    pub left: bool,
 }
 
 /// One key-exchange event.
@@ -116,7 +118,9 @@ impl Report {
             peers: state
                 .peers
                 .iter()
-                .map(|p| PeerReport {
+                .map(|p| (p, false))
+                .chain(state.departed.iter().map(|p| (p, true)))
+                .map(|(p, left)| PeerReport {
                     name: p.name.clone(),
                     peer_id: p.peer_id.0,
                     fingerprint: p.fingerprint.clone(),
@@ -134,6 +138,7 @@ impl Report {
                     decrypt_failures: p.stats.decrypt_failures,
                     width: p.stats.width,
                     height: p.stats.height,
+                    left,
                 })
                 .collect(),
             handshake_log: state
@@ -230,6 +235,29 @@ mod tests {
         assert_eq!(peer["verified"], true);
         assert!(peer["latency_ms"].get("p95").is_some());
         assert_eq!(json["failed"], false);
+        assert_eq!(peer["left"], false);
+    }
+
+    #[test]
+    fn peers_who_left_stay_in_the_report() {
+        let state = CallState {
+            phase: CallPhase::InCall,
+            peers: vec![PeerState {
+                peer_id: PeerId(2),
+                ..PeerState::default()
+            }],
+            departed: vec![PeerState {
+                peer_id: PeerId(3),
+                name: Some("casey".into()),
+                ..PeerState::default()
+            }],
+            ..CallState::default()
+        };
+        let r = Report::from_state(&state, 1.0, None);
+        assert_eq!(r.peers.len(), 2);
+        assert!(!r.peers[0].left);
+        assert!(r.peers[1].left);
+        assert_eq!(r.peers[1].name.as_deref(), Some("casey"));
     }
 
     #[test]

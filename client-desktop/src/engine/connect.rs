@@ -5,10 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use vcall_relay::pinning::{FINGERPRINT_MISMATCH, pinned_client_tls};
 
 /// Why the relay could not be reached; each says what the user can do.
 #[derive(Debug, thiserror::Error)]
@@ -33,96 +30,25 @@ pub enum ConnectError {
     Socket(std::io::Error),
 }
 
-/// SHA-256 of a certificate's DER bytes, as 64 lowercase hex digits.
-pub fn certificate_fingerprint(der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Accepts exactly the certificate whose SHA-256 is `expected_hex` (any issuer, any name).
-#[derive(Debug)]
-struct PinnedCertificate {
-    expected_hex: String,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCertificate {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let actual = certificate_fingerprint(end_entity.as_ref());
-        // The fingerprint is public: a plain comparison is fine.
-        if actual == self.expected_hex {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(PIN_MISMATCH.into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-const PIN_MISMATCH: &str = "vcall: certificate fingerprint mismatch";
-
 fn client_config(fingerprint: Option<&str>) -> Result<quinn::ClientConfig, ConnectError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ConnectError::Tls(e.to_string()))?;
-    let mut tls = match fingerprint {
-        Some(fp) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
-                expected_hex: fp.to_ascii_lowercase(),
-                provider,
-            }))
-            .with_no_client_auth(),
+    let tls = match fingerprint {
+        Some(fp) => pinned_client_tls(fp, vcall_proto::ALPN),
         None => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {
                 let _ = roots.add(cert);
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ConnectError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            tls.alpn_protocols = vec![vcall_proto::ALPN.to_vec()];
+            tls
         }
     };
-    tls.alpn_protocols = vec![vcall_proto::ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| ConnectError::Tls(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
@@ -169,7 +95,7 @@ pub async fn connect(
         Ok(Ok(conn)) => Ok((endpoint, conn)),
         Ok(Err(e)) => {
             let text = e.to_string();
-            if text.contains(PIN_MISMATCH) || text.contains("fingerprint mismatch") {
+            if text.contains(FINGERPRINT_MISMATCH) {
                 Err(ConnectError::CertificateMismatch)
             } else {
                 Err(unreachable(text))

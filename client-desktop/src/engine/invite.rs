@@ -3,17 +3,22 @@
 use vcall_crypto::{InviteLink, OsRandom, RandomSource, RoomSecret};
 
 /// A link to a new room on the relay at `host:port`, pinned to `relay_fingerprint_hex` (the
-/// relay's certificate SHA-256, for self-signed relays), with a fresh random room secret.
+/// relay's certificate SHA-256 for self-signed relays: 64 hex digits, colons and surrounding
+/// spaces allowed; empty means none), with a fresh random room secret.
 pub fn fresh_invite_link(
     host: &str,
     port: u16,
     relay_fingerprint_hex: Option<&str>,
     room: &str,
 ) -> Result<String, String> {
-    let relay_fingerprint = match relay_fingerprint_hex {
+    let relay_fingerprint = match relay_fingerprint_hex
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    {
         None => None,
         Some(hex_fp) => {
-            let bytes = hex::decode(hex_fp).map_err(|_| "the relay fingerprint is not hex")?;
+            let digits: String = hex_fp.chars().filter(|c| *c != ':').collect();
+            let bytes = hex::decode(digits).map_err(|_| "the relay fingerprint is not hex")?;
             Some(
                 <[u8; 32]>::try_from(bytes.as_slice())
                     .map_err(|_| "the relay fingerprint is not 32 bytes")?,
@@ -36,11 +41,11 @@ pub fn fresh_invite_link(
     Ok(text)
 }
 
-/// A random, readable room name such as `call-7f3a9c`.
+/// A random, readable room name such as `room-7f3a9c01d2e4`.
 pub fn random_room_name() -> String {
-    let mut b = [0u8; 3];
+    let mut b = [0u8; 6];
     OsRandom::new().fill(&mut b);
-    format!("call-{}", hex::encode(b))
+    format!("room-{}", hex::encode(b))
 }
 
 #[cfg(test)]
@@ -59,6 +64,20 @@ mod tests {
         assert_eq!(parsed.relay_fingerprint, Some([0xab; 32]));
         assert!(matches!(parsed.secret, Some(RoomSecret::Key(_))));
         assert!(fresh_invite_link("h", 1, Some("zz"), "r").is_err());
-        assert!(random_room_name().starts_with("call-"));
+        let with_colons = fp
+            .as_bytes()
+            .chunks(2)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(":");
+        let c = fresh_invite_link("h", 1, Some(&format!(" {with_colons} ")), "r").unwrap();
+        assert_eq!(
+            InviteLink::parse(&c).unwrap().relay_fingerprint,
+            Some([0xab; 32])
+        );
+        let none = fresh_invite_link("h", 1, Some("  "), "r").unwrap();
+        assert_eq!(InviteLink::parse(&none).unwrap().relay_fingerprint, None);
+        assert!(random_room_name().starts_with("room-"));
+        assert_ne!(random_room_name(), random_room_name());
     }
 }

@@ -29,6 +29,8 @@ const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 const KEYFRAME_FORCE_INTERVAL: Duration = Duration::from_millis(300);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 const STATE_INTERVAL: Duration = Duration::from_millis(250);
+/// Departed peers remembered in the state (for reports).
+const MAX_DEPARTED: usize = 64;
 
 /// Per remote peer bookkeeping of the network task.
 #[derive(Default)]
@@ -239,6 +241,15 @@ impl Call {
             }
             ControlFrame::PeerLeft { peer } => {
                 self.roster.remove(&peer);
+                self.update(|s| {
+                    if let Some(i) = s.peers.iter().position(|p| p.peer_id == peer) {
+                        let gone = s.peers.remove(i);
+                        if s.departed.len() >= MAX_DEPARTED {
+                            s.departed.remove(0);
+                        }
+                        s.departed.push(gone);
+                    }
+                });
                 peers.remove(&peer);
                 self.session.on_peer_left(peer, now_ms);
                 let _ = pipes.decode.try_send(DecodeJob::PeerLeft(peer));

@@ -138,6 +138,8 @@ pub struct CallState {
     pub speaking: bool,
     pub security: SecurityState,
     pub peers: Vec<PeerState>,
+    /// Peers who left during the call, with their last statistics (most recent last; bounded).
+    pub departed: Vec<PeerState>,
     pub sent: SentStats,
     pub handshake_log: Vec<HandshakeEvent>,
     /// Non-fatal problems worth telling the user (and fatal ones before `Ended`).

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 
-use vcall_crypto::{InviteLink, OsRandom, RandomSource, RoomSecret};
+use crate::engine::{fresh_invite_link, random_room_name};
 use vcall_relay::{Relay, RelayConfig, RelayHandle};
 
 /// Where a started embedded relay can be reached.
@@ -122,44 +122,14 @@ pub fn new_room_link(
     port: u16,
     fingerprint: Option<&str>,
 ) -> Result<String, EmbeddedRelayError> {
-    let relay_fingerprint = match fingerprint.map(str::trim).filter(|fp| !fp.is_empty()) {
-        Some(hex_digits) => {
-            Some(parse_fingerprint(hex_digits).ok_or(EmbeddedRelayError::Fingerprint)?)
-        }
-        None => None,
-    };
-    let mut random = OsRandom::new();
-    let mut room_bytes = [0u8; 6];
-    random.fill(&mut room_bytes);
-    let room: String = room_bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let link = InviteLink {
-        host: host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
-        port,
-        room: format!("room-{room}"),
-        relay_fingerprint,
-        secret: Some(RoomSecret::generate(&mut random)),
-    };
-    Ok(link.to_string())
-}
-
-fn parse_fingerprint(hex_digits: &str) -> Option<[u8; 32]> {
-    let cleaned: String = hex_digits.chars().filter(|c| *c != ':').collect();
-    if cleaned.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (index, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(cleaned.get(index * 2..index * 2 + 2)?, 16).ok()?;
-    }
-    Some(out)
+    fresh_invite_link(host, port, fingerprint, &random_room_name())
+        .map_err(|_| EmbeddedRelayError::Fingerprint)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vcall_crypto::{InviteLink, RoomSecret};
 
     #[test]
     fn new_links_parse_back_with_a_secret_and_the_pinned_fingerprint() {

@@ -9,10 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{Connection, ConnectionError, RecvStream, SendStream, TransportConfig, VarInt};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use vcall_proto::control::RosterEntry;
 use vcall_proto::{
     ALPN, ControlDecoder, ControlFrame, DatagramHeader, DatagramKind, ErrorCode, PROTOCOL_VERSION,
@@ -22,66 +18,6 @@ use vcall_relay::{Metrics, RelayHandle};
 
 /// Longest a test waits for something that must happen (a liveness bound, not a timing check).
 pub const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Accepts exactly the certificate whose SHA-256 is `fingerprint`.
-#[derive(Debug)]
-struct PinnedFingerprint {
-    fingerprint: String,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedFingerprint {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if vcall_relay::fingerprint(end_entity) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(
-                "certificate fingerprint mismatch".into(),
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
 
 /// Client-side knobs for misbehaving or constrained clients.
 #[derive(Debug, Clone)]
@@ -109,17 +45,7 @@ pub async fn connect(
     fingerprint: &str,
     options: &ClientOptions,
 ) -> Result<Connection, ConnectionError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedFingerprint {
-            fingerprint: fingerprint.to_owned(),
-            provider,
-        }))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![options.alpn.clone()];
+    let tls = vcall_relay::pinning::pinned_client_tls(fingerprint, &options.alpn);
     let crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC-capable TLS config");
     let mut transport = TransportConfig::default();
