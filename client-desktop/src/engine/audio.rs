@@ -123,7 +123,7 @@ impl AudioEngine {
         let start = Instant::now();
         let mut next_tick = start;
         let mut tick: u64 = 0;
-        loop {
+        'run: loop {
             // 1. Jobs: packets into jitter buffers, control changes.
             let now_ms = start.elapsed().as_millis() as u64;
             loop {
@@ -181,14 +181,7 @@ impl AudioEngine {
                     }
                     Ok(AudioJob::SetMuted(m)) => muted = m,
                     Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        for (_, p) in peers {
-                            if let Some(r) = p.recorder {
-                                let _ = r.finish();
-                            }
-                        }
-                        return;
-                    }
+                    Err(TryRecvError::Disconnected) => break 'run,
                 }
             }
 
@@ -221,7 +214,7 @@ impl AudioEngine {
                     if to_network.try_send(ToNetwork::Audio { plain }).is_err()
                         && to_network.is_closed()
                     {
-                        return;
+                        break 'run;
                     }
                 }
             }
@@ -281,6 +274,12 @@ impl AudioEngine {
                 std::thread::sleep(next_tick - now);
             } else if now - next_tick > FRAME * 10 {
                 next_tick = now;
+            }
+        }
+        // However the call ended, recordings get their final WAV header.
+        for (_, p) in peers {
+            if let Some(r) = p.recorder {
+                let _ = r.finish();
             }
         }
     }
