@@ -152,6 +152,46 @@ fn room_id_ok(room_id: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// Appends what key messages and key acks start with: tag, sender, recipient, room id, key id.
+fn put_key_prefix(
+    out: &mut Vec<u8>,
+    tag: u8,
+    sender: PeerId,
+    recipient: PeerId,
+    room_id: &[u8],
+    key_id: KeyId,
+) {
+    assert!(room_id.len() <= MAX_ROOM_ID);
+    out.push(tag);
+    out.extend_from_slice(&sender.0.to_be_bytes());
+    out.extend_from_slice(&recipient.0.to_be_bytes());
+    put_short_bytes(out, room_id);
+    out.extend_from_slice(&key_id.epoch.to_be_bytes());
+    out.extend_from_slice(&key_id.generation.to_be_bytes());
+}
+
+/// Reads the prefix [`put_key_prefix`] writes, checking the tag; `what` names the tag, the
+/// sender and the recipient in errors.
+fn get_key_prefix<'a>(
+    r: &mut Reader<'a>,
+    tag: u8,
+    what: [&'static str; 3],
+) -> Result<(PeerId, PeerId, &'a [u8], KeyId), DecodeError> {
+    let value = r.u8()?;
+    if value != tag {
+        return Err(DecodeError::UnknownKind {
+            what: what[0],
+            value,
+        });
+    }
+    let sender = peer_nonzero(r.u32()?, what[1])?;
+    let recipient = peer_nonzero(r.u32()?, what[2])?;
+    let room_id = r.short_bytes()?;
+    room_id_ok(room_id)?;
+    let key_id = KeyId::new(r.u16()?, r.u16()?);
+    Ok((sender, recipient, room_id, key_id))
+}
+
 fn peer_nonzero(p: u32, what: &'static str) -> Result<PeerId, DecodeError> {
     if p == 0 {
         Err(DecodeError::Invalid {
@@ -328,13 +368,15 @@ pub struct KeyMessage<'a> {
 impl<'a> KeyMessage<'a> {
     /// Appends every byte the signature covers (tag through `wrapped`), without the context.
     pub fn encode_unsigned(&self, out: &mut Vec<u8>) {
-        assert!(self.room_id.len() <= MAX_ROOM_ID && self.wrapped.len() <= MAX_WRAPPED_KEY);
-        out.push(TAG_KEY_MESSAGE);
-        out.extend_from_slice(&self.sender.0.to_be_bytes());
-        out.extend_from_slice(&self.recipient.0.to_be_bytes());
-        put_short_bytes(out, self.room_id);
-        out.extend_from_slice(&self.key_id.epoch.to_be_bytes());
-        out.extend_from_slice(&self.key_id.generation.to_be_bytes());
+        assert!(self.wrapped.len() <= MAX_WRAPPED_KEY);
+        put_key_prefix(
+            out,
+            TAG_KEY_MESSAGE,
+            self.sender,
+            self.recipient,
+            self.room_id,
+            self.key_id,
+        );
         put_long_bytes(out, self.wrapped);
     }
 
@@ -353,18 +395,15 @@ impl<'a> KeyMessage<'a> {
 
     pub fn decode(payload: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(payload);
-        let tag = r.u8()?;
-        if tag != TAG_KEY_MESSAGE {
-            return Err(DecodeError::UnknownKind {
-                what: "key message tag",
-                value: tag,
-            });
-        }
-        let sender = peer_nonzero(r.u32()?, "key message sender")?;
-        let recipient = peer_nonzero(r.u32()?, "key message recipient")?;
-        let room_id = r.short_bytes()?;
-        room_id_ok(room_id)?;
-        let key_id = KeyId::new(r.u16()?, r.u16()?);
+        let (sender, recipient, room_id, key_id) = get_key_prefix(
+            &mut r,
+            TAG_KEY_MESSAGE,
+            [
+                "key message tag",
+                "key message sender",
+                "key message recipient",
+            ],
+        )?;
         let wrapped = r.long_bytes()?;
         if wrapped.is_empty() {
             return Err(DecodeError::Invalid {
@@ -405,13 +444,14 @@ pub struct KeyAck<'a> {
 
 impl<'a> KeyAck<'a> {
     pub fn encode_unsigned(&self, out: &mut Vec<u8>) {
-        assert!(self.room_id.len() <= MAX_ROOM_ID);
-        out.push(TAG_KEY_ACK);
-        out.extend_from_slice(&self.sender.0.to_be_bytes());
-        out.extend_from_slice(&self.recipient.0.to_be_bytes());
-        put_short_bytes(out, self.room_id);
-        out.extend_from_slice(&self.key_id.epoch.to_be_bytes());
-        out.extend_from_slice(&self.key_id.generation.to_be_bytes());
+        put_key_prefix(
+            out,
+            TAG_KEY_ACK,
+            self.sender,
+            self.recipient,
+            self.room_id,
+            self.key_id,
+        );
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -427,18 +467,11 @@ impl<'a> KeyAck<'a> {
 
     pub fn decode(payload: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(payload);
-        let tag = r.u8()?;
-        if tag != TAG_KEY_ACK {
-            return Err(DecodeError::UnknownKind {
-                what: "key ack tag",
-                value: tag,
-            });
-        }
-        let sender = peer_nonzero(r.u32()?, "key ack sender")?;
-        let recipient = peer_nonzero(r.u32()?, "key ack recipient")?;
-        let room_id = r.short_bytes()?;
-        room_id_ok(room_id)?;
-        let key_id = KeyId::new(r.u16()?, r.u16()?);
+        let (sender, recipient, room_id, key_id) = get_key_prefix(
+            &mut r,
+            TAG_KEY_ACK,
+            ["key ack tag", "key ack sender", "key ack recipient"],
+        )?;
         let signature = r.array()?;
         r.finish()?;
         Ok(Self {
