@@ -115,7 +115,7 @@ fn transport(send_buffer: usize) -> TransportConfig {
 }
 
 async fn connect(addr: SocketAddr, fingerprint: &str) -> Connection {
-    let tls = vcall_relay::pinning::pinned_client_tls(fingerprint, ALPN);
+    let tls = vcall_tls::pinning::pinned_client_tls(fingerprint, ALPN);
     let mut config = quinn::ClientConfig::new(Arc::new(
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap(),
     ));

@@ -1,7 +1,6 @@
 //! The relay's TLS identity: a persisted self-signed certificate, PEM files, or an ephemeral
 //! one, and its fingerprint (SHA-256 of the certificate DER, 64 lowercase hex digits).
 
-use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -109,16 +108,7 @@ impl RelayIdentity {
 }
 
 /// SHA-256 of a certificate's DER encoding as 64 lowercase hex digits (what `fp=` carries).
-pub fn fingerprint(cert_der: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert_der);
-    digest
-        .as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
-}
+pub use vcall_tls::fingerprint;
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let read_error = |source| CertError::Read {
@@ -192,15 +182,6 @@ fn write_atomically(path: &Path, contents: &[u8], private: bool) -> Result<(), C
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fingerprint_is_sha256_in_lowercase_hex() {
-        // SHA-256("abc"), FIPS 180-2 test vector.
-        assert_eq!(
-            fingerprint(b"abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-    }
 
     #[test]
     fn self_signed_certificate_is_created_once_and_reused() {

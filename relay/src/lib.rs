@@ -20,7 +20,6 @@ pub mod cert;
 pub mod config;
 pub mod fanout;
 pub mod metrics;
-pub mod pinning;
 pub mod rate;
 pub mod rooms;
 pub mod server;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vcall_relay::pinning::{FINGERPRINT_MISMATCH, pinned_client_tls};
+use vcall_tls::pinning::{FINGERPRINT_MISMATCH, pinned_client_tls};
 
 /// Why the relay could not be reached; each says what the user can do.
 #[derive(Debug, thiserror::Error)]

@@ -45,7 +45,7 @@ pub async fn connect(
     fingerprint: &str,
     options: &ClientOptions,
 ) -> Result<Connection, ConnectionError> {
-    let tls = vcall_relay::pinning::pinned_client_tls(fingerprint, &options.alpn);
+    let tls = vcall_tls::pinning::pinned_client_tls(fingerprint, &options.alpn);
     let crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC-capable TLS config");
     let mut transport = TransportConfig::default();

@@ -1,6 +1,6 @@
 //! The client side of certificate pinning: a rustls client configuration that accepts exactly
 //! the relay certificate whose SHA-256 (DER) is the invite link's `fp`, whoever issued it.
-//! Used by the desktop engine, the relay's tests and the benchmarks.
+//! Used by the client engine, the relay's tests and the benchmarks.
 
 use std::sync::Arc;
 
