@@ -23,8 +23,8 @@ use vcall_benches::{
     PAIR_SENDER, T0_MS, VideoReceiver, VideoSender, config, encode_clip, encoder_config,
     keyed_pair, relay_stamp, seal_and_fragment, test_frames, video_plaintext,
 };
-use vcall_desktop::media::I420Frame;
-use vcall_desktop::media::video_codec::{H264Decoder, H264Encoder};
+use vcall_media::I420Frame;
+use vcall_media::video_codec::{H264Decoder, H264Encoder};
 
 /// Frames in the clip: 2 s at 30 fps, the engine's keyframe interval.
 const CLIP_FRAMES: u32 = 60;

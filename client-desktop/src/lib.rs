@@ -1,7 +1,5 @@
-//! vcall client library: the call engine shared by the `vcall` app and `vcall-bot`.
-pub mod bot;
+//! vcall desktop client: the `vcall` app's devices (camera, microphone, speakers), its egui
+//! UI and its saved settings. The call itself runs in `vcall-engine`.
 pub mod devices;
-pub mod engine;
-pub mod media;
 pub mod settings;
 pub mod ui;

@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vcall_desktop::devices::{MicrophoneKind, SpeakerKind, open_microphone, open_speaker};
-use vcall_desktop::engine::{CallConfig, CallHandle, CallPhase, VideoInput};
-use vcall_desktop::media::analysis::dominant_frequency;
-use vcall_desktop::media::tone::frequency_for_name;
+use vcall_engine::{CallConfig, CallHandle, CallPhase, VideoInput};
+use vcall_media::analysis::dominant_frequency;
+use vcall_media::tone::frequency_for_name;
 use vcall_desktop::settings::DeviceChoice;
 use vcall_desktop::ui::embedded_relay::{EmbeddedRelay, new_room_link};
 use vcall_relay::RelayConfig;
@@ -240,7 +240,7 @@ fn app_audio_goes_through_cpal_both_ways() {
         status.is_some_and(|s| s.success()),
         "the bot should finish its call"
     );
-    app.send(vcall_desktop::engine::Command::Leave);
+    app.send(vcall_engine::Command::Leave);
 
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report_path).expect("bot report"))

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use vcall_desktop::engine::CallPhase;
+use vcall_engine::CallPhase;
 use vcall_desktop::ui::embedded_relay::{EmbeddedRelay, new_room_link};
 use vcall_desktop::ui::{LaunchOptions, VcallApp};
 use vcall_relay::RelayConfig;

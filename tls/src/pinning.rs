@@ -3,6 +3,7 @@
 //! Used by the client engine, the relay's tests and the benchmarks.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
@@ -19,6 +20,19 @@ pub const FINGERPRINT_MISMATCH: &str = "vcall: certificate fingerprint mismatch"
 pub struct PinnedCertificate {
     expected_hex: String,
     provider: Arc<CryptoProvider>,
+    mismatch: MismatchFlag,
+}
+
+/// Set when a pinned verifier saw a certificate other than the pinned one, so a client can
+/// tell "wrong certificate" from "unreachable" without reading error texts.
+#[derive(Debug, Clone, Default)]
+pub struct MismatchFlag(Arc<AtomicBool>);
+
+impl MismatchFlag {
+    /// Whether a mismatching certificate was presented.
+    pub fn seen(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl PinnedCertificate {
@@ -27,7 +41,13 @@ impl PinnedCertificate {
         Self {
             expected_hex: expected_hex.to_ascii_lowercase(),
             provider,
+            mismatch: MismatchFlag::default(),
         }
+    }
+
+    /// The flag this verifier sets on a mismatch.
+    pub fn mismatch_flag(&self) -> MismatchFlag {
+        self.mismatch.clone()
     }
 }
 
@@ -44,6 +64,7 @@ impl ServerCertVerifier for PinnedCertificate {
         if crate::fingerprint(end_entity.as_ref()) == self.expected_hex {
             Ok(ServerCertVerified::assertion())
         } else {
+            self.mismatch.0.store(true, Ordering::Release);
             Err(rustls::Error::General(FINGERPRINT_MISMATCH.into()))
         }
     }
@@ -85,16 +106,24 @@ impl ServerCertVerifier for PinnedCertificate {
 
 /// A TLS 1.3 client configuration (ring) pinned to `fingerprint_hex`, offering `alpn`.
 pub fn pinned_client_tls(fingerprint_hex: &str, alpn: &[u8]) -> rustls::ClientConfig {
+    pinned_client_tls_with_flag(fingerprint_hex, alpn).0
+}
+
+/// [`pinned_client_tls`], with the flag its verifier sets when the relay presents another
+/// certificate.
+pub fn pinned_client_tls_with_flag(
+    fingerprint_hex: &str,
+    alpn: &[u8],
+) -> (rustls::ClientConfig, MismatchFlag) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let verifier = PinnedCertificate::new(fingerprint_hex, provider.clone());
+    let flag = verifier.mismatch_flag();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("ring supports TLS 1.3")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCertificate::new(
-            fingerprint_hex,
-            provider,
-        )))
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
-    tls
+    (tls, flag)
 }

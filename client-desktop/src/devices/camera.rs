@@ -13,9 +13,9 @@ use nokhwa::utils::{
 };
 
 use super::DeviceError;
-use super::convert::{CameraPixelFormat, Converter};
-use crate::media::source::VideoSource;
-use crate::media::{I420Frame, MediaError};
+use vcall_media::convert::{CameraPixelFormat, Converter};
+use vcall_media::source::VideoSource;
+use vcall_media::{I420Frame, MediaError};
 
 /// How long opening a camera may take before it is reported as not responding.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::media::MediaError;
-use crate::media::source::AudioSource;
+use vcall_media::MediaError;
+use vcall_media::source::AudioSource;
 
 /// The most recent level of a stream, readable from any thread.
 #[derive(Debug, Clone, Default)]
@@ -60,7 +60,7 @@ impl<S: AudioSource> AudioSource for MeteredSource<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::source::{SilenceSource, ToneSource};
+    use vcall_media::source::{SilenceSource, ToneSource};
 
     #[test]
     fn meter_follows_the_signal() {

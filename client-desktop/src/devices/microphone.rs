@@ -11,8 +11,8 @@ use cpal::{FromSample, SizedSample};
 use super::DeviceError;
 use super::audio_thread::{StreamThread, buffer_size, device_name, find_input};
 use super::resample::LinearResampler;
-use crate::media::source::AudioSource;
-use crate::media::{AUDIO_SAMPLE_RATE, MediaError};
+use vcall_media::source::AudioSource;
+use vcall_media::{AUDIO_SAMPLE_RATE, MediaError};
 
 /// Capture ring: one second at the device rate.
 const RING_SECONDS: u32 = 1;

@@ -1,5 +1,5 @@
 //! The app's capture and playback devices: cameras (nokhwa, [`camera`]), microphones and
-//! speakers (cpal, [`microphone`], [`speaker`]), pixel-format conversion ([`convert`]),
+//! speakers (cpal, [`microphone`], [`speaker`]), pixel-format conversion (`vcall_media::convert`),
 //! resampling ([`resample`]), level metering ([`level`]) and the lobby's self-preview
 //! ([`preview`]). [`open_camera`], [`open_microphone`] and [`open_speaker`] turn a saved
 //! [`DeviceChoice`] into something the engine can use, falling back to the test sources or to
@@ -9,19 +9,18 @@
 
 pub mod audio_thread;
 pub mod camera;
-pub mod convert;
 pub mod level;
 pub mod microphone;
 pub mod preview;
 pub mod resample;
 pub mod speaker;
 
-use crate::engine::{AudioInput, AudioOutput, VideoInput, VideoSettings};
-use crate::media::source::{AudioSink, AudioSource, ToneSource, VideoSource};
+use vcall_engine::{AudioInput, AudioOutput, VideoInput, VideoSettings};
+use vcall_media::source::{AudioSink, AudioSource, ToneSource, VideoSource};
 use crate::settings::DeviceChoice;
 
 use camera::{CameraDevice, CameraSource, CaptureMode};
-use convert::CameraPixelFormat;
+use vcall_media::convert::CameraPixelFormat;
 use level::{LevelMeter, MeteredSource};
 use microphone::MicrophoneSource;
 use speaker::SpeakerSink;

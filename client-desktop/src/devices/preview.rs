@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use vcall_proto::PeerId;
 
-use crate::engine::{RgbaFrame, VideoFrames, Waker};
-use crate::media::source::{AudioSink, AudioSource, VideoSource};
-use crate::media::{AUDIO_FRAME_SAMPLES, I420Frame};
+use vcall_engine::{RgbaFrame, VideoFrames, Waker};
+use vcall_media::source::{AudioSink, AudioSource, VideoSource};
+use vcall_media::{AUDIO_FRAME_SAMPLES, I420Frame};
 
 /// Preview frame rate: smooth enough to check framing, cheap on two cores.
 const PREVIEW_FPS: u64 = 15;
@@ -208,7 +208,7 @@ fn run_audio(slot: &Mutex<Option<AudioBox>>, stop: &AtomicBool) {
 mod tests {
     use super::*;
     use crate::devices::level::{LevelMeter, MeteredSource};
-    use crate::media::source::{TestPatternSource, ToneSource};
+    use vcall_media::source::{TestPatternSource, ToneSource};
 
     #[test]
     fn preview_publishes_pictures_and_levels_and_gives_the_sources_back() {

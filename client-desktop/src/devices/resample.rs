@@ -80,7 +80,7 @@ impl LinearResampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::analysis::dominant_frequency;
+    use vcall_media::analysis::dominant_frequency;
 
     fn sine(rate: u32, frequency: f64, samples: usize) -> Vec<f32> {
         (0..samples)

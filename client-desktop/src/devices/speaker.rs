@@ -11,8 +11,8 @@ use cpal::{FromSample, SizedSample};
 use super::DeviceError;
 use super::audio_thread::{StreamThread, buffer_size, device_name, find_output};
 use super::resample::LinearResampler;
-use crate::media::AUDIO_SAMPLE_RATE;
-use crate::media::source::AudioSink;
+use vcall_media::AUDIO_SAMPLE_RATE;
+use vcall_media::source::AudioSink;
 
 /// Ring capacity: half a second at the device rate.
 const RING_MILLIS: u32 = 500;

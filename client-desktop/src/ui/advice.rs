@@ -1,6 +1,6 @@
 //! Turns why a call ended into a title and what to do next, in words a person understands.
 
-use crate::engine::EndReason;
+use vcall_engine::EndReason;
 
 /// A user-facing explanation of a failed or ended call.
 #[derive(Debug, Clone, PartialEq, Eq)]

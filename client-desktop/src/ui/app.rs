@@ -13,11 +13,11 @@ use crate::devices::{
     self, CameraKind, DeviceCatalog, MicrophoneKind, camera_or_test_pattern, microphone_or_tone,
     open_camera, open_microphone, open_speaker,
 };
-use crate::engine::{
+use vcall_engine::{
     AudioInput, AudioOutput, CallConfig, CallHandle, CallPhase, CallState, Command, VideoFrames,
     VideoInput, Waker,
 };
-use crate::media::source::TestPatternSource;
+use vcall_media::source::TestPatternSource;
 use crate::settings::{DeviceChoice, Settings, SettingsStore};
 
 use super::advice::{Explanation, explain_end};
@@ -879,7 +879,7 @@ struct DeviceRequest {
     slot: DeviceSlot,
     choice: DeviceChoice,
     cameras: Vec<devices::camera::CameraDevice>,
-    video: crate::engine::VideoSettings,
+    video: vcall_engine::VideoSettings,
     name: String,
     test_sources_when_missing: bool,
 }

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use vcall_proto::PeerId;
 
-use crate::engine::{
+use vcall_engine::{
     CallHandle, CallPhase, CallState, PeerState, PeerStats, RgbaFrame, SecurityState, VideoFrames,
     Waker,
 };
-use crate::media::I420Frame;
-use crate::media::test_pattern;
+use vcall_media::I420Frame;
+use vcall_media::test_pattern;
 
 use super::app::VcallApp;
 use super::launch::LaunchOptions;

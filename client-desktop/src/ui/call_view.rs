@@ -10,7 +10,7 @@ use egui::{
 };
 use vcall_proto::PeerId;
 
-use crate::engine::{CallPhase, CallState};
+use vcall_engine::{CallPhase, CallState};
 
 use super::app::{UiAction, VcallApp};
 use super::lobby::redact;
@@ -343,7 +343,7 @@ pub fn format_duration(elapsed: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::PeerState;
+    use vcall_engine::PeerState;
 
     #[test]
     fn tiles_put_yourself_first_with_badges_from_the_state() {

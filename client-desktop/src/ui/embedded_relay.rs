@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 
-use crate::engine::{fresh_invite_link, random_room_name};
+use vcall_engine::{fresh_invite_link, random_room_name};
 use vcall_relay::{Relay, RelayConfig, RelayHandle};
 
 /// Where a started embedded relay can be reached.

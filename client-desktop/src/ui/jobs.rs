@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 
 use crate::devices::{DeviceCatalog, OpenedCamera, OpenedMicrophone, OpenedSpeaker};
-use crate::engine::{AudioInput, AudioOutput, CallHandle, VideoInput, Waker};
+use vcall_engine::{AudioInput, AudioOutput, CallHandle, VideoInput, Waker};
 
 use super::embedded_relay::{EmbeddedRelay, EmbeddedRelayInfo};
 

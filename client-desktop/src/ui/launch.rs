@@ -1,7 +1,7 @@
 //! How the app was started: the command line's link, name and device overrides, demo mode,
 //! and the switches tests use to run without a settings file or device probing.
 
-use crate::engine::VideoSettings;
+use vcall_engine::VideoSettings;
 use crate::settings::{DeviceChoice, SettingsStore};
 
 /// Start-up options (from `vcall`'s command line, or from a test).

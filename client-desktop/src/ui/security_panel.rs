@@ -4,7 +4,7 @@
 
 use egui::{RichText, Role, Ui};
 
-use crate::engine::CallState;
+use vcall_engine::CallState;
 
 use super::app::UiAction;
 use super::widgets::{AMBER, GREEN, RED, filled_button, set_label};
@@ -155,7 +155,7 @@ pub fn security_panel(ui: &mut Ui, state: &CallState, actions: &mut Vec<UiAction
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{PeerState, SecurityState};
+    use vcall_engine::{PeerState, SecurityState};
 
     fn state(secret: bool, verified: &[bool]) -> CallState {
         CallState {

@@ -1,7 +1,7 @@
 //! The text of the statistics overlay: per peer resolution, frame rate, bitrate, round-trip
 //! time, loss and capture→display latency; for yourself what you send and the UI frame time.
 
-use crate::engine::{CallState, PeerStats};
+use vcall_engine::{CallState, PeerStats};
 
 use super::frame_timer::FrameTimer;
 
@@ -41,7 +41,7 @@ pub fn self_stats_text(state: &CallState, timer: &FrameTimer) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::LatencyStats;
+    use vcall_engine::LatencyStats;
 
     #[test]
     fn peer_stats_read_naturally() {

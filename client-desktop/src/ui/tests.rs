@@ -11,7 +11,7 @@ use egui_kittest::kittest::Queryable;
 use tokio::sync::mpsc::UnboundedReceiver;
 use vcall_proto::PeerId;
 
-use crate::engine::{
+use vcall_engine::{
     CallHandle, CallPhase, CallState, Command, EndReason, PeerState, SecurityState, VideoFrames,
 };
 use crate::settings::DeviceChoice;
@@ -344,7 +344,7 @@ fn devices_switch_during_a_call_without_leaving() {
     }
     assert!(matches!(
         commands.first(),
-        Some(Command::SetMic(crate::engine::AudioInput::Off))
+        Some(Command::SetMic(vcall_engine::AudioInput::Off))
     ));
     assert!(matches!(commands.get(1), Some(Command::SetMicMuted(true))));
     assert!(harness.state().call.is_some(), "still in the call");

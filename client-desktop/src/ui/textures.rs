@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use egui::{Color32, ColorImage, TextureHandle, TextureOptions};
 use vcall_proto::PeerId;
 
-use crate::engine::{RgbaFrame, VideoFrames};
+use vcall_engine::{RgbaFrame, VideoFrames};
 
 struct StreamTexture {
     handle: TextureHandle,

@@ -4,7 +4,7 @@
 
 use egui::{Color32, Ui};
 
-use crate::engine::CallState;
+use vcall_engine::CallState;
 
 use super::app::{UiAction, VcallApp};
 use super::device_menu::device_list;

@@ -1,5 +1,6 @@
 //! The video threads: capture+encode (paced at the frame rate) and decode for every peer.
-//! Neither touches the network: they exchange plaintexts with the network task by channel.
+//! Neither touches the network: they exchange plaintexts with the driver by channel. Each has
+//! a control channel that is never dropped from and is drained before its bounded data queue.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,20 +10,20 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{Sender, UnboundedSender};
 use vcall_proto::PeerId;
-use vcall_proto::e2ee::SealedHeader;
 use vcall_proto::media::VideoMeta;
 
-use super::config::{VideoInput, VideoSettings};
-use super::handle::{RgbaFrame, VideoFrames, Waker};
-use super::stats::MediaBoard;
-use super::{ToNetwork, wall_clock_us};
-use crate::media::I420Frame;
-use crate::media::analysis::PatternPsnrMeter;
-use crate::media::source::{TestPatternSource, VideoSource, Y4mFileSource};
-use crate::media::video_codec::{H264Decoder, H264Encoder, H264EncoderConfig};
-use crate::media::y4m::{Y4mHeader, Y4mWriter};
+use crate::config::{VideoInput, VideoSettings};
+use crate::core::{LocalMedia, MediaEvent, VideoToDecode};
+use crate::handle::{RgbaFrame, VideoFrames, Waker};
+use crate::state::Stream;
+use crate::wall_clock_us;
+use vcall_media::I420Frame;
+use vcall_media::analysis::PatternPsnrMeter;
+use vcall_media::source::{TestPatternSource, VideoSource, Y4mFileSource};
+use vcall_media::video_codec::{H264Decoder, H264Encoder, H264EncoderConfig};
+use vcall_media::y4m::{Y4mHeader, Y4mWriter};
 
 /// A keyframe at least this often, as a safety net for receivers that lost one.
 const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
@@ -71,24 +72,28 @@ pub(crate) struct VideoSender {
     pub input: VideoInput,
     pub camera_off: bool,
     pub control: Receiver<VideoControl>,
-    pub to_network: Sender<ToNetwork>,
-    /// Local preview (published under `PeerId::NONE`) when set.
+    /// Encoded frames (bounded: dropped when the driver is behind).
+    pub media: Sender<LocalMedia>,
+    pub events: UnboundedSender<MediaEvent>,
+    /// Local preview (published as [`Stream::Local`]) when set.
     pub preview: Option<(Arc<VideoFrames>, Option<Waker>)>,
 }
 
 impl VideoSender {
-    /// Runs until the control channel closes.
-    pub fn run(self) {
+    /// Runs until the control channel closes; gives back the source it was using (the
+    /// camera), so the caller decides when the device is released.
+    pub fn run(self) -> Option<Box<dyn VideoSource + Send>> {
         let VideoSender {
             settings,
             input,
             mut camera_off,
             control,
-            to_network,
+            media,
+            events,
             preview,
         } = self;
         let report = |e: String| {
-            let _ = to_network.try_send(ToNetwork::Error(e));
+            let _ = events.send(MediaEvent::Warning(e));
         };
         let mut active = open_input(input, &settings).unwrap_or_else(|e| {
             report(e);
@@ -131,7 +136,7 @@ impl VideoSender {
                         }
                     }
                     Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => return,
+                    Err(TryRecvError::Disconnected) => return active.map(|a| a.source),
                 }
             }
             let now = Instant::now();
@@ -197,37 +202,25 @@ impl VideoSender {
                 last_keyframe = now;
             }
             if info.len > 0 {
-                // Room for the sealed header in front, so the network task seals in place.
-                let mut plain = Vec::with_capacity(
-                    SealedHeader::LEN
-                        + VideoMeta::LEN
-                        + encoded.len()
-                        + vcall_crypto::SEAL_OVERHEAD,
-                );
-                plain.extend_from_slice(&[0; SealedHeader::LEN]);
-                VideoMeta {
+                let meta = VideoMeta {
                     capture_time_us,
                     frame_number: frame_number as u32,
                     keyframe: info.is_keyframe,
                     test_pattern: src.test_pattern,
                     width: w as u16,
                     height: h as u16,
-                }
-                .append(&mut plain);
-                plain.extend_from_slice(&encoded);
-                if to_network
-                    .try_send(ToNetwork::Video { frame: plain })
-                    .is_err()
-                    && to_network.is_closed()
-                {
-                    return;
+                };
+                // Laid out for sealing in place; dropped (like a lost frame) when the driver
+                // is behind.
+                if media.try_send(LocalMedia::video(meta, &encoded)).is_err() && media.is_closed() {
+                    return active.map(|a| a.source);
                 }
             }
             if let Some((frames, waker)) = &preview {
                 frame.to_rgba(&mut preview_rgba);
                 preview_seq += 1;
                 frames.publish(
-                    PeerId::NONE,
+                    Stream::Local,
                     Arc::new(RgbaFrame {
                         width: w as u32,
                         height: h as u32,
@@ -244,14 +237,9 @@ impl VideoSender {
     }
 }
 
-/// A decrypted video frame for the decode thread.
-pub(crate) enum DecodeJob {
-    Frame {
-        peer: PeerId,
-        meta: VideoMeta,
-        /// The whole plaintext; the H.264 access unit starts at `VideoMeta::LEN`.
-        plain: Vec<u8>,
-    },
+/// Control for the decode thread (lossless, drained before frames).
+pub(crate) enum DecoderControl {
+    /// The peer left: drop its decoder and finish its recording.
     PeerLeft(PeerId),
 }
 
@@ -268,9 +256,10 @@ struct PeerDecoder {
 
 /// Everything the decode thread needs.
 pub(crate) struct VideoReceiver {
-    pub jobs: Receiver<DecodeJob>,
-    pub to_network: Sender<ToNetwork>,
-    pub board: Arc<MediaBoard>,
+    pub control: crossbeam_channel::Receiver<DecoderControl>,
+    /// Decrypted frames (bounded).
+    pub frames_in: crossbeam_channel::Receiver<VideoToDecode>,
+    pub events: UnboundedSender<MediaEvent>,
     pub frames: Arc<VideoFrames>,
     pub want_rgba: bool,
     pub record_dir: Option<PathBuf>,
@@ -279,43 +268,23 @@ pub(crate) struct VideoReceiver {
 }
 
 impl VideoReceiver {
-    /// Runs until the job channel closes.
+    /// Runs until both channels close.
     pub fn run(self) {
         let mut peers: HashMap<PeerId, PeerDecoder> = HashMap::new();
-        while let Ok(job) = self.jobs.recv() {
-            match job {
-                DecodeJob::PeerLeft(peer) => {
-                    if let Some(mut p) = peers.remove(&peer)
-                        && let Some(r) = p.recorder.take()
-                    {
-                        let _ = r.into_inner();
-                    }
-                    self.frames.remove(peer);
-                }
-                DecodeJob::Frame { peer, meta, plain } => {
-                    let p = match peers.entry(peer) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => match H264Decoder::new() {
-                            Ok(decoder) => v.insert(PeerDecoder {
-                                decoder,
-                                picture: I420Frame::new(2, 2).expect("valid"),
-                                psnr: PatternPsnrMeter::new(),
-                                rgba: Vec::new(),
-                                sequence: 0,
-                                pattern_frames: 0,
-                                recorder: None,
-                                recorder_failed: false,
-                            }),
-                            Err(e) => {
-                                let _ = self
-                                    .to_network
-                                    .try_send(ToNetwork::Error(format!("video decoder: {e}")));
-                                continue;
-                            }
-                        },
-                    };
-                    self.decode_one(peer, p, &meta, &plain);
-                }
+        loop {
+            // Control first, always.
+            while let Ok(control) = self.control.try_recv() {
+                self.on_control(&mut peers, control);
+            }
+            crossbeam_channel::select! {
+                recv(self.control) -> control => match control {
+                    Ok(control) => self.on_control(&mut peers, control),
+                    Err(_) => break,
+                },
+                recv(self.frames_in) -> job => match job {
+                    Ok(job) => self.on_frame(&mut peers, job),
+                    Err(_) => break,
+                },
             }
         }
         for (_, mut p) in peers {
@@ -325,40 +294,72 @@ impl VideoReceiver {
         }
     }
 
-    fn decode_one(&self, peer: PeerId, p: &mut PeerDecoder, meta: &VideoMeta, plain: &[u8]) {
-        let annex_b = &plain[VideoMeta::LEN.min(plain.len())..];
+    fn on_control(&self, peers: &mut HashMap<PeerId, PeerDecoder>, control: DecoderControl) {
+        match control {
+            DecoderControl::PeerLeft(peer) => {
+                if let Some(mut p) = peers.remove(&peer)
+                    && let Some(r) = p.recorder.take()
+                {
+                    let _ = r.into_inner();
+                }
+                self.frames.remove(Stream::Remote(peer));
+            }
+        }
+    }
+
+    fn on_frame(&self, peers: &mut HashMap<PeerId, PeerDecoder>, job: VideoToDecode) {
+        let peer = job.peer;
+        let p = match peers.entry(peer) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => match H264Decoder::new() {
+                Ok(decoder) => v.insert(PeerDecoder {
+                    decoder,
+                    picture: I420Frame::new(2, 2).expect("valid"),
+                    psnr: PatternPsnrMeter::new(),
+                    rgba: Vec::new(),
+                    sequence: 0,
+                    pattern_frames: 0,
+                    recorder: None,
+                    recorder_failed: false,
+                }),
+                Err(e) => {
+                    let _ = self
+                        .events
+                        .send(MediaEvent::Warning(format!("video decoder: {e}")));
+                    return;
+                }
+            },
+        };
+        self.decode_one(peer, p, &job.meta, job.access_unit());
+    }
+
+    fn decode_one(&self, peer: PeerId, p: &mut PeerDecoder, meta: &VideoMeta, annex_b: &[u8]) {
         match p.decoder.decode(annex_b, &mut p.picture) {
             Ok(true) => {}
             Ok(false) => return,
             Err(_) => {
-                let _ = self
-                    .to_network
-                    .try_send(ToNetwork::KeyframeRequest { peer });
+                let _ = self.events.send(MediaEvent::DecoderNeedsKeyframe { peer });
                 return;
             }
         }
         let latency_ms = (wall_clock_us().saturating_sub(meta.capture_time_us)) as f32 / 1000.0;
-        let now = Instant::now();
         let (w, h) = (p.picture.width() as u32, p.picture.height() as u32);
-        self.board.with(peer, |m| {
-            m.record_decoded(now, latency_ms);
-            m.width = w;
-            m.height = h;
-        });
+        let mut psnr_db = None;
         if meta.test_pattern {
             p.pattern_frames += 1;
             if p.pattern_frames % PSNR_SAMPLE_EVERY == 1 {
                 // The meter reads the frame number from the picture itself and regenerates
                 // that source frame; identical pictures give infinity, capped to keep means finite.
-                if let Some((_, db)) = p.psnr.measure(&p.picture) {
-                    let db = db.min(99.0);
-                    self.board.with(peer, |m| {
-                        m.psnr_sum_db += db;
-                        m.psnr_samples += 1;
-                    });
-                }
+                psnr_db = p.psnr.measure(&p.picture).map(|(_, db)| db.min(99.0));
             }
         }
+        let _ = self.events.send(MediaEvent::VideoDecoded {
+            peer,
+            width: w,
+            height: h,
+            latency_ms,
+            psnr_db,
+        });
         if let Some(dir) = &self.record_dir {
             if p.recorder.is_none() && !p.recorder_failed {
                 let path = dir.join(format!("peer-{}.y4m", peer.0));
@@ -368,13 +369,13 @@ impl VideoReceiver {
                     frame_rate: (self.fps.max(1), 1),
                 };
                 match File::create(&path)
-                    .map_err(crate::media::MediaError::from)
+                    .map_err(vcall_media::MediaError::from)
                     .and_then(|f| Y4mWriter::new(BufWriter::new(f), header))
                 {
                     Ok(r) => p.recorder = Some(r),
                     Err(e) => {
                         p.recorder_failed = true;
-                        let _ = self.to_network.try_send(ToNetwork::Error(format!(
+                        let _ = self.events.send(MediaEvent::Warning(format!(
                             "cannot record to {}: {e}",
                             path.display()
                         )));
@@ -390,7 +391,7 @@ impl VideoReceiver {
             p.picture.to_rgba(&mut p.rgba);
             p.sequence += 1;
             self.frames.publish(
-                peer,
+                Stream::Remote(peer),
                 Arc::new(RgbaFrame {
                     width: w,
                     height: h,

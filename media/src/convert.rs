@@ -7,7 +7,7 @@ use zune_jpeg::zune_core::bytestream::ZCursor;
 use zune_jpeg::zune_core::colorspace::ColorSpace;
 use zune_jpeg::zune_core::options::DecoderOptions;
 
-use crate::media::{I420Frame, MediaError};
+use crate::{I420Frame, MediaError};
 
 /// The camera formats vcall can convert, in order of preference at equal resolution and rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,13 +1,9 @@
-//! Per-peer media counters written by the codec threads and read by the network task, which
-//! folds them into the published [`CallState`](super::CallState).
+//! Per-peer media statistics the call core keeps from the codec threads' events (decoded
+//! frames, latency, PSNR, audio), folded into the published [`CallState`](crate::CallState).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use vcall_proto::PeerId;
-
-use super::state::LatencyStats;
+use crate::state::LatencyStats;
 
 /// Most latency samples kept per peer (a sliding window).
 const MAX_LATENCY_SAMPLES: usize = 4096;
@@ -45,9 +41,13 @@ impl PeerMedia {
         }
     }
 
-    /// Decoded frames per second over the last second.
-    pub fn fps(&self) -> f64 {
-        self.decoded_times.len() as f64
+    /// Decoded frames per second over the second before `now`.
+    pub fn fps_at(&self, now: Instant) -> f64 {
+        let horizon = now.checked_sub(Duration::from_secs(1));
+        self.decoded_times
+            .iter()
+            .filter(|t| horizon.is_none_or(|h| **t >= h))
+            .count() as f64
     }
 
     /// Mean PSNR of the sampled test-pattern frames.
@@ -73,25 +73,6 @@ pub fn latency_summary(samples: &[f32]) -> LatencyStats {
         p50: pick(0.5),
         p95: pick(0.95),
         max: *sorted.last().unwrap_or(&0.0) as f64,
-    }
-}
-
-/// Shared board of per-peer media statistics.
-#[derive(Default)]
-pub struct MediaBoard {
-    peers: Mutex<HashMap<PeerId, PeerMedia>>,
-}
-
-impl MediaBoard {
-    /// Runs `f` on a peer's entry (created on first use).
-    pub fn with<R>(&self, peer: PeerId, f: impl FnOnce(&mut PeerMedia) -> R) -> Option<R> {
-        let mut map = self.peers.lock().ok()?;
-        Some(f(map.entry(peer).or_default()))
-    }
-
-    /// A copy of a peer's entry.
-    pub fn get(&self, peer: PeerId) -> Option<PeerMedia> {
-        self.peers.lock().ok()?.get(&peer).cloned()
     }
 }
 

@@ -118,10 +118,10 @@ fn conceal(decoder: &mut OpusDecoder, out: &mut [f32]) -> PlayoutSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::AUDIO_SAMPLE_RATE;
-    use crate::media::analysis::dominant_frequency;
-    use crate::media::audio_codec::{OpusEncoder, OpusEncoderConfig};
-    use crate::media::tone::Tone;
+    use crate::AUDIO_SAMPLE_RATE;
+    use crate::analysis::dominant_frequency;
+    use crate::audio_codec::{OpusEncoder, OpusEncoderConfig};
+    use crate::tone::Tone;
 
     #[test]
     fn a_lossy_reordered_stream_plays_the_right_tone() {

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::engine::{CallPhase, CallState, LatencyStats};
+use crate::{CallPhase, CallState, LatencyStats};
 
 /// What this bot sent.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -90,12 +90,8 @@ impl Report {
     pub fn from_state(state: &CallState, duration_s: f64, cpu_per_second: Option<f64>) -> Self {
         let mut errors = state.errors.clone();
         let failed = match &state.phase {
-            CallPhase::Ended {
-                reason,
-                error: true,
-                ..
-            } => {
-                errors.push(reason.clone());
+            CallPhase::Ended(reason) if reason.is_error() => {
+                errors.push(reason.to_string());
                 true
             }
             CallPhase::Connecting => {
@@ -173,7 +169,7 @@ pub fn process_cpu_seconds() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{PeerState, SecurityState};
+    use crate::{PeerState, SecurityState};
     use vcall_proto::PeerId;
 
     #[test]
@@ -263,16 +259,16 @@ mod tests {
     #[test]
     fn an_ended_call_with_an_error_is_a_failure_with_its_reason() {
         let state = CallState {
-            phase: CallPhase::Ended {
-                reason: "room full".into(),
-                error: true,
-                kind: crate::engine::EndReason::RoomFull,
-            },
+            phase: CallPhase::Ended(crate::EndReason::RelayRefused {
+                code: vcall_proto::control::ErrorCode::RoomFull,
+                message: "room full".into(),
+            }),
             ..CallState::default()
         };
         let r = Report::from_state(&state, 0.0, None);
         assert!(r.failed);
-        assert_eq!(r.errors, vec!["room full".to_string()]);
+        assert_eq!(r.errors.len(), 1);
+        assert!(r.errors[0].contains("room full"), "{:?}", r.errors);
     }
 
     #[test]

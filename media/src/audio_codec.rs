@@ -124,8 +124,8 @@ fn check_frame_len(len: usize) -> Result<(), MediaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::analysis::dominant_frequency;
-    use crate::media::tone::Tone;
+    use crate::analysis::dominant_frequency;
+    use crate::tone::Tone;
 
     /// Encodes 1 s of a tone; returns the packets.
     fn tone_packets(frequency: f64) -> Vec<Vec<u8>> {

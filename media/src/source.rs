@@ -230,8 +230,8 @@ impl AudioSink for CollectingSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::wav::{WavSampleFormat, WavWriter};
-    use crate::media::y4m::Y4mWriter;
+    use crate::wav::{WavSampleFormat, WavWriter};
+    use crate::y4m::Y4mWriter;
     use std::path::PathBuf;
 
     /// A file path unique to this test process and test name, removed on drop.

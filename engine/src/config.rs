@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::media::source::{AudioSink, AudioSource, VideoSource};
+use vcall_media::source::{AudioSink, AudioSource, VideoSource};
 
 /// Video encoder settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -168,7 +168,7 @@ fn fft_in_place(real: &mut [f64], imaginary: &mut [f64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::tone::Tone;
+    use crate::tone::Tone;
 
     #[test]
     fn psnr_of_identical_and_shifted_frames() {

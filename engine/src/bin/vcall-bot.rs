@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use vcall_desktop::bot::{Report, process_cpu_seconds};
-use vcall_desktop::engine::{
-    AudioInput, CallConfig, CallHandle, CallPhase, Command, VideoInput, VideoSettings, redact_link,
+use vcall_engine::bot::{Report, process_cpu_seconds};
+use vcall_engine::{
+    AudioInput, CallConfig, CallHandle, CallPhase, VideoInput, VideoSettings, redact_link,
 };
 
 #[derive(Parser, Debug)]
@@ -104,18 +104,13 @@ fn main() -> ExitCode {
         std::thread::sleep(Duration::from_millis(50));
     }
     let in_call = started.elapsed().as_secs_f64();
-    // Take the statistics while still in the call, then leave.
-    let mut state = handle.state();
-    handle.send(Command::Leave);
-    let leave_deadline = Instant::now() + Duration::from_secs(3);
-    while !handle.ended() && Instant::now() < leave_deadline {
-        std::thread::sleep(Duration::from_millis(20));
+    // Take the statistics while still in the call, then leave (waits for every thread).
+    let mut state = (*handle.state()).clone();
+    let left = handle.leave();
+    if left.state.phase != CallPhase::Ended(vcall_engine::EndReason::Left) {
+        state.phase = left.state.phase.clone();
     }
-    let final_state = handle.state();
-    if let CallPhase::Ended { error: true, .. } = final_state.phase {
-        state.phase = final_state.phase.clone();
-    }
-    state.handshake_log = final_state.handshake_log;
+    state.handshake_log = left.state.handshake_log.clone();
     let cpu = cpu_start
         .zip(process_cpu_seconds())
         .map(|(a, b)| (b - a) / in_call.max(1e-3));

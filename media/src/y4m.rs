@@ -189,7 +189,7 @@ fn parse_header(line: &[u8]) -> Result<Y4mHeader, MediaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::test_pattern;
+    use crate::test_pattern;
     use std::io::Cursor;
 
     fn header(width: usize, height: usize) -> Y4mHeader {

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use vcall_tls::pinning::{FINGERPRINT_MISMATCH, pinned_client_tls};
+use vcall_tls::pinning::{MismatchFlag, pinned_client_tls_with_flag};
+
+use crate::state::ConnectFailure;
 
 /// Why the relay could not be reached; each says what the user can do.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +32,35 @@ pub enum ConnectError {
     Socket(std::io::Error),
 }
 
-fn client_config(fingerprint: Option<&str>) -> Result<quinn::ClientConfig, ConnectError> {
+impl ConnectError {
+    /// A cloneable summary for the call state.
+    pub fn failure(&self) -> ConnectFailure {
+        match self {
+            Self::Resolve(address) => ConnectFailure::Resolve {
+                address: address.clone(),
+            },
+            Self::CertificateMismatch => ConnectFailure::CertificateMismatch,
+            Self::Unreachable { addr, port, detail } => ConnectFailure::Unreachable {
+                address: addr.clone(),
+                port: *port,
+                detail: detail.clone(),
+            },
+            Self::Tls(e) => ConnectFailure::Tls(e.clone()),
+            Self::Socket(e) => ConnectFailure::Socket(e.to_string()),
+        }
+    }
+}
+
+fn client_config(
+    fingerprint: Option<&str>,
+) -> Result<(quinn::ClientConfig, MismatchFlag), ConnectError> {
+    let mut mismatch = MismatchFlag::default();
     let tls = match fingerprint {
-        Some(fp) => pinned_client_tls(fp, vcall_proto::ALPN),
+        Some(fp) => {
+            let (tls, flag) = pinned_client_tls_with_flag(fp, vcall_proto::ALPN);
+            mismatch = flag;
+            tls
+        }
         None => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {
@@ -60,7 +88,7 @@ fn client_config(fingerprint: Option<&str>) -> Result<quinn::ClientConfig, Conne
     transport.datagram_receive_buffer_size(Some(4 << 20));
     transport.datagram_send_buffer_size(4 << 20);
     config.transport_config(Arc::new(transport));
-    Ok(config)
+    Ok((config, mismatch))
 }
 
 /// Resolves `host:port` and connects with the given pinning (or system roots).
@@ -80,7 +108,8 @@ pub async fn connect(
         "0.0.0.0:0".parse().expect("valid")
     };
     let mut endpoint = quinn::Endpoint::client(bind).map_err(ConnectError::Socket)?;
-    endpoint.set_default_client_config(client_config(fingerprint)?);
+    let (config, mismatch) = client_config(fingerprint)?;
+    endpoint.set_default_client_config(config);
     let server_name = host.trim_start_matches('[').trim_end_matches(']');
     let unreachable = |detail: String| ConnectError::Unreachable {
         addr: format!("{host}:{port}"),
@@ -93,13 +122,7 @@ pub async fn connect(
     match tokio::time::timeout(Duration::from_secs(10), connecting).await {
         Err(_) => Err(unreachable("no answer within 10 s".into())),
         Ok(Ok(conn)) => Ok((endpoint, conn)),
-        Ok(Err(e)) => {
-            let text = e.to_string();
-            if text.contains(FINGERPRINT_MISMATCH) {
-                Err(ConnectError::CertificateMismatch)
-            } else {
-                Err(unreachable(text))
-            }
-        }
+        Ok(Err(_)) if mismatch.seen() => Err(ConnectError::CertificateMismatch),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
     }
 }

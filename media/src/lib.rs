@@ -1,4 +1,5 @@
-//! Media building blocks for the call engine: frames and camera-format conversion, the
+//! Media building blocks for the call engine: frames and camera-format conversion (YUYV, NV12,
+//! MJPEG → I420), the
 //! deterministic test pattern, H.264 and Opus codecs, tone generation and analysis, the audio
 //! jitter buffer, mixer and echo-canceller hook, Y4M/WAV files, and source/sink traits.
 //!
@@ -17,6 +18,7 @@
 
 pub mod analysis;
 pub mod audio_codec;
+pub mod convert;
 pub mod echo;
 pub mod error;
 pub mod frame;

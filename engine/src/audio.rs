@@ -1,31 +1,31 @@
 //! The audio thread: every 20 ms it captures, cancels echo, encodes and hands one Opus frame
-//! to the network task, then plays out every peer's jitter buffer through the mixer.
+//! to the driver, then plays out every peer's jitter buffer through the mixer.
 //! Capture and playout share the thread so the echo canceller sees the exact far-end signal.
+//! Its control channel is never dropped from and is drained before its bounded packet queue.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{Sender, UnboundedSender};
 use vcall_proto::PeerId;
 use vcall_proto::media::AudioMeta;
 
-use super::config::{AudioInput, AudioOutput};
-use super::stats::MediaBoard;
-use super::{ToNetwork, wall_clock_us};
-use crate::media::analysis::dominant_frequency;
-use crate::media::audio_codec::{OpusEncoder, OpusEncoderConfig};
-use crate::media::echo::{EchoCanceller, PassThroughEchoCanceller};
-use crate::media::jitter::JitterBufferConfig;
-use crate::media::mixer::Mixer;
-use crate::media::peer_audio::{PeerAudioPlayout, PlayoutSource};
-use crate::media::source::{AudioSource, ToneSource, WavFileSource};
-use crate::media::wav::{WavSampleFormat, WavWriter};
-use crate::media::{AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
+use crate::config::{AudioInput, AudioOutput};
+use crate::core::{AudioToPlay, LocalMedia, MediaEvent};
+use crate::wall_clock_us;
+use vcall_media::analysis::dominant_frequency;
+use vcall_media::audio_codec::{OpusEncoder, OpusEncoderConfig};
+use vcall_media::echo::{EchoCanceller, PassThroughEchoCanceller};
+use vcall_media::jitter::JitterBufferConfig;
+use vcall_media::mixer::Mixer;
+use vcall_media::peer_audio::{PeerAudioPlayout, PlayoutSource};
+use vcall_media::source::{AudioSink, AudioSource, ToneSource, WavFileSource};
+use vcall_media::wav::{WavSampleFormat, WavWriter};
+use vcall_media::{AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
 
 const FRAME: Duration = Duration::from_millis(20);
 /// Decoded audio kept per peer for the dominant-frequency estimate (1 s).
@@ -33,13 +33,8 @@ const ANALYSIS_WINDOW: usize = AUDIO_SAMPLE_RATE as usize;
 /// Level (dBFS) above which the local user counts as speaking.
 const SPEAKING_DBFS: f32 = -40.0;
 
-/// Commands and received packets for the audio thread.
-pub(crate) enum AudioJob {
-    Packet {
-        peer: PeerId,
-        meta: AudioMeta,
-        opus: Vec<u8>,
-    },
+/// Control for the audio thread (lossless, drained before packets).
+pub(crate) enum AudioControl {
     PeerLeft(PeerId),
     SetInput(AudioInput),
     SetOutput(AudioOutput),
@@ -71,33 +66,43 @@ struct PeerAudio {
     recorder: Option<WavWriter<BufWriter<File>>>,
 }
 
+/// The devices the audio thread gives back when it ends.
+pub(crate) type AudioDevices = (
+    Option<Box<dyn AudioSource + Send>>,
+    Option<Box<dyn AudioSink + Send>>,
+);
+
 /// Everything the audio thread needs.
 pub(crate) struct AudioEngine {
     pub name: String,
     pub input: AudioInput,
     pub output: AudioOutput,
     pub muted: bool,
-    pub jobs: Receiver<AudioJob>,
-    pub to_network: Sender<ToNetwork>,
-    pub board: Arc<MediaBoard>,
+    pub control: Receiver<AudioControl>,
+    /// Decrypted packets (bounded).
+    pub packets: Receiver<AudioToPlay>,
+    /// Encoded frames (bounded: dropped when the driver is behind).
+    pub media: Sender<LocalMedia>,
+    pub events: UnboundedSender<MediaEvent>,
     pub record_dir: Option<PathBuf>,
 }
 
 impl AudioEngine {
-    /// Runs until the job channel closes.
-    pub fn run(self) {
+    /// Runs until the control channel closes; gives back the microphone and speaker.
+    pub fn run(self) -> AudioDevices {
         let AudioEngine {
             name,
             input,
             output,
             mut muted,
-            jobs,
-            to_network,
-            board,
+            control,
+            packets,
+            media,
+            events,
             record_dir,
         } = self;
         let report = |e: String| {
-            let _ = to_network.try_send(ToNetwork::Error(e));
+            let _ = events.send(MediaEvent::Warning(e));
         };
         let mut source = open_input(input, &name).unwrap_or_else(|e| {
             report(e);
@@ -124,11 +129,37 @@ impl AudioEngine {
         let mut next_tick = start;
         let mut tick: u64 = 0;
         'run: loop {
-            // 1. Jobs: packets into jitter buffers, control changes.
+            // 1. Control changes first, then packets into the jitter buffers.
             let now_ms = start.elapsed().as_millis() as u64;
             loop {
-                match jobs.try_recv() {
-                    Ok(AudioJob::Packet { peer, meta, opus }) => {
+                match control.try_recv() {
+                    Ok(AudioControl::PeerLeft(peer)) => {
+                        if let Some(p) = peers.remove(&peer)
+                            && let Some(r) = p.recorder
+                        {
+                            let _ = r.finish();
+                        }
+                    }
+                    Ok(AudioControl::SetInput(input)) => {
+                        source = open_input(input, &name).unwrap_or_else(|e| {
+                            report(e);
+                            None
+                        });
+                    }
+                    Ok(AudioControl::SetOutput(output)) => {
+                        sink = match output {
+                            AudioOutput::Discard => None,
+                            AudioOutput::Sink(s) => Some(s),
+                        };
+                    }
+                    Ok(AudioControl::SetMuted(m)) => muted = m,
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => break 'run,
+                }
+            }
+            while let Ok(AudioToPlay { peer, meta, opus }) = packets.try_recv() {
+                {
+                    {
                         let entry = match peers.entry(peer) {
                             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                             std::collections::hash_map::Entry::Vacant(v) => {
@@ -160,28 +191,6 @@ impl AudioEngine {
                             now_ms,
                         );
                     }
-                    Ok(AudioJob::PeerLeft(peer)) => {
-                        if let Some(p) = peers.remove(&peer)
-                            && let Some(r) = p.recorder
-                        {
-                            let _ = r.finish();
-                        }
-                    }
-                    Ok(AudioJob::SetInput(input)) => {
-                        source = open_input(input, &name).unwrap_or_else(|e| {
-                            report(e);
-                            None
-                        });
-                    }
-                    Ok(AudioJob::SetOutput(output)) => {
-                        sink = match output {
-                            AudioOutput::Discard => None,
-                            AudioOutput::Sink(s) => Some(s),
-                        };
-                    }
-                    Ok(AudioJob::SetMuted(m)) => muted = m,
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => break 'run,
                 }
             }
 
@@ -203,16 +212,13 @@ impl AudioEngine {
                     && enc.encode(&near, &mut encoded).is_ok()
                     && !encoded.is_empty()
                 {
-                    let mut plain = Vec::with_capacity(AudioMeta::LEN + encoded.len());
-                    AudioMeta {
+                    let meta = AudioMeta {
                         capture_time_us: wall_clock_us(),
                         sequence,
-                    }
-                    .append(&mut plain);
-                    plain.extend_from_slice(&encoded);
+                    };
                     sequence = sequence.wrapping_add(1);
-                    if to_network.try_send(ToNetwork::Audio { plain }).is_err()
-                        && to_network.is_closed()
+                    if media.try_send(LocalMedia::audio(meta, &encoded)).is_err()
+                        && media.is_closed()
                     {
                         break 'run;
                     }
@@ -221,7 +227,7 @@ impl AudioEngine {
             if tick.is_multiple_of(5) {
                 let speaking = !muted && level_dbfs > SPEAKING_DBFS;
                 let level = (((level_dbfs + 60.0) / 60.0).clamp(0.0, 1.0) * 255.0) as u8;
-                let _ = to_network.try_send(ToNetwork::LocalLevel {
+                let _ = events.send(MediaEvent::LocalLevel {
                     speaking,
                     level: if muted { 0 } else { level },
                 });
@@ -241,7 +247,7 @@ impl AudioEngine {
                     let _ = r.write_samples(frame);
                 }
                 if real {
-                    board.with(*peer, |m| m.audio_frames_decoded += 1);
+                    let _ = events.send(MediaEvent::AudioPlayed { peer: *peer });
                     for &s in frame {
                         if p.window.len() < ANALYSIS_WINDOW {
                             p.window.push(s);
@@ -262,7 +268,10 @@ impl AudioEngine {
                 for (peer, p) in peers.iter() {
                     if p.window.len() == ANALYSIS_WINDOW {
                         let hz = dominant_frequency(&p.window, AUDIO_SAMPLE_RATE);
-                        board.with(*peer, |m| m.audio_peak_hz = (hz > 0.0).then_some(hz));
+                        let _ = events.send(MediaEvent::AudioPeak {
+                            peer: *peer,
+                            hz: (hz > 0.0).then_some(hz),
+                        });
                     }
                 }
             }
@@ -282,6 +291,7 @@ impl AudioEngine {
                 let _ = r.finish();
             }
         }
+        (source, sink)
     }
 }
 

@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use vcall_desktop::engine::fresh_invite_link;
-use vcall_desktop::media::I420Frame;
-use vcall_desktop::media::analysis::dominant_frequency;
-use vcall_desktop::media::tone::frequency_for_name;
-use vcall_desktop::media::wav::WavReader;
-use vcall_desktop::media::y4m::Y4mReader;
+use vcall_engine::fresh_invite_link;
+use vcall_media::I420Frame;
+use vcall_media::analysis::dominant_frequency;
+use vcall_media::tone::frequency_for_name;
+use vcall_media::wav::WavReader;
+use vcall_media::y4m::Y4mReader;
 use vcall_relay::{Relay, RelayConfig};
 
 fn bot(link: &str, name: &str, dir: &Path) -> std::process::Child {

@@ -2,28 +2,70 @@
 
 use vcall_proto::PeerId;
 
-/// Why a call ended, for the UI to pick its advice (the sentence says the details).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Why the relay could not be reached (a `Clone` summary of a [`ConnectError`](crate::connect::ConnectError)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectFailure {
+    #[error("cannot resolve the relay address {address}")]
+    Resolve { address: String },
+    #[error("the relay's certificate does not match the link's fingerprint")]
+    CertificateMismatch,
+    #[error("the relay at {address} did not answer on UDP port {port} ({detail})")]
+    Unreachable {
+        address: String,
+        port: u16,
+        detail: String,
+    },
+    #[error("TLS set-up failed: {0}")]
+    Tls(String),
+    #[error("cannot open a local UDP socket: {0}")]
+    Socket(String),
+}
+
+/// Why a call ended, as data: the UI turns it into advice (ui/advice.rs), the bot into its
+/// report. `Display` says what happened, not what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
 pub enum EndReason {
     /// The user left.
     #[default]
+    #[error("you left the call")]
     Left,
     /// The invite link cannot be parsed or its secret is unusable.
-    InvalidLink,
-    /// The relay could not be resolved or did not answer.
-    Unreachable,
-    /// The relay's certificate does not match the link's fingerprint.
-    CertificateMismatch,
-    /// The room is full.
-    RoomFull,
-    /// The relay refused for another reason (capacity, version, rate limits...).
-    RelayRefused,
+    #[error("the invite link is not valid: {0}")]
+    InvalidLink(String),
+    /// The relay could not be resolved, did not answer, or failed TLS.
+    #[error("{0}")]
+    Connect(ConnectFailure),
+    /// Connected, but the relay did not answer our Hello in time.
+    #[error("the relay did not admit us within {seconds} s")]
+    AdmitTimeout { seconds: u64 },
+    /// The relay refused us or ended the call with an error frame.
+    #[error("the relay refused: {code} ({message})")]
+    RelayRefused {
+        code: vcall_proto::control::ErrorCode,
+        message: String,
+    },
     /// The relay is shutting down (GoAway).
-    RelayShutDown,
-    /// The connection dropped during the call.
-    ConnectionLost,
-    /// A local problem (threads, codecs) or a protocol violation.
-    Internal,
+    #[error("the relay is shutting down: {code} ({message})")]
+    RelayShutDown {
+        code: vcall_proto::control::ErrorCode,
+        message: String,
+    },
+    /// The connection dropped (or the relay closed it) during the call.
+    #[error("lost the connection to the relay ({0})")]
+    ConnectionLost(String),
+    /// The relay broke the protocol (an invalid or unexpected frame).
+    #[error("the relay broke the protocol: {0}")]
+    Protocol(String),
+    /// A local problem: threads, runtime, key generation.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EndReason {
+    /// Whether the call ended because something went wrong (everything but [`EndReason::Left`]).
+    pub fn is_error(&self) -> bool {
+        !matches!(self, Self::Left)
+    }
 }
 
 /// Where the call is in its life.
@@ -34,13 +76,8 @@ pub enum CallPhase {
     Connecting,
     /// Joined the room; media flowing as keys arrive.
     InCall,
-    /// The call ended; `reason` is a human sentence saying why and what to do next
-    /// (empty for a normal leave), `kind` the same as a value.
-    Ended {
-        reason: String,
-        error: bool,
-        kind: EndReason,
-    },
+    /// The call ended, and why.
+    Ended(EndReason),
 }
 
 /// End-to-end security as shown to the user.
@@ -114,11 +151,23 @@ pub struct SentStats {
 
 /// One entry of the key-exchange log (names match the bot report).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandshakeEvent {
+pub struct HandshakeLogEntry {
     pub t_ms: u64,
     /// `sent_pubkey | recv_pubkey | sent_key | recv_key | reannounce_new_peer | rekey`
     pub event: String,
     pub peer: Option<PeerId>,
+}
+
+/// Most entries kept in [`CallState::handshake_log`].
+pub const MAX_HANDSHAKE_LOG: usize = 512;
+
+/// Which picture stream a frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    /// Our own camera (the self view).
+    Local,
+    /// A remote peer's video.
+    Remote(PeerId),
 }
 
 /// A consistent snapshot of the call.
@@ -141,7 +190,9 @@ pub struct CallState {
     /// Peers who left during the call, with their last statistics (most recent last; bounded).
     pub departed: Vec<PeerState>,
     pub sent: SentStats,
-    pub handshake_log: Vec<HandshakeEvent>,
+    /// The key-exchange log, oldest first, at most [`MAX_HANDSHAKE_LOG`] entries (the oldest
+    /// are dropped first).
+    pub handshake_log: Vec<HandshakeLogEntry>,
     /// Non-fatal problems worth telling the user (and fatal ones before `Ended`).
     pub errors: Vec<String>,
 }

@@ -265,8 +265,8 @@ pub fn contains_idr(annex_b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::media::analysis::psnr_i420;
-    use crate::media::test_pattern;
+    use crate::analysis::psnr_i420;
+    use crate::test_pattern;
 
     fn config(width: usize, height: usize, bitrate_bps: u32) -> H264EncoderConfig {
         H264EncoderConfig {

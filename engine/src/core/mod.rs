@@ -1,0 +1,897 @@
+//! The call's protocol core, sans-IO (shaped like quinn-proto's `Connection` and str0m's
+//! `Rtc`): it owns the E2EE session, the roster, per-peer reassembly and continuity, keyframe
+//! policy, heartbeats, mute gating and the published state. The driver feeds it what arrived
+//! (`handle_*`), performs what it asks (`poll_output`) and sleeps until `poll_timeout`.
+//! No threads, sockets, channels or clocks inside: time is passed in.
+//!
+//! ```text
+//! control frame ──handle_control──┐                 ┌── Output::Control  → control stream
+//! datagram ──────handle_datagram──┤                 ├── Output::Datagram → QUIC datagram
+//! encoded media ─handle_local_media┼──▶ CallCore ──▶├── Output::Decode   → video decode thread
+//! codec events ──handle_media_event┤                ├── Output::Play     → audio thread
+//! command ───────handle_command───┤                 ├── Output::ForceKeyframe / PeerLeft
+//! timer ─────────handle_timeout───┘                 └── Output::Publish  → the UI / bot
+//! ```
+
+mod keyframes;
+mod remote;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::{ControlFlow, Range};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use vcall_crypto::{Action, OpenError, Session};
+use vcall_proto::control::{ControlFrame, ErrorCode, RosterEntry};
+use vcall_proto::e2ee::SealedHeader;
+use vcall_proto::fragment::{FragmentHeader, fragment_frame};
+use vcall_proto::media::{AudioMeta, Feedback, Heartbeat, VideoMeta};
+use vcall_proto::{DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE, PeerId};
+
+pub use keyframes::{FORCE_INTERVAL, KeyframeNeed, KeyframePolicy, REQUEST_INTERVAL};
+use remote::RemotePeer;
+
+use crate::state::{
+    CallPhase, CallState, EndReason, HandshakeLogEntry, MAX_HANDSHAKE_LOG, PeerState,
+};
+
+/// Heartbeats (presence, mute, camera, speaking) this often.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Statistics are published this often (discrete changes at once).
+pub const STATS_INTERVAL: Duration = Duration::from_millis(250);
+/// Departed peers remembered in the state (for reports).
+const MAX_DEPARTED: usize = 64;
+/// Non-fatal problems remembered in the state.
+const MAX_ERRORS: usize = 100;
+
+/// Maps the core's monotonic time to the wall clock where the protocol needs it (the E2EE
+/// session's Unix-ms time base, heartbeat timestamps), from one reading taken at start.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    origin: Instant,
+    origin_unix_us: u64,
+}
+
+impl Clock {
+    /// `origin_unix_us` is the wall clock (µs since the Unix epoch) at `origin`.
+    pub fn new(origin: Instant, origin_unix_us: u64) -> Self {
+        Self {
+            origin,
+            origin_unix_us,
+        }
+    }
+
+    pub fn unix_us(&self, now: Instant) -> u64 {
+        self.origin_unix_us + now.saturating_duration_since(self.origin).as_micros() as u64
+    }
+
+    pub fn unix_ms(&self, now: Instant) -> u64 {
+        self.unix_us(now) / 1000
+    }
+
+    /// The instant of a Unix-ms time (times before the origin map to the origin).
+    pub fn instant_of_unix_ms(&self, unix_ms: u64) -> Instant {
+        let origin_ms = self.origin_unix_us / 1000;
+        self.origin + Duration::from_millis(unix_ms.saturating_sub(origin_ms))
+    }
+}
+
+/// What the driver or a codec thread hands in from our own capture side.
+pub enum LocalMedia {
+    /// An encoded video frame: `frame` starts with `SealedHeader::LEN` reserved bytes, then
+    /// the plaintext (`meta` encoded, then the H.264 access unit), so it is sealed in place.
+    Video { meta: VideoMeta, frame: Vec<u8> },
+    /// An audio frame plaintext (`AudioMeta` + Opus).
+    Audio { plain: Vec<u8> },
+}
+
+impl LocalMedia {
+    /// A video frame in the layout the core seals in place: `SealedHeader::LEN` reserved
+    /// bytes, `meta`, the access unit, with room for the tag (one allocation).
+    pub fn video(meta: VideoMeta, access_unit: &[u8]) -> Self {
+        let mut frame = Vec::with_capacity(
+            SealedHeader::LEN + VideoMeta::LEN + access_unit.len() + vcall_crypto::SEAL_OVERHEAD,
+        );
+        frame.extend_from_slice(&[0; SealedHeader::LEN]);
+        meta.append(&mut frame);
+        frame.extend_from_slice(access_unit);
+        Self::Video { meta, frame }
+    }
+
+    /// An audio frame: `meta`, then the Opus packet.
+    pub fn audio(meta: AudioMeta, opus: &[u8]) -> Self {
+        let mut plain = Vec::with_capacity(AudioMeta::LEN + opus.len());
+        meta.append(&mut plain);
+        plain.extend_from_slice(opus);
+        Self::Audio { plain }
+    }
+}
+
+/// What the codec threads report (statistics and needs), as events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A remote peer's frame was decoded.
+    VideoDecoded {
+        peer: PeerId,
+        width: u32,
+        height: u32,
+        latency_ms: f32,
+        /// PSNR against the regenerated test pattern, for the sampled frames.
+        psnr_db: Option<f64>,
+    },
+    /// Our decoder of `peer`'s video cannot go on without a keyframe.
+    DecoderNeedsKeyframe { peer: PeerId },
+    /// One 20 ms frame of `peer`'s audio was played from real data.
+    AudioPlayed { peer: PeerId },
+    /// The dominant frequency of `peer`'s last second of audio.
+    AudioPeak { peer: PeerId, hz: Option<f64> },
+    /// Our voice activity (for heartbeats and the self tile).
+    LocalLevel { speaking: bool, level: u8 },
+    /// Our encoder sent a frame of this size.
+    VideoEncoded { width: u32, height: u32 },
+    /// A non-fatal problem to show the user.
+    Warning(String),
+}
+
+/// Commands the core itself acts on (device switches go straight to the codec threads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreCommand {
+    SetMicMuted(bool),
+    SetCameraOff(bool),
+    Leave,
+}
+
+/// A decrypted video frame for the decoder: `frame[access_unit]` is the H.264 access unit.
+#[derive(Debug)]
+pub struct VideoToDecode {
+    pub peer: PeerId,
+    pub meta: VideoMeta,
+    pub frame: Vec<u8>,
+    pub access_unit: Range<usize>,
+}
+
+impl VideoToDecode {
+    /// The H.264 access unit (Annex B).
+    pub fn access_unit(&self) -> &[u8] {
+        &self.frame[self.access_unit.clone()]
+    }
+}
+
+/// A decrypted audio frame for the jitter buffer.
+#[derive(Debug)]
+pub struct AudioToPlay {
+    pub peer: PeerId,
+    pub meta: AudioMeta,
+    pub opus: Vec<u8>,
+}
+
+/// What the core asks the driver to do.
+pub enum Output {
+    /// Send this QUIC datagram.
+    Datagram(Bytes),
+    /// Write this frame on the control stream.
+    Control(ControlFrame),
+    /// Hand this frame to the video decoder.
+    Decode(VideoToDecode),
+    /// Hand this frame to the audio thread.
+    Play(AudioToPlay),
+    /// Our encoder should produce a keyframe now.
+    ForceKeyframe,
+    /// A peer left: the codec threads drop its decoder, jitter buffer and recorders.
+    PeerLeft(PeerId),
+    /// The call's state changed: show this snapshot.
+    Publish(Arc<CallState>),
+}
+
+/// What the core is constructed with.
+pub struct CoreConfig {
+    pub me: PeerId,
+    pub roster: Vec<RosterEntry>,
+    pub mic_muted: bool,
+    pub camera_off: bool,
+    /// The state the call starts from (relay, room, names, link...).
+    pub initial_state: CallState,
+}
+
+/// Counters of what the core refused or dropped (for tests, stats and logs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreCounters {
+    /// Audio frames not sent because the microphone is muted.
+    pub audio_gated: u64,
+    /// Video frames not sent because the camera is off.
+    pub video_gated: u64,
+    /// Datagrams that could not be parsed, or came from ourselves or nobody.
+    pub datagrams_malformed: u64,
+    /// Datagrams from a sender the relay has not announced.
+    pub datagrams_from_strangers: u64,
+    /// Video frames dropped because they came before the sender's first keyframe.
+    pub frames_before_keyframe: u64,
+    /// Sealed bodies we could not seal (no key yet) or that were too large for the path.
+    pub not_sent: u64,
+    /// E2EE messages the session rejected.
+    pub signals_rejected: u64,
+}
+
+/// The call's protocol core.
+pub struct CallCore {
+    session: Session,
+    me: PeerId,
+    clock: Clock,
+    /// The relay's roster: who is present and the clear name each gave (if any).
+    roster: BTreeMap<PeerId, Option<String>>,
+    remotes: HashMap<PeerId, RemotePeer>,
+    keyframes: KeyframePolicy,
+    mic_muted: bool,
+    camera_off: bool,
+    local_level: (bool, u8),
+    /// The largest datagram the path takes now.
+    datagram_limit: usize,
+    rtt: Duration,
+    frame_id: u32,
+    next_heartbeat: Instant,
+    next_stats: Instant,
+    stats_at: Instant,
+    bytes_sent_at_stats: u64,
+    frames_sent_at_stats: u64,
+    /// The state as last built; republished when `publish_now` or at the stats interval.
+    state: CallState,
+    publish_now: bool,
+    outputs: VecDeque<Output>,
+    /// Reused buffer for opening small datagram bodies.
+    scratch: Vec<u8>,
+    counters: CoreCounters,
+    started_unix_ms: u64,
+}
+
+impl CallCore {
+    /// A core for a call the relay just admitted us to (`Welcome { me, roster }`).
+    pub fn new(mut session: Session, config: CoreConfig, clock: Clock, now: Instant) -> Self {
+        let started_unix_ms = clock.unix_ms(now);
+        let roster_ids: Vec<PeerId> = config.roster.iter().map(|e| e.peer).collect();
+        session.on_welcome(config.me, &roster_ids, started_unix_ms);
+        let mut state = config.initial_state;
+        state.my_peer_id = Some(config.me);
+        state.phase = CallPhase::InCall;
+        state.mic_muted = config.mic_muted;
+        state.camera_off = config.camera_off;
+        state.security.my_fingerprint = session.my_fingerprint().to_hex();
+        let mut core = Self {
+            session,
+            me: config.me,
+            clock,
+            roster: config
+                .roster
+                .into_iter()
+                .map(|e| (e.peer, e.name))
+                .collect(),
+            remotes: HashMap::new(),
+            keyframes: KeyframePolicy::default(),
+            mic_muted: config.mic_muted,
+            camera_off: config.camera_off,
+            local_level: (false, 0),
+            datagram_limit: MAX_DATAGRAM_SIZE,
+            rtt: Duration::ZERO,
+            frame_id: 0,
+            next_heartbeat: now,
+            next_stats: now + STATS_INTERVAL,
+            stats_at: now,
+            bytes_sent_at_stats: 0,
+            frames_sent_at_stats: 0,
+            state,
+            publish_now: true,
+            outputs: VecDeque::new(),
+            scratch: Vec::with_capacity(MAX_DATAGRAM_SIZE),
+            counters: CoreCounters::default(),
+            started_unix_ms,
+        };
+        for peer in core.roster.keys().copied().collect::<Vec<_>>() {
+            core.remotes.insert(peer, RemotePeer::default());
+        }
+        core.drain_session(now);
+        core
+    }
+
+    /// Our peer id in this call.
+    pub fn me(&self) -> PeerId {
+        self.me
+    }
+
+    /// The E2EE session (read-only: peers, security code, fingerprints).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn counters(&self) -> CoreCounters {
+        self.counters
+    }
+
+    pub fn keyframe_policy(&self) -> &KeyframePolicy {
+        &self.keyframes
+    }
+
+    /// The state as the core sees it now (what the next `Publish` will carry, minus stats
+    /// computed at publish time).
+    pub fn state(&self) -> &CallState {
+        &self.state
+    }
+
+    /// What the path allows now: the largest datagram and the round-trip time.
+    pub fn set_path(&mut self, max_datagram: Option<usize>, rtt: Duration) {
+        self.datagram_limit = max_datagram.map_or(MAX_DATAGRAM_SIZE, |m| m.min(MAX_DATAGRAM_SIZE));
+        self.rtt = rtt;
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(out) = self.outputs.pop_front() {
+            return Some(out);
+        }
+        if self.publish_now {
+            self.publish_now = false;
+            return Some(Output::Publish(Arc::new(self.state.clone())));
+        }
+        None
+    }
+
+    /// When `handle_timeout` must be called next: the soonest of the heartbeat, the stats
+    /// interval (which also sweeps stale reassembly) and the session's own timers.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut next = self.next_heartbeat.min(self.next_stats);
+        if let Some(ms) = self.session.next_timeout() {
+            next = next.min(self.clock.instant_of_unix_ms(ms));
+        }
+        next
+    }
+
+    /// Runs every timer that is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now_ms = self.clock.unix_ms(now);
+        if self.session.next_timeout().is_some_and(|t| t <= now_ms) {
+            self.session.on_tick(now_ms);
+            self.drain_session(now);
+        }
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + HEARTBEAT_INTERVAL;
+            self.send_heartbeat(now);
+        }
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_INTERVAL;
+            for remote in self.remotes.values_mut() {
+                remote.reassembler.expire(now);
+            }
+            self.refresh_stats(now);
+        }
+    }
+
+    /// A frame from the relay on the control stream. `Break` ends the call with the reason.
+    pub fn handle_control(&mut self, now: Instant, frame: ControlFrame) -> ControlFlow<EndReason> {
+        let now_ms = self.clock.unix_ms(now);
+        match frame {
+            ControlFrame::PeerJoined(entry) => {
+                if entry.peer == self.me || entry.peer == PeerId::NONE {
+                    return ControlFlow::Break(EndReason::Protocol(format!(
+                        "the relay announced peer {} joining, which is us or nobody",
+                        entry.peer
+                    )));
+                }
+                self.roster.insert(entry.peer, entry.name);
+                self.remotes.entry(entry.peer).or_default();
+                self.session.on_peer_joined(entry.peer, now_ms);
+                self.publish_now = true;
+            }
+            ControlFrame::PeerLeft { peer } => {
+                if self.roster.remove(&peer).is_some() {
+                    self.remotes.remove(&peer);
+                    self.keyframes.forget(peer);
+                    if let Some(i) = self.state.peers.iter().position(|p| p.peer_id == peer) {
+                        let gone = self.state.peers.remove(i);
+                        if self.state.departed.len() >= MAX_DEPARTED {
+                            self.state.departed.remove(0);
+                        }
+                        self.state.departed.push(gone);
+                    }
+                    self.outputs.push_back(Output::PeerLeft(peer));
+                    self.publish_now = true;
+                }
+                self.session.on_peer_left(peer, now_ms);
+            }
+            ControlFrame::Signal { from, payload, .. } => {
+                // Rejections come back as actions (counted, logged); never fatal.
+                let _ = self.session.on_signal(from, &payload, now_ms);
+            }
+            ControlFrame::Ping(v) => self
+                .outputs
+                .push_back(Output::Control(ControlFrame::Pong(v))),
+            ControlFrame::Pong(_) => {}
+            ControlFrame::GoAway { code, message } => {
+                return ControlFlow::Break(EndReason::RelayShutDown { code, message });
+            }
+            ControlFrame::Error { code, message } => {
+                // A signal that raced with its addressee leaving is harmless.
+                if code != ErrorCode::UnknownPeer {
+                    return ControlFlow::Break(EndReason::RelayRefused { code, message });
+                }
+            }
+            ControlFrame::Hello { .. } | ControlFrame::Welcome { .. } | ControlFrame::Leave => {
+                return ControlFlow::Break(EndReason::Protocol(
+                    "the relay sent a frame only clients send, or a second Welcome".into(),
+                ));
+            }
+        }
+        self.drain_session(now);
+        ControlFlow::Continue(())
+    }
+
+    /// A command from the UI or bot. `Break` when the call ends (leave).
+    pub fn handle_command(&mut self, now: Instant, command: CoreCommand) -> ControlFlow<EndReason> {
+        match command {
+            CoreCommand::SetMicMuted(muted) => {
+                self.mic_muted = muted;
+                self.state.mic_muted = muted;
+                if muted {
+                    self.state.speaking = false;
+                }
+            }
+            CoreCommand::SetCameraOff(off) => {
+                self.camera_off = off;
+                self.state.camera_off = off;
+                if off {
+                    self.state.sent.width = 0;
+                    self.state.sent.height = 0;
+                }
+            }
+            CoreCommand::Leave => {
+                self.outputs.push_back(Output::Control(ControlFrame::Leave));
+                self.refresh_stats(now);
+                self.state.phase = CallPhase::Ended(EndReason::Left);
+                self.publish_now = true;
+                return ControlFlow::Break(EndReason::Left);
+            }
+        }
+        // Tell the others at once, not at the next heartbeat.
+        self.next_heartbeat = now;
+        self.publish_now = true;
+        ControlFlow::Continue(())
+    }
+
+    /// Encoded media from our own capture: sealed and sent unless muted / camera off.
+    pub fn handle_local_media(&mut self, now: Instant, media: LocalMedia) {
+        match media {
+            LocalMedia::Video { meta, frame } => {
+                if self.camera_off {
+                    self.counters.video_gated += 1;
+                    return;
+                }
+                self.state.sent.width = u32::from(meta.width);
+                self.state.sent.height = u32::from(meta.height);
+                self.send_video(now, frame);
+            }
+            LocalMedia::Audio { plain } => {
+                // Mute is enforced here, where packets leave: whatever was queued before the
+                // mute (or whatever the audio thread does) never reaches the network.
+                if self.mic_muted {
+                    self.counters.audio_gated += 1;
+                    return;
+                }
+                if self.send_sealed(DatagramKind::Audio, None, &plain) {
+                    self.state.sent.audio_frames += 1;
+                }
+            }
+        }
+    }
+
+    /// A statistic or need reported by a codec thread.
+    pub fn handle_media_event(&mut self, now: Instant, event: MediaEvent) {
+        match event {
+            MediaEvent::VideoDecoded {
+                peer,
+                width,
+                height,
+                latency_ms,
+                psnr_db,
+            } => {
+                if let Some(r) = self.remotes.get_mut(&peer) {
+                    r.media.record_decoded(now, latency_ms);
+                    r.media.width = width;
+                    r.media.height = height;
+                    if let Some(db) = psnr_db {
+                        r.media.psnr_sum_db += db;
+                        r.media.psnr_samples += 1;
+                    }
+                }
+            }
+            MediaEvent::DecoderNeedsKeyframe { peer } => {
+                self.request_keyframe(now, peer, KeyframeNeed::DecoderFailed);
+            }
+            MediaEvent::AudioPlayed { peer } => {
+                if let Some(r) = self.remotes.get_mut(&peer) {
+                    r.media.audio_frames_decoded += 1;
+                }
+            }
+            MediaEvent::AudioPeak { peer, hz } => {
+                if let Some(r) = self.remotes.get_mut(&peer) {
+                    r.media.audio_peak_hz = hz;
+                }
+            }
+            MediaEvent::LocalLevel { speaking, level } => {
+                let speaking = speaking && !self.mic_muted;
+                self.local_level = (speaking, if self.mic_muted { 0 } else { level });
+                if self.state.speaking != speaking {
+                    self.state.speaking = speaking;
+                    self.publish_now = true;
+                }
+            }
+            MediaEvent::VideoEncoded { width, height } => {
+                self.state.sent.width = width;
+                self.state.sent.height = height;
+            }
+            MediaEvent::Warning(text) => {
+                if self.state.errors.len() < MAX_ERRORS && !self.state.errors.contains(&text) {
+                    self.state.errors.push(text);
+                    self.publish_now = true;
+                }
+            }
+        }
+    }
+
+    /// A datagram from the relay.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: Bytes) {
+        let Ok((header, offset)) = DatagramHeader::decode(&datagram) else {
+            self.counters.datagrams_malformed += 1;
+            return;
+        };
+        let sender = header.sender;
+        if sender == PeerId::NONE || sender == self.me {
+            self.counters.datagrams_malformed += 1;
+            return;
+        }
+        let Some(remote) = self.remotes.get_mut(&sender) else {
+            self.counters.datagrams_from_strangers += 1;
+            return;
+        };
+        remote.bytes_in += datagram.len() as u64;
+        let body = &datagram[offset..];
+        match header.kind {
+            DatagramKind::Video => self.on_video_fragment(now, sender, body),
+            kind => self.on_small_datagram(now, sender, kind, header.target, body),
+        }
+    }
+
+    fn on_video_fragment(&mut self, now: Instant, sender: PeerId, body: &[u8]) {
+        let now_ms = self.clock.unix_ms(now);
+        let Some(remote) = self.remotes.get_mut(&sender) else {
+            return;
+        };
+        let Ok((fragment, chunk)) = FragmentHeader::decode(body) else {
+            remote.decrypt_failures += 1;
+            return;
+        };
+        let dropped_before = remote.reassembler.stats().frames_dropped;
+        let complete = remote.reassembler.insert(now, fragment, chunk);
+        let dropped = remote.reassembler.stats().frames_dropped > dropped_before;
+        let Some(mut frame) = complete else {
+            if dropped {
+                self.request_keyframe(now, sender, KeyframeNeed::FrameLost);
+            }
+            return;
+        };
+        let gap = remote.note_frame_id(frame.frame_id);
+        let base = frame.data.as_ptr() as usize;
+        let plain =
+            match self
+                .session
+                .open(sender, DatagramKind::Video, None, &mut frame.data, now_ms)
+            {
+                Ok(plain) => {
+                    let start = plain.as_ptr() as usize - base;
+                    start..start + plain.len()
+                }
+                Err(e) => {
+                    self.note_open_error(sender, &e);
+                    self.drain_session(now);
+                    return;
+                }
+            };
+        let Some(remote) = self.remotes.get_mut(&sender) else {
+            return;
+        };
+        let Ok((meta, _)) = VideoMeta::decode(&frame.data[plain.clone()]) else {
+            remote.decrypt_failures += 1;
+            return;
+        };
+        if remote.first_keyframe_number.is_none() {
+            if !meta.keyframe {
+                self.counters.frames_before_keyframe += 1;
+                self.request_keyframe(now, sender, KeyframeNeed::NoKeyframeYet);
+                return;
+            }
+            remote.first_keyframe_number = Some(meta.frame_number);
+        }
+        remote.video_frames_received += 1;
+        remote.last_frame_number = remote.last_frame_number.max(meta.frame_number);
+        self.outputs.push_back(Output::Decode(VideoToDecode {
+            peer: sender,
+            meta,
+            access_unit: plain.start + VideoMeta::LEN..plain.end,
+            frame: frame.data,
+        }));
+        if gap {
+            self.request_keyframe(now, sender, KeyframeNeed::FrameLost);
+        }
+    }
+
+    fn on_small_datagram(
+        &mut self,
+        now: Instant,
+        sender: PeerId,
+        kind: DatagramKind,
+        target: Option<PeerId>,
+        body: &[u8],
+    ) {
+        let now_ms = self.clock.unix_ms(now);
+        self.scratch.clear();
+        self.scratch.extend_from_slice(body);
+        let plain = match self
+            .session
+            .open(sender, kind, target, &mut self.scratch, now_ms)
+        {
+            Ok(plain) => plain,
+            Err(e) => {
+                self.note_open_error(sender, &e);
+                // A body under an unknown key makes the session re-announce.
+                self.drain_session(now);
+                return;
+            }
+        };
+        let Some(remote) = self.remotes.get_mut(&sender) else {
+            return;
+        };
+        match kind {
+            DatagramKind::Audio => {
+                if let Ok((meta, opus)) = AudioMeta::decode(plain) {
+                    remote.note_audio_sequence(meta.sequence);
+                    self.outputs.push_back(Output::Play(AudioToPlay {
+                        peer: sender,
+                        meta,
+                        opus: opus.to_vec(),
+                    }));
+                }
+            }
+            DatagramKind::Heartbeat => {
+                if let Ok(hb) = Heartbeat::decode(plain) {
+                    let changed = remote.heartbeat.is_none_or(|old| {
+                        (old.mic_muted, old.camera_off, old.speaking)
+                            != (hb.mic_muted, hb.camera_off, hb.speaking)
+                    });
+                    remote.heartbeat = Some(hb);
+                    remote.last_heartbeat_at = Some(now);
+                    if changed {
+                        self.refresh_peers();
+                        self.publish_now = true;
+                    }
+                }
+            }
+            DatagramKind::Feedback => {
+                if let Ok(Feedback::KeyframeRequest { .. }) = Feedback::decode(plain)
+                    && self.keyframes.on_request_received(now)
+                {
+                    self.outputs.push_back(Output::ForceKeyframe);
+                }
+            }
+            DatagramKind::Video => {}
+        }
+    }
+
+    fn note_open_error(&mut self, sender: PeerId, e: &OpenError) {
+        match e {
+            // No key yet (the session re-announces) or not addressed to us: not a failure.
+            OpenError::UnknownKey { .. } | OpenError::NotForMe | OpenError::NotJoined => {}
+            _ => {
+                if let Some(r) = self.remotes.get_mut(&sender) {
+                    r.decrypt_failures += 1;
+                }
+            }
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, peer: PeerId, need: KeyframeNeed) {
+        if !self.remotes.contains_key(&peer) || !self.keyframes.should_request(now, peer, need) {
+            return;
+        }
+        let last_frame_number = self.remotes.get(&peer).map_or(0, |r| r.last_frame_number);
+        let mut plain = Vec::with_capacity(8);
+        Feedback::KeyframeRequest { last_frame_number }.append(&mut plain);
+        self.send_sealed(DatagramKind::Feedback, Some(peer), &plain);
+    }
+
+    fn send_heartbeat(&mut self, now: Instant) {
+        let hb = Heartbeat {
+            sent_time_us: self.clock.unix_us(now),
+            mic_muted: self.mic_muted,
+            camera_off: self.camera_off,
+            speaking: self.local_level.0,
+            audio_level: self.local_level.1,
+        };
+        let mut plain = Vec::with_capacity(Heartbeat::LEN);
+        hb.append(&mut plain);
+        self.send_sealed(DatagramKind::Heartbeat, None, &plain);
+    }
+
+    /// Seals a frame in place (its first `SealedHeader::LEN` bytes are reserved), fragments it
+    /// and queues the datagrams.
+    fn send_video(&mut self, now: Instant, mut frame: Vec<u8>) {
+        if self
+            .session
+            .seal_in_place(DatagramKind::Video, None, &mut frame, 0)
+            .is_err()
+        {
+            self.counters.not_sent += 1;
+            return;
+        }
+        let header = DatagramHeader::new(DatagramKind::Video, None);
+        let Ok(fragments) = fragment_frame(&header, self.frame_id, &frame, self.datagram_limit)
+        else {
+            self.counters.not_sent += 1;
+            self.handle_media_event(
+                now,
+                MediaEvent::Warning("a video frame was too large to send".into()),
+            );
+            return;
+        };
+        self.frame_id = self.frame_id.wrapping_add(1);
+        for datagram in fragments {
+            self.state.sent.datagrams += 1;
+            self.state.sent.bytes += datagram.len() as u64;
+            self.outputs.push_back(Output::Datagram(datagram));
+        }
+        self.state.sent.video_frames += 1;
+    }
+
+    /// Seals one datagram body and queues it; false if it could not be sealed or is too large.
+    fn send_sealed(&mut self, kind: DatagramKind, target: Option<PeerId>, plain: &[u8]) -> bool {
+        let header = DatagramHeader::new(kind, target);
+        let mut out = Vec::with_capacity(header.len() + plain.len() + vcall_crypto::SEAL_OVERHEAD);
+        header.append(&mut out);
+        if self.session.seal(kind, target, plain, &mut out).is_err()
+            || out.len() > self.datagram_limit
+        {
+            self.counters.not_sent += 1;
+            return false;
+        }
+        self.state.sent.datagrams += 1;
+        self.state.sent.bytes += out.len() as u64;
+        self.outputs.push_back(Output::Datagram(Bytes::from(out)));
+        true
+    }
+
+    /// Performs every pending action of the E2EE session.
+    fn drain_session(&mut self, _now: Instant) {
+        let mut peers_changed = false;
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::SendSignal { to, payload } => {
+                    self.outputs
+                        .push_back(Output::Control(ControlFrame::Signal {
+                            to,
+                            from: PeerId::NONE,
+                            payload: Bytes::from(payload),
+                        }));
+                }
+                Action::Log(event) => {
+                    let log = &mut self.state.handshake_log;
+                    if log.len() >= MAX_HANDSHAKE_LOG {
+                        log.remove(0);
+                    }
+                    log.push(HandshakeLogEntry {
+                        t_ms: event.at_ms.saturating_sub(self.started_unix_ms),
+                        event: event.kind.as_str().to_owned(),
+                        peer: (event.peer != PeerId::NONE).then_some(event.peer),
+                    });
+                    self.publish_now = true;
+                }
+                Action::Rejected { peer, reason } => {
+                    self.counters.signals_rejected += 1;
+                    tracing::debug!(%peer, ?reason, "E2EE message rejected");
+                }
+                Action::KeyInstalled { .. }
+                | Action::KeyRetired { .. }
+                | Action::SenderKeyChanged { .. }
+                | Action::PeerChanged { .. } => peers_changed = true,
+            }
+        }
+        if peers_changed {
+            self.refresh_peers();
+            self.publish_now = true;
+        }
+    }
+
+    /// Rebuilds the peer list and the security code from the roster, the session and the
+    /// per-peer media state.
+    fn refresh_peers(&mut self) {
+        let infos = self.session.peers();
+        let rtt_ms = self.rtt.as_secs_f64() * 1000.0;
+        let old = std::mem::take(&mut self.state.peers);
+        let mut list = Vec::with_capacity(self.roster.len());
+        for (&peer_id, clear_name) in &self.roster {
+            let info = infos.iter().find(|i| i.peer == peer_id);
+            let remote = self.remotes.get(&peer_id);
+            let hb = remote.and_then(|r| r.heartbeat).unwrap_or_default();
+            let stats = old
+                .iter()
+                .find(|p| p.peer_id == peer_id)
+                .map(|p| p.stats.clone())
+                .unwrap_or_default();
+            let mut state = PeerState {
+                peer_id,
+                name: info
+                    .and_then(|i| i.display_name.clone())
+                    .or_else(|| clear_name.clone()),
+                fingerprint: info.and_then(|i| i.fingerprint.map(|f| f.to_hex())),
+                verified: info.is_some_and(|i| i.verified),
+                key_received: info.is_some_and(|i| i.key_received),
+                key_sent: info.is_some_and(|i| i.key_sent),
+                mic_muted: hb.mic_muted,
+                camera_off: hb.camera_off,
+                speaking: hb.speaking,
+                stats,
+            };
+            state.stats.rtt_ms = rtt_ms;
+            list.push(state);
+        }
+        self.state.peers = list;
+        self.state.security.room_security_code = self.session.security_code().digits();
+    }
+
+    /// Recomputes rates and per-peer statistics and publishes them.
+    fn refresh_stats(&mut self, now: Instant) {
+        let secs = now
+            .saturating_duration_since(self.stats_at)
+            .as_secs_f64()
+            .max(1e-3);
+        self.stats_at = now;
+        let sent = &mut self.state.sent;
+        sent.bitrate_out_kbps = (sent.bytes.saturating_sub(self.bytes_sent_at_stats) as f64 * 8.0
+            / 1000.0
+            / secs) as u64;
+        sent.fps = sent.video_frames.saturating_sub(self.frames_sent_at_stats) as f64 / secs;
+        if sent.fps == 0.0 {
+            sent.width = 0;
+            sent.height = 0;
+        }
+        self.bytes_sent_at_stats = sent.bytes;
+        self.frames_sent_at_stats = sent.video_frames;
+        self.refresh_peers();
+        for peer in &mut self.state.peers {
+            let Some(remote) = self.remotes.get_mut(&peer.peer_id) else {
+                continue;
+            };
+            let s = &mut peer.stats;
+            let media = &remote.media;
+            s.width = media.width;
+            s.height = media.height;
+            s.fps = media.fps_at(now);
+            s.bitrate_in_kbps = remote
+                .bytes_in
+                .saturating_sub(remote.bytes_in_at_last_report)
+                as f64
+                * 8.0
+                / 1000.0
+                / secs;
+            remote.bytes_in_at_last_report = remote.bytes_in;
+            s.video_frames_expected = remote.video_frames_expected();
+            s.video_frames_received = remote.video_frames_received;
+            s.video_frames_decoded = media.video_frames_decoded;
+            s.video_psnr_db = media.psnr_db();
+            s.audio_frames_decoded = media.audio_frames_decoded;
+            s.audio_peak_hz = media.audio_peak_hz;
+            s.latency_ms = media.latency();
+            s.datagrams_lost = remote.audio_gaps + remote.reassembler.stats().frames_dropped;
+            s.decrypt_failures = remote.decrypt_failures;
+        }
+        self.publish_now = true;
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! What the call core knows about one remote peer's media: its fragment reassembler, frame
+//! and sequence continuity, what its heartbeats say, and its media statistics.
+
+use std::time::Instant;
+
+use vcall_proto::fragment::{Reassembler, ReassemblyConfig};
+use vcall_proto::media::Heartbeat;
+
+use crate::stats::PeerMedia;
+
+/// Receive-side state of one remote peer (created when the relay announces it).
+pub struct RemotePeer {
+    pub reassembler: Reassembler,
+    /// The last reassembled frame id (gaps mean a lost frame).
+    pub last_frame_id: Option<u32>,
+    /// The frame number of the first keyframe we accepted (nothing before it is decodable).
+    pub first_keyframe_number: Option<u32>,
+    pub last_frame_number: u32,
+    pub video_frames_received: u64,
+    pub last_audio_sequence: Option<u32>,
+    pub audio_gaps: u64,
+    pub decrypt_failures: u64,
+    pub bytes_in: u64,
+    pub bytes_in_at_last_report: u64,
+    pub heartbeat: Option<Heartbeat>,
+    pub last_heartbeat_at: Option<Instant>,
+    pub media: PeerMedia,
+}
+
+impl Default for RemotePeer {
+    fn default() -> Self {
+        Self {
+            reassembler: Reassembler::new(ReassemblyConfig::default()),
+            last_frame_id: None,
+            first_keyframe_number: None,
+            last_frame_number: 0,
+            video_frames_received: 0,
+            last_audio_sequence: None,
+            audio_gaps: 0,
+            decrypt_failures: 0,
+            bytes_in: 0,
+            bytes_in_at_last_report: 0,
+            heartbeat: None,
+            last_heartbeat_at: None,
+            media: PeerMedia::default(),
+        }
+    }
+}
+
+impl RemotePeer {
+    /// Notes a reassembled frame id; true when frames were skipped since the last one.
+    pub fn note_frame_id(&mut self, frame_id: u32) -> bool {
+        let gap = self
+            .last_frame_id
+            .is_some_and(|last| frame_id != last.wrapping_add(1));
+        self.last_frame_id = Some(frame_id);
+        gap
+    }
+
+    /// Notes an audio sequence number, counting the frames skipped since the last one
+    /// (a jump of 1000 or more is a restart, not a loss).
+    pub fn note_audio_sequence(&mut self, sequence: u32) {
+        if let Some(last) = self.last_audio_sequence {
+            let step = sequence.wrapping_sub(last);
+            if step > 1 && step < 1000 {
+                self.audio_gaps += u64::from(step - 1);
+            }
+        }
+        self.last_audio_sequence = Some(sequence);
+    }
+
+    /// Video frames the sender produced since its first keyframe we saw.
+    pub fn video_frames_expected(&self) -> u64 {
+        self.first_keyframe_number.map_or(0, |first| {
+            u64::from(self.last_frame_number.wrapping_sub(first)) + 1
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_id_gaps_and_audio_losses_are_counted() {
+        let mut p = RemotePeer::default();
+        assert!(!p.note_frame_id(7));
+        assert!(!p.note_frame_id(8));
+        assert!(p.note_frame_id(10));
+        assert!(!p.note_frame_id(11));
+        p.note_audio_sequence(1);
+        p.note_audio_sequence(2);
+        p.note_audio_sequence(5);
+        assert_eq!(p.audio_gaps, 2);
+        p.note_audio_sequence(100_000); // a restart
+        assert_eq!(p.audio_gaps, 2);
+    }
+
+    #[test]
+    fn expected_frames_count_from_the_first_keyframe() {
+        let mut p = RemotePeer::default();
+        assert_eq!(p.video_frames_expected(), 0);
+        p.first_keyframe_number = Some(10);
+        p.last_frame_number = 19;
+        assert_eq!(p.video_frames_expected(), 10);
+    }
+}

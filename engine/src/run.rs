@@ -1,0 +1,341 @@
+//! Starting a call: parse the link, generate the identity and derive room keys off the async
+//! threads, connect and join, then start the codec threads and the network loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use vcall_crypto::{Identity, InviteLink, OsRandom, Session, SessionConfig};
+use vcall_proto::PROTOCOL_VERSION;
+use vcall_proto::control::{ControlDecoder, ControlFrame, DEFAULT_MAX_CONTROL_FRAME};
+
+use crate::audio::AudioEngine;
+use crate::config::CallConfig;
+use crate::connect::connect;
+use crate::core::{CallCore, Clock, CoreConfig};
+use crate::driver::{Driver, Pipes};
+use crate::handle::{CallHandle, Command, ReleasedDevices, VideoFrames, Waker};
+use crate::state::{CallPhase, CallState, EndReason};
+use crate::video::{VideoReceiver, VideoSender};
+use crate::wall_clock_us;
+
+/// How long the relay has to answer our Hello.
+const ADMIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounded data queues to the codec threads (a full queue drops media).
+const DECODE_QUEUE: usize = 32;
+const AUDIO_QUEUE: usize = 512;
+const MEDIA_QUEUE: usize = 128;
+
+/// The link with its secret fragment replaced, safe for logs and screens.
+pub fn redact_link(link: &str) -> String {
+    match link.split_once('#') {
+        Some((before, _)) => format!("{before}#<secret>"),
+        None => link.to_owned(),
+    }
+}
+
+pub(crate) fn start(config: CallConfig, waker: Option<Waker>) -> CallHandle {
+    let (commands, command_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (publish, state) = watch::channel(Arc::new(CallState {
+        my_name: config.display_name.clone(),
+        mic_muted: config.mic_muted,
+        camera_off: config.camera_off,
+        redacted_link: redact_link(&config.link),
+        ..CallState::default()
+    }));
+    let frames = Arc::new(VideoFrames::default());
+    let frames2 = frames.clone();
+    let spawned = std::thread::Builder::new()
+        .name("vcall-network".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let (end, devices) = match runtime {
+                Ok(rt) => rt.block_on(join_and_run(
+                    config,
+                    command_rx,
+                    &publish,
+                    frames2,
+                    waker.clone(),
+                )),
+                Err(e) => (
+                    EndReason::Internal(format!("cannot start the network runtime: {e}")),
+                    ReleasedDevices::default(),
+                ),
+            };
+            finish(&publish, end, waker.as_ref());
+            devices
+        });
+    match spawned {
+        Ok(thread) => CallHandle::new(commands, state, frames, Some(thread)),
+        Err(e) => {
+            let (handle, detached) = CallHandle::detached(CallState::default());
+            detached.edit(|s| {
+                s.phase = CallPhase::Ended(EndReason::Internal(format!(
+                    "cannot start the call thread: {e}"
+                )))
+            });
+            handle
+        }
+    }
+}
+
+/// Publishes the end of the call (unless the core already did) and wakes the UI.
+fn finish(publish: &watch::Sender<Arc<CallState>>, end: EndReason, waker: Option<&Waker>) {
+    if end.is_error() {
+        tracing::warn!(reason = %end, "call ended");
+    }
+    publish.send_modify(|s| {
+        if !matches!(s.phase, CallPhase::Ended(_)) || end.is_error() {
+            Arc::make_mut(s).phase = CallPhase::Ended(end);
+        }
+    });
+    if let Some(w) = waker {
+        w();
+    }
+}
+
+async fn read_frame(
+    recv: &mut quinn::RecvStream,
+    decoder: &mut ControlDecoder,
+) -> Result<ControlFrame, EndReason> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(f)) => return Ok(f),
+            Ok(None) => {}
+            Err(e) => return Err(EndReason::Protocol(format!("invalid frame ({e})"))),
+        }
+        match recv.read(&mut buf).await {
+            Ok(Some(n)) => decoder.push(&buf[..n]),
+            Ok(None) => {
+                return Err(EndReason::ConnectionLost(
+                    "the relay closed the call before admitting us".into(),
+                ));
+            }
+            Err(e) => return Err(EndReason::ConnectionLost(e.to_string())),
+        }
+    }
+}
+
+async fn join_and_run(
+    config: CallConfig,
+    commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    publish: &watch::Sender<Arc<CallState>>,
+    frames: Arc<VideoFrames>,
+    waker: Option<Waker>,
+) -> (EndReason, ReleasedDevices) {
+    match join(config, commands, publish, frames, waker).await {
+        Ok(done) => done,
+        Err(end) => (end, ReleasedDevices::default()),
+    }
+}
+
+fn edit(publish: &watch::Sender<Arc<CallState>>, change: impl FnOnce(&mut CallState)) {
+    publish.send_modify(|s| change(Arc::make_mut(s)));
+}
+
+async fn join(
+    config: CallConfig,
+    commands: tokio::sync::mpsc::UnboundedReceiver<Command>,
+    publish: &watch::Sender<Arc<CallState>>,
+    frames: Arc<VideoFrames>,
+    waker: Option<Waker>,
+) -> Result<(EndReason, ReleasedDevices), EndReason> {
+    let internal = |why: String| EndReason::Internal(why);
+    let link =
+        InviteLink::parse(&config.link).map_err(|e| EndReason::InvalidLink(e.to_string()))?;
+    edit(publish, |s| {
+        s.relay = link.authority();
+        s.room = link.room.clone();
+        s.security.room_secret = link.secret.is_some();
+    });
+    tracing::info!(link = %redact_link(&config.link), "joining");
+
+    // Slow work (RSA key generation, Argon2id) off the async thread, while we connect.
+    let bits = config.rsa_bits;
+    let identity_task = tokio::task::spawn_blocking(move || Identity::generate(bits));
+    let link_for_keys = link.clone();
+    let keys_task = tokio::task::spawn_blocking(move || link_for_keys.room_keys());
+    let fingerprint = link.relay_fingerprint.map(hex::encode);
+    let (endpoint, conn) = connect(&link.host, link.port, fingerprint.as_deref())
+        .await
+        .map_err(|e| EndReason::Connect(e.failure()))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| EndReason::ConnectionLost(format!("cannot open the control stream: {e}")))?;
+    let room_keys = keys_task
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| EndReason::InvalidLink(format!("cannot derive the room keys: {e}")))?;
+    let hello = ControlFrame::Hello {
+        version: PROTOCOL_VERSION,
+        room: Bytes::copy_from_slice(
+            config
+                .room_id_override
+                .as_deref()
+                .unwrap_or(room_keys.room_id()),
+        ),
+        // With a room secret, names travel only inside sealed announcements.
+        name: (!room_keys.has_secret()).then(|| config.display_name.clone()),
+    };
+    send.write_all(&hello.to_bytes())
+        .await
+        .map_err(|e| EndReason::ConnectionLost(format!("cannot send to the relay: {e}")))?;
+    let mut decoder = ControlDecoder::new(DEFAULT_MAX_CONTROL_FRAME);
+    let first = tokio::time::timeout(ADMIT_TIMEOUT, read_frame(&mut recv, &mut decoder))
+        .await
+        .map_err(|_| EndReason::AdmitTimeout {
+            seconds: ADMIT_TIMEOUT.as_secs(),
+        })??;
+    let (me, roster) = match first {
+        ControlFrame::Welcome { peer, roster } => (peer, roster),
+        ControlFrame::Error { code, message } => {
+            return Err(EndReason::RelayRefused { code, message });
+        }
+        ControlFrame::GoAway { code, message } => {
+            return Err(EndReason::RelayShutDown { code, message });
+        }
+        _ => {
+            return Err(EndReason::Protocol(
+                "the relay answered Hello with an unexpected frame".into(),
+            ));
+        }
+    };
+    let identity = identity_task
+        .await
+        .map_err(|e| internal(e.to_string()))?
+        .map_err(|e| internal(format!("cannot create the session keys: {e}")))?;
+    let session = Session::new(
+        Arc::new(identity),
+        room_keys,
+        SessionConfig {
+            display_name: config.display_name.clone(),
+            ..SessionConfig::default()
+        },
+        Box::new(OsRandom::new()),
+    );
+    tracing::info!(peer = %me, peers = roster.len(), "joined");
+    let now = Instant::now();
+    let core = CallCore::new(
+        session,
+        CoreConfig {
+            me,
+            roster,
+            mic_muted: config.mic_muted,
+            camera_off: config.camera_off,
+            initial_state: (**publish.borrow()).clone(),
+        },
+        Clock::new(now, wall_clock_us()),
+        now,
+    );
+
+    // Codec threads.
+    let (media_tx, media) = tokio::sync::mpsc::channel(MEDIA_QUEUE);
+    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let (video_control, video_control_rx) = std::sync::mpsc::channel();
+    let (decoder_control, decoder_control_rx) = crossbeam_channel::unbounded();
+    let (decode, decode_rx) = crossbeam_channel::bounded(DECODE_QUEUE);
+    let (audio_control, audio_control_rx) = std::sync::mpsc::channel();
+    let (audio, audio_rx) = std::sync::mpsc::sync_channel(AUDIO_QUEUE);
+    let sender = VideoSender {
+        settings: config.video,
+        input: config.camera,
+        camera_off: config.camera_off,
+        control: video_control_rx,
+        media: media_tx.clone(),
+        events: events_tx.clone(),
+        preview: config.want_rgba.then(|| (frames.clone(), waker.clone())),
+    };
+    let receiver = VideoReceiver {
+        control: decoder_control_rx,
+        frames_in: decode_rx,
+        events: events_tx.clone(),
+        frames: frames.clone(),
+        want_rgba: config.want_rgba,
+        record_dir: config.record_dir.clone(),
+        fps: config.video.fps,
+        waker: waker.clone(),
+    };
+    let audio_engine = AudioEngine {
+        name: config.display_name.clone(),
+        input: config.mic,
+        output: config.speaker,
+        muted: config.mic_muted,
+        control: audio_control_rx,
+        packets: audio_rx,
+        media: media_tx,
+        events: events_tx,
+        record_dir: config.record_dir.clone(),
+    };
+    if let Some(dir) = &config.record_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| internal(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let spawn_error = |e: std::io::Error| internal(format!("cannot start a media thread: {e}"));
+    let video_send = std::thread::Builder::new()
+        .name("vcall-video-send".into())
+        .spawn(move || sender.run())
+        .map_err(spawn_error)?;
+    let video_recv = std::thread::Builder::new()
+        .name("vcall-video-recv".into())
+        .spawn(move || receiver.run())
+        .map_err(spawn_error)?;
+    let audio_thread = std::thread::Builder::new()
+        .name("vcall-audio".into())
+        .spawn(move || audio_engine.run())
+        .map_err(spawn_error)?;
+
+    let driver = Driver {
+        conn: conn.clone(),
+        send,
+        recv,
+        decoder,
+        core,
+        pipes: Pipes {
+            media,
+            events,
+            video_control,
+            decoder_control,
+            decode,
+            audio_control,
+            audio,
+        },
+        publish: publish.clone(),
+        waker,
+    };
+    let end = driver.run(commands).await;
+    conn.close(0u32.into(), b"bye");
+    let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
+    // The driver (and with it every channel) is gone: each codec thread ends within a frame.
+    let devices = tokio::task::spawn_blocking(move || {
+        let camera = video_send.join().ok().flatten();
+        let _ = video_recv.join();
+        let (microphone, speaker) = audio_thread.join().unwrap_or((None, None));
+        ReleasedDevices {
+            camera,
+            microphone,
+            speaker,
+        }
+    })
+    .await
+    .unwrap_or_default();
+    Ok((end, devices))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_removes_the_secret_only() {
+        assert_eq!(
+            redact_link("vcall://h:1/r?fp=ab#k=SECRET"),
+            "vcall://h:1/r?fp=ab#<secret>"
+        );
+        assert_eq!(redact_link("vcall://h:1/r"), "vcall://h:1/r");
+    }
+}
