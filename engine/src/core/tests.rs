@@ -1,1 +1,385 @@
+//! `CallCore` through the in-memory network: two- and three-party calls (keys, media, leave,
+//! rekey), keyframe policy, mute gating and timers. No sockets, threads or sleeps.
 
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use vcall_crypto::{Identity, OsRandom, RoomKeys, RoomSecret};
+use vcall_netsim::LinkConfig;
+use vcall_proto::media::{AudioMeta, VideoMeta};
+use vcall_proto::{DatagramKind, PeerId};
+
+use super::*;
+use crate::sim::{MemberLinks, SimCall, sent_of_kind};
+
+/// RSA identities are slow to make: a few, shared by every test.
+fn identity(i: usize) -> Arc<Identity> {
+    static IDS: OnceLock<Vec<Arc<Identity>>> = OnceLock::new();
+    IDS.get_or_init(|| {
+        (0..4)
+            .map(|_| Arc::new(Identity::generate(2048).expect("identity")))
+            .collect()
+    })[i]
+        .clone()
+}
+
+fn room() -> RoomKeys {
+    static SECRET: OnceLock<RoomSecret> = OnceLock::new();
+    let secret = SECRET.get_or_init(|| RoomSecret::generate(&mut OsRandom::new()));
+    RoomKeys::derive("core-tests", Some(secret)).expect("room keys")
+}
+
+fn lan() -> MemberLinks {
+    let link = LinkConfig {
+        delay: Duration::from_millis(10),
+        jitter: Duration::from_millis(2),
+        ..LinkConfig::perfect()
+    };
+    MemberLinks {
+        up: link.clone(),
+        down: link,
+    }
+}
+
+fn video(frame_number: u32, keyframe: bool, size: usize) -> LocalMedia {
+    let meta = VideoMeta {
+        capture_time_us: 0,
+        frame_number,
+        keyframe,
+        test_pattern: false,
+        width: 640,
+        height: 360,
+    };
+    let au: Vec<u8> = (0..size).map(|i| (i as u32 ^ frame_number) as u8).collect();
+    LocalMedia::video(meta, &au)
+}
+
+fn audio(sequence: u32) -> LocalMedia {
+    LocalMedia::audio(
+        AudioMeta {
+            capture_time_us: 0,
+            sequence,
+        },
+        &[0xAB; 60],
+    )
+}
+
+/// Sends 30 fps video (a keyframe first) and 50 fps audio from `from` for `frames` frames.
+fn stream(call: &mut SimCall, from: PeerId, first: u32, frames: u32) {
+    for n in first..first + frames {
+        call.send_media(from, video(n, n == first, 3000));
+        call.send_media(from, audio(n * 2));
+        call.send_media(from, audio(n * 2 + 1));
+        call.run_for(Duration::from_millis(33));
+    }
+}
+
+fn state(call: &SimCall, peer: PeerId) -> Arc<CallState> {
+    call.member(peer).out.state.clone().expect("published")
+}
+
+fn decoded_from(call: &SimCall, at: PeerId, from: PeerId) -> Vec<u32> {
+    call.member(at)
+        .out
+        .decoded
+        .iter()
+        .filter(|d| d.peer == from)
+        .map(|d| d.meta.frame_number)
+        .collect()
+}
+
+fn keyed_call(n: usize, seed: u64) -> (SimCall, Vec<PeerId>) {
+    let mut call = SimCall::new(seed);
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(call.join(&format!("member{i}"), identity(i), room(), lan()));
+        call.run_for(Duration::from_millis(500));
+    }
+    call.run_for(Duration::from_secs(2));
+    (call, ids)
+}
+
+#[test]
+fn two_members_exchange_keys_both_ways_and_media_arrives_in_order() {
+    let (mut call, ids) = keyed_call(2, 1);
+    let (a, b) = (ids[0], ids[1]);
+    for (me, other) in [(a, b), (b, a)] {
+        let s = state(&call, me);
+        assert_eq!(s.phase, CallPhase::InCall);
+        let p = s
+            .peers
+            .iter()
+            .find(|p| p.peer_id == other)
+            .expect("peer listed");
+        assert!(p.verified && p.key_received && p.key_sent, "{p:?}");
+        assert_eq!(p.name.as_deref(), Some(call.member(other).name.as_str()));
+    }
+    assert_eq!(
+        state(&call, a).security.room_security_code,
+        state(&call, b).security.room_security_code
+    );
+    stream(&mut call, a, 0, 60);
+    call.run_for(Duration::from_millis(200));
+    let frames = decoded_from(&call, b, a);
+    assert_eq!(frames, (0..60).collect::<Vec<_>>());
+    let d = &call.member(b).out.decoded[0];
+    assert_eq!(
+        d.access_unit().len(),
+        3000,
+        "the access unit, without the meta"
+    );
+    assert_eq!(d.access_unit()[1], 1);
+    let played = call
+        .member(b)
+        .out
+        .played
+        .iter()
+        .filter(|p| p.peer == a)
+        .count();
+    assert_eq!(played, 120);
+    // Heartbeats flow without media, and statistics are published.
+    call.run_for(Duration::from_secs(2));
+    let s = state(&call, b);
+    let p = s.peers.iter().find(|p| p.peer_id == a).unwrap();
+    assert_eq!(p.stats.video_frames_received, 60);
+    assert_eq!(p.stats.video_frames_expected, 60);
+    assert_eq!(p.stats.decrypt_failures, 0);
+    assert!(sent_of_kind(&call.member(a).out, DatagramKind::Heartbeat) >= 4);
+}
+
+#[test]
+fn three_members_all_hold_keys_and_a_leave_rekeys_and_media_goes_on() {
+    let (mut call, ids) = keyed_call(3, 2);
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    for &me in &ids {
+        let s = state(&call, me);
+        assert_eq!(s.peers.len(), 2);
+        assert!(
+            s.peers
+                .iter()
+                .all(|p| p.verified && p.key_received && p.key_sent),
+            "{s:?}"
+        );
+    }
+    let codes: Vec<String> = ids
+        .iter()
+        .map(|&p| state(&call, p).security.room_security_code.clone())
+        .collect();
+    assert!(codes.windows(2).all(|w| w[0] == w[1]), "{codes:?}");
+    stream(&mut call, a, 0, 10);
+    let rekeys_before = state(&call, a)
+        .handshake_log
+        .iter()
+        .filter(|e| e.event == "rekey")
+        .count();
+
+    call.command(c, CoreCommand::Leave);
+    assert_eq!(call.member(c).out.ended, Some(EndReason::Left));
+    call.run_for(Duration::from_secs(3));
+    for &me in &[a, b] {
+        let s = state(&call, me);
+        assert_eq!(s.peers.len(), 1, "{:?}", s.peers);
+        assert_eq!(s.departed.len(), 1);
+        assert_eq!(s.departed[0].peer_id, c);
+        assert_eq!(call.member(me).out.peers_left, vec![c]);
+    }
+    let rekeys_after = state(&call, a)
+        .handshake_log
+        .iter()
+        .filter(|e| e.event == "rekey")
+        .count();
+    assert!(rekeys_after > rekeys_before, "a leave makes A rekey");
+    assert_ne!(
+        state(&call, a).security.room_security_code,
+        codes[0],
+        "the code covers the new membership"
+    );
+    // Media after the rekey still decodes at B.
+    stream(&mut call, a, 10, 20);
+    call.run_for(Duration::from_millis(200));
+    assert_eq!(decoded_from(&call, b, a), (0..30).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_stream_that_starts_without_a_keyframe_gets_a_keyframe_request() {
+    let (mut call, ids) = keyed_call(2, 3);
+    let (a, b) = (ids[0], ids[1]);
+    for n in 0..5 {
+        call.send_media(a, video(n, false, 2000));
+        call.run_for(Duration::from_millis(33));
+    }
+    call.run_for(Duration::from_millis(100));
+    assert!(
+        decoded_from(&call, b, a).is_empty(),
+        "nothing before a keyframe"
+    );
+    assert_eq!(call.member(b).core.counters().frames_before_keyframe, 5);
+    // Rate-limited: one request for five frames, and A's encoder forced once.
+    assert_eq!(call.member(b).core.keyframe_policy().counters().0, 1);
+    assert_eq!(call.member(a).out.keyframes_forced, 1);
+    call.send_media(a, video(5, true, 2000));
+    call.run_for(Duration::from_millis(33));
+    call.send_media(a, video(6, false, 2000));
+    call.run_for(Duration::from_millis(100));
+    assert_eq!(decoded_from(&call, b, a), vec![5, 6]);
+}
+
+#[test]
+fn a_lost_frame_makes_the_receiver_ask_for_a_keyframe_once_per_interval() {
+    let (mut call, ids) = keyed_call(2, 4);
+    let (a, b) = (ids[0], ids[1]);
+    stream(&mut call, a, 0, 5);
+    let forced_before = call.member(a).out.keyframes_forced;
+    // Frames 5..15 cross a path that loses everything; then the path heals.
+    call.member_mut(a).set_links(MemberLinks {
+        up: LinkConfig {
+            loss: 1.0,
+            ..LinkConfig::perfect()
+        },
+        down: lan().down,
+    });
+    for n in 5..15 {
+        call.send_media(a, video(n, false, 2000));
+        call.run_for(Duration::from_millis(33));
+    }
+    call.member_mut(a).set_links(lan());
+    for n in 15..40 {
+        call.send_media(a, video(n, false, 2000));
+        call.run_for(Duration::from_millis(33));
+    }
+    call.run_for(Duration::from_millis(200));
+    let got = decoded_from(&call, b, a);
+    assert!(got.contains(&15) && !got.contains(&10), "{got:?}");
+    let forced = call.member(a).out.keyframes_forced - forced_before;
+    // 25 frames in ~830 ms after the gap: requests are held to one per 500 ms.
+    assert!((1..=2).contains(&forced), "{forced}");
+}
+
+#[test]
+fn a_muted_microphone_sends_no_audio_whatever_is_queued() {
+    let (mut call, ids) = keyed_call(2, 5);
+    let (a, b) = (ids[0], ids[1]);
+    stream(&mut call, a, 0, 5);
+    let audio_before = sent_of_kind(&call.member(a).out, DatagramKind::Audio);
+    assert_eq!(audio_before, 10);
+    call.command(a, CoreCommand::SetMicMuted(true));
+    // Everything the audio thread had queued (and more) arrives after the mute.
+    for seq in 100..600 {
+        call.send_media(a, audio(seq));
+    }
+    call.run_for(Duration::from_secs(2));
+    assert_eq!(
+        sent_of_kind(&call.member(a).out, DatagramKind::Audio),
+        audio_before,
+        "no audio datagram left while muted"
+    );
+    assert_eq!(call.member(a).core.counters().audio_gated, 500);
+    assert!(state(&call, a).mic_muted);
+    // The others learn it from the (sealed) heartbeat, sent at once.
+    let s = state(&call, b);
+    assert!(s.peers.iter().find(|p| p.peer_id == a).unwrap().mic_muted);
+    call.command(a, CoreCommand::SetMicMuted(false));
+    call.send_media(a, audio(600));
+    assert_eq!(
+        sent_of_kind(&call.member(a).out, DatagramKind::Audio),
+        audio_before + 1
+    );
+}
+
+#[test]
+fn the_camera_off_sends_no_video() {
+    let (mut call, ids) = keyed_call(2, 6);
+    let a = ids[0];
+    call.command(a, CoreCommand::SetCameraOff(true));
+    stream(&mut call, a, 0, 10);
+    assert_eq!(sent_of_kind(&call.member(a).out, DatagramKind::Video), 0);
+    assert_eq!(call.member(a).core.counters().video_gated, 10);
+    assert!(state(&call, ids[1]).peers[0].camera_off);
+}
+
+#[test]
+fn timers_drive_heartbeats_and_epoch_rotation_without_any_input() {
+    let (mut call, ids) = keyed_call(2, 7);
+    let (a, b) = (ids[0], ids[1]);
+    let core = &call.member(a).core;
+    assert!(core.poll_timeout() <= call.now + HEARTBEAT_INTERVAL);
+    let hb_before = sent_of_kind(&call.member(a).out, DatagramKind::Heartbeat);
+    // 21 minutes: heartbeats every second and two scheduled epoch rotations.
+    call.run_for(Duration::from_secs(21 * 60));
+    let hb = sent_of_kind(&call.member(a).out, DatagramKind::Heartbeat) - hb_before;
+    assert!((1250..=1270).contains(&hb), "{hb}");
+    let rekeys = state(&call, a)
+        .handshake_log
+        .iter()
+        .filter(|e| e.event == "rekey")
+        .count();
+    assert!(rekeys >= 2, "{rekeys}");
+    // Media still flows under the newest keys.
+    stream(&mut call, a, 0, 3);
+    call.run_for(Duration::from_millis(200));
+    assert_eq!(decoded_from(&call, b, a), vec![0, 1, 2]);
+    assert!(state(&call, a).handshake_log.len() <= MAX_HANDSHAKE_LOG);
+}
+
+#[test]
+fn datagrams_from_strangers_and_garbage_are_counted_not_delivered() {
+    let (mut call, ids) = keyed_call(2, 8);
+    let a = ids[0];
+    let now = call.now;
+    let core = &mut call.member_mut(a).core;
+    core.handle_datagram(now, Bytes::from_static(b"\x01\x02"));
+    let mut stranger = Vec::new();
+    DatagramHeader {
+        kind: DatagramKind::Audio,
+        sender: PeerId(99),
+        target: None,
+    }
+    .append(&mut stranger);
+    stranger.extend_from_slice(&[0; 40]);
+    core.handle_datagram(now, Bytes::from(stranger));
+    let counters = core.counters();
+    assert_eq!(counters.datagrams_malformed, 1);
+    assert_eq!(counters.datagrams_from_strangers, 1);
+    while let Some(out) = core.poll_output() {
+        assert!(!matches!(out, Output::Play(_) | Output::Decode(_)));
+    }
+}
+
+#[test]
+fn a_relay_error_ends_the_call_with_its_code_and_unknown_peer_does_not() {
+    let (mut call, ids) = keyed_call(1, 9);
+    let now = call.now;
+    let core = &mut call.member_mut(ids[0]).core;
+    let flow = core.handle_control(
+        now,
+        ControlFrame::Error {
+            code: ErrorCode::UnknownPeer,
+            message: "gone".into(),
+        },
+    );
+    assert_eq!(flow, ControlFlow::Continue(()));
+    let flow = core.handle_control(
+        now,
+        ControlFrame::GoAway {
+            code: ErrorCode::ShuttingDown,
+            message: "upgrade".into(),
+        },
+    );
+    assert_eq!(
+        flow,
+        ControlFlow::Break(EndReason::RelayShutDown {
+            code: ErrorCode::ShuttingDown,
+            message: "upgrade".into()
+        })
+    );
+}
+
+#[test]
+fn an_unchanged_call_publishes_only_at_the_stats_interval() {
+    let (mut call, ids) = keyed_call(2, 10);
+    let before = call.member(ids[0]).out.publishes;
+    call.run_for(Duration::from_secs(10));
+    let published = call.member(ids[0]).out.publishes - before;
+    // 4 a second at most (STATS_INTERVAL), not once per datagram.
+    assert!((38..=42).contains(&published), "{published}");
+}
