@@ -10,9 +10,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use opus::{Application, Bitrate, Channels};
 use vcall_benches::{config, speech_like};
-use vcall_media::audio_codec::{
-    MAX_OPUS_PACKET, OpusDecoder, OpusEncoder, OpusEncoderConfig,
-};
+use vcall_media::audio_codec::{MAX_OPUS_PACKET, OpusDecoder, OpusEncoder, OpusEncoderConfig};
 use vcall_media::{AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
 
 const FRAMES: usize = 50;

@@ -8,7 +8,7 @@
 //!   signed bytes. vcall signs key messages and acks with Ed25519 (not RSA-PSS as the issue's
 //!   wording assumed), so that is what is measured.
 //! - `handshake/room_10_full_exchange`: 10 fresh `Session`s (identities pre-generated) join one
-//!   after another through an in-memory relay ([`vcall_benches::Room`]) until every member
+//!   after another through the engine's in-memory call ([`vcall_benches::keyed_call`]: real `CallCore`s) until every member
 //!   holds every other member's sender key: announcements sealed under the room secret, 90 key
 //!   messages (wrap + sign, verify + unwrap), 90 signed acks, join ratchets, timers.
 //!
@@ -19,7 +19,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
-use vcall_benches::{Room, config, identities, room_keys};
+use vcall_benches::{config, identities, keyed_call, room_keys};
 use vcall_crypto::{Identity, OsRandom};
 
 /// Members of the benchmarked room.
@@ -67,23 +67,25 @@ fn room_exchange(c: &mut Criterion) {
     let ids = identities(ROOM_SIZE);
     let keys = room_keys();
     // Report what one exchange routes, once (outside the measurement).
-    let room = Room::keyed(&ids, &keys);
+    let started = std::time::Instant::now();
+    let room = keyed_call(&ids, &keys);
+    let r = room.relay;
     println!(
         "room of {ROOM_SIZE}: {} control signals delivered ({} announcements, {} key messages, \
          {} acks), {} ms simulated",
-        room.signals_delivered,
-        room.announcements,
-        room.key_messages,
-        room.acks,
-        room.now_ms - vcall_benches::T0_MS
+        r.signals_delivered,
+        r.announcements,
+        r.key_messages,
+        r.acks,
+        room.now.saturating_duration_since(started).as_millis()
     );
     let mut group = c.benchmark_group("handshake");
     group.sampling_mode(SamplingMode::Flat);
     group.bench_function("room_10_full_exchange", |b| {
         b.iter(|| {
-            let room = Room::keyed(&ids, &keys);
+            let room = keyed_call(&ids, &keys);
             assert!(room.all_keyed());
-            black_box(room.signals_delivered)
+            black_box(room.relay.signals_delivered)
         })
     });
     group.finish();

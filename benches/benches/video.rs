@@ -5,13 +5,14 @@
 //! 60-frame clip rendered once (2 s at 30 fps, a keyframe at its start as the engine forces
 //! every 2 s):
 //! - `encode_raw`: `H264Encoder::encode_at` of the pre-rendered I420 frames (the encode fps).
-//! - `send_pipeline`: the same encode, then the `VideoMeta` plaintext, `Session::seal` of the
-//!   whole frame and `fragment_frame` into ≤ 1100-byte datagrams (what the engine's video and
-//!   network threads do per frame). Goal ≥ 0.85× `encode_raw`.
+//! - `send_pipeline`: the same encode, then the real `CallCore::handle_local_media` (the frame
+//!   sealed in place and fragmented into ≤ 1100-byte datagrams) and draining its outputs: what
+//!   the engine's video thread and driver do per frame. Goal ≥ 0.85× `encode_raw`.
 //! - `decode_raw`: `H264Decoder::decode` of the clip encoded once beforehand.
-//! - `recv_pipeline`: header and fragment parsing, `Reassembler::insert`, `Session::open`
-//!   (authentication + replay window), `VideoMeta::decode` and the same decode. The datagrams
-//!   are sealed, fragmented and relay-stamped in the untimed setup (every frame needs a fresh
+//! - `recv_pipeline`: the real `CallCore::handle_datagram` for each datagram (header and
+//!   fragment parsing, reassembly, `Session::open` with its replay window, `VideoMeta`,
+//!   continuity) and the same decode of the access unit it hands out. The datagrams are made
+//!   by a second core and relay-stamped in the untimed setup (every frame needs a fresh
 //!   counter). Goal ≥ 0.85× `decode_raw`.
 //!
 //! Both decode benches use the same batched harness so its overhead cancels in the ratio.
@@ -20,8 +21,8 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use vcall_benches::{
-    PAIR_SENDER, T0_MS, VideoReceiver, VideoSender, config, encode_clip, encoder_config,
-    keyed_pair, relay_stamp, seal_and_fragment, test_frames, video_plaintext,
+    CoreReceiver, CoreSender, PAIR_SENDER, config, encode_clip, encoder_config, keyed_cores,
+    relay_stamp, test_frames, video_meta,
 };
 use vcall_media::I420Frame;
 use vcall_media::video_codec::{H264Decoder, H264Encoder};
@@ -41,7 +42,7 @@ fn bench_size(c: &mut Criterion, name: &str, width: usize, height: usize, bitrat
         bytes as f64 * 8.0 * 30.0 / clip.len() as f64 / 1000.0,
         clip[0].annex_b.len()
     );
-    let (tx_session, rx_session) = keyed_pair();
+    let (tx_core, rx_core, now) = keyed_cores();
 
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
@@ -64,7 +65,7 @@ fn bench_size(c: &mut Criterion, name: &str, width: usize, height: usize, bitrat
     });
     drop(encoder);
 
-    let mut sender = VideoSender::new(enc_config, tx_session).expect("sender");
+    let mut sender = CoreSender::new(enc_config, tx_core, now).expect("sender");
     let mut n = 0usize;
     group.bench_function("send_pipeline", |b| {
         b.iter(|| {
@@ -76,7 +77,6 @@ fn bench_size(c: &mut Criterion, name: &str, width: usize, height: usize, bitrat
             black_box(sender.send(&frames[i]))
         })
     });
-    let mut tx_session = sender.session;
 
     let mut decoder = H264Decoder::new().expect("decoder");
     let mut picture = I420Frame::new(width, height).expect("frame");
@@ -98,19 +98,19 @@ fn bench_size(c: &mut Criterion, name: &str, width: usize, height: usize, bitrat
         )
     });
 
-    let mut receiver = VideoReceiver::new(rx_session).expect("receiver");
+    let mut receiver = CoreReceiver::new(rx_core, now).expect("receiver");
     let mut n = 0u32;
     group.bench_function("recv_pipeline", |b| {
         b.iter_batched(
             || {
                 let f = &clip[n as usize % clip.len()];
-                let plain = video_plaintext(n, f.keyframe, width, height, &f.annex_b);
-                let datagrams = seal_and_fragment(&mut tx_session, &plain, n);
+                let meta = video_meta(n, f.keyframe, width, height);
+                let datagrams = sender.send_encoded(meta, &f.annex_b);
                 n = n.wrapping_add(1);
                 relay_stamp(datagrams, PAIR_SENDER)
             },
             |datagrams| {
-                assert!(receiver.receive(&datagrams, T0_MS));
+                assert!(receiver.receive(&datagrams));
                 datagrams
             },
             BatchSize::SmallInput,

@@ -2,28 +2,29 @@
 //!
 //! - [`config`]: the short criterion settings every suite uses, so `cargo bench` of the whole
 //!   crate finishes in minutes on two cores (command-line flags still override them).
-//! - [`Room`]: an in-memory relay driving real [`Session`]s through the whole E2EE handshake
-//!   (announcements, key messages, acks, timers), as the relay and the call engine would.
-//! - [`keyed_pair`]: two joined sessions holding each other's sender keys, for media benches.
+//! - [`keyed_call`]: real [`CallCore`]s joined through the engine's in-memory network
+//!   (`vcall_engine::sim`) until every member holds every other's key; [`keyed_pair`]: the
+//!   two E2EE sessions of such a call, for the crypto benches.
 //! - [`test_frames`], [`encode_clip`], [`speech_like`]: pre-rendered media inputs, made once
 //!   outside the measured loops.
-//! - [`VideoSender`] / [`VideoReceiver`]: the engine's send (encode → seal → fragment) and
-//!   receive (reassemble → open → decode) paths, step for step, without sockets or threads.
+//! - [`CoreSender`] / [`CoreReceiver`]: the engine's video paths through the real core
+//!   (encode → `CallCore::handle_local_media` → datagrams; datagrams →
+//!   `CallCore::handle_datagram` → decode), without sockets or threads.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use criterion::Criterion;
-use vcall_crypto::{Action, Identity, OsRandom, RoomKeys, RoomSecret, Session, SessionConfig};
+use vcall_crypto::{Identity, OsRandom, RoomKeys, RoomSecret, Session};
+use vcall_engine::core::{CallCore, LocalMedia, Output};
+use vcall_engine::sim::{MemberLinks, SIM_UNIX_US, SimCall};
 use vcall_media::test_pattern;
 use vcall_media::video_codec::{H264Decoder, H264Encoder, H264EncoderConfig};
 use vcall_media::{AUDIO_FRAME_SAMPLES, I420Frame, MediaError};
-use vcall_proto::e2ee::{E2eeSignal, decode_signal};
-use vcall_proto::fragment::{FragmentHeader, Reassembler, ReassemblyConfig, fragment_frame};
+use vcall_proto::PeerId;
+use vcall_proto::datagram::stamp_sender;
 use vcall_proto::media::VideoMeta;
-use vcall_proto::{DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE, PeerId};
 
 /// Criterion settings for every suite: 10 samples, 0.5 s warm-up, 2 s of measurement. Ratios
 /// against the in-run baselines are what we report, so short runs are enough; pass
@@ -36,8 +37,8 @@ pub fn config() -> Criterion {
         .without_plots()
 }
 
-/// A fixed simulated wall clock start (Unix ms) for sessions driven by [`Room`].
-pub const T0_MS: u64 = 1_750_000_000_000;
+/// The simulated wall clock (Unix ms) the in-memory calls start at.
+pub const T0_MS: u64 = SIM_UNIX_US / 1000;
 
 /// RSA identities for `n` members, generated once (2048-bit keys take 30-160 ms each).
 pub fn identities(n: usize) -> Vec<Arc<Identity>> {
@@ -52,166 +53,45 @@ pub fn room_keys() -> RoomKeys {
     RoomKeys::derive("bench-room", Some(&secret)).expect("valid room name")
 }
 
-/// What the in-memory relay delivers to a member.
-enum Delivery {
-    Signal { from: PeerId, payload: Vec<u8> },
-    Joined(PeerId),
-}
-
-/// An in-memory relay: members join in order, control signals are routed like the real relay
-/// (`to == NONE` → every other member, else the addressed member, sender stamped), and time
-/// advances in 50 ms steps with `on_tick` whenever no message is in flight.
-pub struct Room {
-    /// Members in join order; member `i` has peer id `i + 1`.
-    pub sessions: Vec<Session>,
-    queue: VecDeque<(usize, Delivery)>,
-    /// The simulated clock (Unix ms).
-    pub now_ms: u64,
-    /// Control signals routed so far (each delivery to one member counts once).
-    pub signals_delivered: u64,
-    /// Of those: announcements, key messages (one RSA-OAEP unwrap each unless a duplicate)
-    /// and key acks.
-    pub announcements: u64,
-    pub key_messages: u64,
-    pub acks: u64,
-}
-
-impl Room {
-    /// A room where every identity joins (one after another, as people do) and the handshake
-    /// runs until every member holds every other member's sender key. Panics if that takes
-    /// more than 30 simulated seconds.
-    pub fn keyed(identities: &[Arc<Identity>], keys: &RoomKeys) -> Self {
-        let mut room = Self {
-            sessions: Vec::with_capacity(identities.len()),
-            queue: VecDeque::new(),
-            now_ms: T0_MS,
-            signals_delivered: 0,
-            announcements: 0,
-            key_messages: 0,
-            acks: 0,
-        };
-        for identity in identities {
-            room.join(Arc::clone(identity), keys.clone());
-        }
-        room.run_until_keyed(Duration::from_secs(30));
-        room
-    }
-
-    fn peer_id(index: usize) -> PeerId {
-        PeerId(index as u32 + 1)
-    }
-
-    /// Adds a member: the relay's `Welcome` to it and `PeerJoined` to everyone else.
-    pub fn join(&mut self, identity: Arc<Identity>, keys: RoomKeys) {
-        let index = self.sessions.len();
-        let me = Self::peer_id(index);
-        let roster: Vec<PeerId> = (0..index).map(Self::peer_id).collect();
-        let mut session = Session::new(
-            identity,
-            keys,
-            SessionConfig::default(),
-            Box::new(OsRandom::new()),
+/// A call where every identity joins (one after another, as people do) over perfect links,
+/// run until every member holds every other member's sender key. Panics after 30 simulated
+/// seconds.
+pub fn keyed_call(identities: &[Arc<Identity>], keys: &RoomKeys) -> SimCall {
+    let mut call = SimCall::new(7);
+    for (i, identity) in identities.iter().enumerate() {
+        call.join(
+            &format!("member{i}"),
+            Arc::clone(identity),
+            keys.clone(),
+            MemberLinks::default(),
         );
-        // The relay tells the members first, then forwards the newcomer's announcement.
-        for other in 0..index {
-            self.queue.push_back((other, Delivery::Joined(me)));
-        }
-        session.on_welcome(me, &roster, self.now_ms);
-        self.sessions.push(session);
-        self.drain(index);
     }
-
-    /// Moves a member's queued actions into the relay (only `SendSignal` needs routing).
-    fn drain(&mut self, index: usize) {
-        let from = Self::peer_id(index);
-        while let Some(action) = self.sessions[index].poll_action() {
-            if let Action::SendSignal { to, payload } = action {
-                if to == PeerId::NONE {
-                    for other in (0..self.sessions.len()).filter(|o| *o != index) {
-                        let payload = payload.clone();
-                        self.queue
-                            .push_back((other, Delivery::Signal { from, payload }));
-                    }
-                } else if let Some(target) = (to.0 as usize).checked_sub(1)
-                    && target < self.sessions.len()
-                {
-                    self.queue
-                        .push_back((target, Delivery::Signal { from, payload }));
-                }
-            }
-        }
-    }
-
-    /// Delivers every queued message (and what it causes); returns how many were delivered.
-    pub fn pump(&mut self) -> u64 {
-        let mut n = 0;
-        while let Some((index, delivery)) = self.queue.pop_front() {
-            let now = self.now_ms;
-            match delivery {
-                Delivery::Signal { from, payload } => {
-                    match decode_signal(&payload) {
-                        Ok(E2eeSignal::Announcement(_)) => self.announcements += 1,
-                        Ok(E2eeSignal::Key(_)) => self.key_messages += 1,
-                        Ok(E2eeSignal::Ack(_)) => self.acks += 1,
-                        Err(_) => {}
-                    }
-                    // Rejections (e.g. a duplicate announcement) are normal protocol events.
-                    let _ = self.sessions[index].on_signal(from, &payload, now);
-                    self.signals_delivered += 1;
-                }
-                Delivery::Joined(peer) => self.sessions[index].on_peer_joined(peer, now),
-            }
-            self.drain(index);
-            n += 1;
-        }
-        n
-    }
-
-    /// Every member holds a key of every other member.
-    pub fn all_keyed(&self) -> bool {
-        let n = self.sessions.len();
-        self.sessions.iter().all(|s| {
-            let peers = s.peers();
-            peers.len() == n - 1 && peers.iter().all(|p| p.key_received)
-        })
-    }
-
-    /// Pumps messages and ticks the clock until [`Room::all_keyed`]; panics after `limit`.
-    pub fn run_until_keyed(&mut self, limit: Duration) {
-        let deadline = self.now_ms + limit.as_millis() as u64;
-        loop {
-            self.pump();
-            if self.all_keyed() {
-                // Let the acks and re-announcements in flight settle too.
-                self.pump();
-                return;
-            }
-            assert!(
-                self.now_ms < deadline,
-                "room not keyed after {limit:?} of simulated time"
-            );
-            self.now_ms += 50;
-            for index in 0..self.sessions.len() {
-                self.sessions[index].on_tick(self.now_ms);
-                self.drain(index);
-            }
-        }
-    }
+    assert!(
+        call.run_until_keyed(Duration::from_secs(30)),
+        "call not keyed after 30 s of simulated time"
+    );
+    call
 }
 
-/// Two sessions in one room that hold each other's sender keys: (sender, receiver). The sender
-/// is peer 1, the receiver peer 2. Generates two RSA-2048 identities.
-pub fn keyed_pair() -> (Session, Session) {
-    let ids = identities(2);
-    let room = Room::keyed(&ids, &room_keys());
-    let mut sessions = room.sessions.into_iter();
-    let sender = sessions.next().expect("two members");
-    let receiver = sessions.next().expect("two members");
-    (sender, receiver)
-}
-
-/// The sender's peer id in a [`keyed_pair`].
+/// Peer id of the sender in [`keyed_pair`] / [`keyed_cores`].
 pub const PAIR_SENDER: PeerId = PeerId(1);
+
+/// Two cores of one call that hold each other's sender keys: (sender = peer 1, receiver =
+/// peer 2), and the instant their clock is at.
+pub fn keyed_cores() -> (CallCore, CallCore, Instant) {
+    let call = keyed_call(&identities(2), &room_keys());
+    let now = call.now;
+    let mut cores = call.into_cores().into_iter();
+    let sender = cores.next().expect("two members");
+    let receiver = cores.next().expect("two members");
+    (sender, receiver, now)
+}
+
+/// The E2EE sessions of [`keyed_cores`]: (sender, receiver).
+pub fn keyed_pair() -> (Session, Session) {
+    let (sender, receiver, _) = keyed_cores();
+    (sender.into_session(), receiver.into_session())
+}
 
 /// `count` test-pattern frames of `width`x`height`, rendered once.
 pub fn test_frames(width: usize, height: usize, count: u32) -> Vec<I420Frame> {
@@ -262,146 +142,125 @@ pub struct EncodedFrame {
     pub annex_b: Vec<u8>,
 }
 
-/// The video plaintext the engine builds: [`VideoMeta`] then the access unit (engine/video.rs).
-pub fn video_plaintext(
-    frame_number: u32,
-    keyframe: bool,
-    width: usize,
-    height: usize,
-    annex_b: &[u8],
-) -> Vec<u8> {
-    let mut plain = Vec::with_capacity(VideoMeta::LEN + annex_b.len() + 64);
+/// The `VideoMeta` of the `frame_number`th frame of a test-pattern clip.
+pub fn video_meta(frame_number: u32, keyframe: bool, width: usize, height: usize) -> VideoMeta {
     VideoMeta {
-        capture_time_us: T0_MS * 1000 + u64::from(frame_number) * 33_333,
+        capture_time_us: 0,
         frame_number,
         keyframe,
         test_pattern: true,
         width: width as u16,
         height: height as u16,
     }
-    .append(&mut plain);
-    plain.extend_from_slice(annex_b);
-    plain
 }
 
-/// The sending half of the engine's video path, minus sockets: `H264Encoder::encode_at`, the
-/// `VideoMeta` plaintext, `Session::seal` of the whole frame, `fragment_frame` into datagrams of
-/// at most `MAX_DATAGRAM_SIZE` bytes (engine/video.rs + `send_video` in engine/network.rs).
-pub struct VideoSender {
+/// The engine's send path through the real core: encode, hand the frame to
+/// `CallCore::handle_local_media` (sealed in place, fragmented), collect the datagrams.
+pub struct CoreSender {
     pub encoder: H264Encoder,
-    pub session: Session,
+    pub core: CallCore,
+    pub now: Instant,
     encoded: Vec<u8>,
     frame_number: u32,
 }
 
-impl VideoSender {
-    pub fn new(config: H264EncoderConfig, session: Session) -> Result<Self, MediaError> {
+impl CoreSender {
+    pub fn new(
+        config: H264EncoderConfig,
+        core: CallCore,
+        now: Instant,
+    ) -> Result<Self, MediaError> {
         Ok(Self {
             encoder: H264Encoder::new(config)?,
-            session,
+            core,
+            now,
             encoded: Vec::new(),
             frame_number: 0,
         })
     }
 
-    /// Encodes, seals and fragments one frame; returns its datagrams (empty if the encoder
-    /// produced nothing).
+    /// One frame through the send path; returns its datagrams.
     pub fn send(&mut self, frame: &I420Frame) -> Vec<Bytes> {
-        let n = self.frame_number;
-        self.frame_number = n.wrapping_add(1);
         let info = self
             .encoder
-            .encode_at(frame, u64::from(n) * 33, &mut self.encoded)
+            .encode_at(frame, u64::from(self.frame_number) * 33, &mut self.encoded)
             .expect("encode");
-        if info.len == 0 {
-            return Vec::new();
-        }
-        let plain = video_plaintext(
-            n,
+        let meta = video_meta(
+            self.frame_number,
             info.is_keyframe,
             frame.width(),
             frame.height(),
-            &self.encoded,
         );
-        seal_and_fragment(&mut self.session, &plain, n)
+        self.frame_number += 1;
+        self.core
+            .handle_local_media(self.now, LocalMedia::video(meta, &self.encoded));
+        self.datagrams()
+    }
+
+    /// An already encoded access unit through the core (no encoder).
+    pub fn send_encoded(&mut self, meta: VideoMeta, access_unit: &[u8]) -> Vec<Bytes> {
+        self.core
+            .handle_local_media(self.now, LocalMedia::video(meta, access_unit));
+        self.datagrams()
+    }
+
+    fn datagrams(&mut self) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while let Some(o) = self.core.poll_output() {
+            if let Output::Datagram(d) = o {
+                out.push(d);
+            }
+        }
+        out
     }
 }
 
-/// `Session::seal` of a video plaintext and `fragment_frame` of the result, as `send_video`
-/// in engine/network.rs does it.
-pub fn seal_and_fragment(session: &mut Session, plain: &[u8], frame_id: u32) -> Vec<Bytes> {
-    let mut sealed = Vec::with_capacity(plain.len() + vcall_crypto::SEAL_OVERHEAD);
-    session
-        .seal(DatagramKind::Video, None, plain, &mut sealed)
-        .expect("seal");
-    let header = DatagramHeader::new(DatagramKind::Video, None);
-    fragment_frame(&header, frame_id, &sealed, MAX_DATAGRAM_SIZE)
-        .expect("fragment")
-        .collect()
-}
-
-/// Stamps the sender id into datagrams, as the relay does before forwarding.
-pub fn relay_stamp(datagrams: Vec<Bytes>, sender: PeerId) -> Vec<Vec<u8>> {
+/// What the relay does to a datagram: stamps the true sender in place.
+pub fn relay_stamp(datagrams: Vec<Bytes>, sender: PeerId) -> Vec<Bytes> {
     datagrams
         .into_iter()
         .map(|d| {
-            let mut d = d.to_vec();
-            d[3..7].copy_from_slice(&sender.0.to_be_bytes());
-            d
+            let mut d = BytesMut::from(&d[..]);
+            stamp_sender(&mut d, sender).expect("valid datagram");
+            d.freeze()
         })
         .collect()
 }
 
-/// The receiving half of the engine's video path, minus sockets: `DatagramHeader::decode`,
-/// `FragmentHeader::decode`, `Reassembler::insert`, `Session::open` of the whole frame,
-/// `VideoMeta::decode` and `H264Decoder::decode` (engine/network.rs `on_datagram` +
-/// engine/video.rs).
-pub struct VideoReceiver {
-    pub session: Session,
-    pub decoder: H264Decoder,
-    reassembler: Reassembler,
+/// The engine's receive path through the real core: `CallCore::handle_datagram`
+/// (reassembly, open, continuity), then the H.264 decode of what it hands out.
+pub struct CoreReceiver {
+    pub core: CallCore,
+    pub now: Instant,
+    decoder: H264Decoder,
     picture: I420Frame,
-    /// Frames decoded into a picture.
     pub decoded: u64,
 }
 
-impl VideoReceiver {
-    pub fn new(session: Session) -> Result<Self, MediaError> {
+impl CoreReceiver {
+    pub fn new(core: CallCore, now: Instant) -> Result<Self, MediaError> {
         Ok(Self {
-            session,
+            core,
+            now,
             decoder: H264Decoder::new()?,
-            reassembler: Reassembler::new(ReassemblyConfig::default()),
             picture: I420Frame::new(2, 2)?,
             decoded: 0,
         })
     }
 
-    /// Feeds one frame's datagrams (as forwarded by the relay); returns whether it produced a
-    /// picture.
-    pub fn receive(&mut self, datagrams: &[Vec<u8>], now_ms: u64) -> bool {
-        let now = Instant::now();
+    /// Feeds one frame's datagrams; true if a picture came out.
+    pub fn receive(&mut self, datagrams: &[Bytes]) -> bool {
+        for d in datagrams {
+            self.core.handle_datagram(self.now, d.clone());
+        }
         let mut picture = false;
-        for datagram in datagrams {
-            let (header, offset) = DatagramHeader::decode(datagram).expect("datagram header");
-            let (frag, chunk) = FragmentHeader::decode(&datagram[offset..]).expect("fragment");
-            let Some(mut frame) = self.reassembler.insert(now, frag, chunk) else {
-                continue;
-            };
-            let plain = self
-                .session
-                .open(
-                    header.sender,
-                    DatagramKind::Video,
-                    None,
-                    &mut frame.data,
-                    now_ms,
-                )
-                .expect("open");
-            let (_meta, annex_b) = VideoMeta::decode(plain).expect("video meta");
-            picture |= self
-                .decoder
-                .decode(annex_b, &mut self.picture)
-                .expect("decode");
+        while let Some(o) = self.core.poll_output() {
+            if let Output::Decode(frame) = o {
+                picture |= self
+                    .decoder
+                    .decode(frame.access_unit(), &mut self.picture)
+                    .expect("decode");
+            }
         }
         self.decoded += u64::from(picture);
         picture
@@ -436,17 +295,19 @@ pub fn speech_like(frames: usize) -> Vec<Vec<f32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vcall_proto::MAX_DATAGRAM_SIZE;
 
     #[test]
-    fn pipelines_round_trip_a_clip() {
-        let (sender, receiver) = keyed_pair();
+    fn the_core_pipelines_round_trip_a_clip() {
+        let (sender, receiver, now) = keyed_cores();
         let frames = test_frames(320, 180, 4);
-        let mut tx = VideoSender::new(encoder_config(320, 180, 300), sender).unwrap();
-        let mut rx = VideoReceiver::new(receiver).unwrap();
+        let mut tx = CoreSender::new(encoder_config(320, 180, 300), sender, now).unwrap();
+        let mut rx = CoreReceiver::new(receiver, now).unwrap();
         for frame in &frames {
             let datagrams = relay_stamp(tx.send(frame), PAIR_SENDER);
+            assert!(!datagrams.is_empty());
             assert!(datagrams.iter().all(|d| d.len() <= MAX_DATAGRAM_SIZE));
-            assert!(rx.receive(&datagrams, T0_MS));
+            assert!(rx.receive(&datagrams));
         }
         assert_eq!(rx.decoded, 4);
     }

@@ -13,6 +13,7 @@ use vcall_crypto::{Identity, RoomKeys, SeededRandom, Session, SessionConfig};
 use vcall_netsim::{LinkConfig, LinkStats, SimLink};
 use vcall_proto::control::{ControlFrame, ErrorCode, RosterEntry};
 use vcall_proto::datagram::stamp_sender;
+use vcall_proto::e2ee::{E2eeSignal, decode_signal};
 use vcall_proto::{DatagramHeader, DatagramKind, PeerId};
 
 use crate::core::{
@@ -98,9 +99,28 @@ impl SimMember {
     }
 }
 
+/// What the simulated relay routed on the control streams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayCounters {
+    /// Signal copies delivered (one per receiving member).
+    pub signals_delivered: u64,
+    /// Of those: announcements, key messages (one RSA-OAEP unwrap each) and key acks.
+    pub announcements: u64,
+    pub key_messages: u64,
+    pub acks: u64,
+}
+
+#[derive(Clone, Copy)]
+enum SignalKind {
+    Announcement,
+    Key,
+    Ack,
+}
+
 /// A simulated call: a relay and its members, member `i` having peer id `i + 1`.
 pub struct SimCall {
     pub now: Instant,
+    pub relay: RelayCounters,
     clock: Clock,
     members: Vec<SimMember>,
     seed: u64,
@@ -112,6 +132,7 @@ impl SimCall {
         let now = Instant::now();
         Self {
             now,
+            relay: RelayCounters::default(),
             clock: Clock::new(now, SIM_UNIX_US),
             members: Vec::new(),
             seed,
@@ -199,6 +220,46 @@ impl SimCall {
 
     pub fn member_mut(&mut self, peer: PeerId) -> &mut SimMember {
         &mut self.members[peer.0 as usize - 1]
+    }
+
+    /// Members still connected.
+    pub fn connected(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.connected)
+            .map(|(i, _)| PeerId(i as u32 + 1))
+    }
+
+    /// Every connected member holds a sender key of every other connected member.
+    pub fn all_keyed(&self) -> bool {
+        let present: Vec<PeerId> = self.connected().collect();
+        present.iter().all(|&me| {
+            let peers = self.member(me).core.session().peers();
+            present
+                .iter()
+                .filter(|p| **p != me)
+                .all(|p| peers.iter().any(|i| i.peer == *p && i.key_received))
+        })
+    }
+
+    /// Runs until [`SimCall::all_keyed`], then a little longer for the acks in flight;
+    /// false if that takes longer than `limit`.
+    pub fn run_until_keyed(&mut self, limit: Duration) -> bool {
+        let deadline = self.now + limit;
+        while !self.all_keyed() {
+            if self.now >= deadline {
+                return false;
+            }
+            self.run_for(Duration::from_millis(10));
+        }
+        self.run_for(Duration::from_millis(200));
+        true
+    }
+
+    /// The members' cores, in peer-id order (e.g. to drive them by hand in a benchmark).
+    pub fn into_cores(self) -> Vec<CallCore> {
+        self.members.into_iter().map(|m| m.core).collect()
     }
 
     /// Encoded media from `peer`'s capture side.
@@ -369,6 +430,12 @@ impl SimCall {
         }
         match frame {
             ControlFrame::Signal { to, payload, .. } => {
+                let kind = match decode_signal(&payload) {
+                    Ok(E2eeSignal::Announcement(_)) => Some(SignalKind::Announcement),
+                    Ok(E2eeSignal::Key(_)) => Some(SignalKind::Key),
+                    Ok(E2eeSignal::Ack(_)) => Some(SignalKind::Ack),
+                    Err(_) => None,
+                };
                 let forwarded = ControlFrame::Signal { to, from, payload };
                 if to != PeerId::NONE && !self.is_present(to) {
                     self.send_control(
@@ -382,7 +449,14 @@ impl SimCall {
                 }
                 for i in 0..self.members.len() {
                     let peer = PeerId(i as u32 + 1);
-                    if peer != from && (to == PeerId::NONE || to == peer) {
+                    if peer != from && (to == PeerId::NONE || to == peer) && self.is_present(peer) {
+                        self.relay.signals_delivered += 1;
+                        match kind {
+                            Some(SignalKind::Announcement) => self.relay.announcements += 1,
+                            Some(SignalKind::Key) => self.relay.key_messages += 1,
+                            Some(SignalKind::Ack) => self.relay.acks += 1,
+                            None => {}
+                        }
                         self.send_control(peer, forwarded.clone());
                     }
                 }

@@ -302,6 +302,11 @@ impl CallCore {
         &self.session
     }
 
+    /// The E2EE session, taking the core apart (benchmarks of the crypto alone).
+    pub fn into_session(self) -> Session {
+        self.session
+    }
+
     pub fn counters(&self) -> CoreCounters {
         self.counters
     }
