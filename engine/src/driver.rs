@@ -17,7 +17,8 @@ use crate::core::{
 };
 use crate::handle::{Command, Waker};
 use crate::state::{CallState, EndReason};
-use crate::video::{DecoderControl, VideoControl};
+use crate::video_recv::DecoderControl;
+use crate::video_send::VideoControl;
 
 /// The codec threads' ends of the channels: control channels are unbounded (never dropped
 /// from), data channels bounded (a full queue drops media, as a lossy network would).

@@ -20,7 +20,8 @@ mod run;
 pub mod sim;
 mod state;
 mod stats;
-mod video;
+mod video_recv;
+mod video_send;
 
 pub use config::{AudioInput, AudioOutput, CallConfig, VideoInput, VideoSettings};
 pub use handle::{

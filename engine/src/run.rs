@@ -17,7 +17,8 @@ use crate::core::{CallCore, Clock, CoreConfig};
 use crate::driver::{Driver, Pipes};
 use crate::handle::{CallHandle, Command, ReleasedDevices, VideoFrames, Waker};
 use crate::state::{CallPhase, CallState, EndReason};
-use crate::video::{VideoReceiver, VideoSender};
+use crate::video_recv::VideoReceiver;
+use crate::video_send::VideoSender;
 use crate::wall_clock_us;
 
 /// How long the relay has to answer our Hello.

@@ -1,34 +1,25 @@
-//! The video threads: capture+encode (paced at the frame rate) and decode for every peer.
-//! Neither touches the network: they exchange plaintexts with the driver by channel. Each has
-//! a control channel that is never dropped from and is drained before its bounded data queue.
+//! The video-send thread: captures from the source at the frame rate, encodes H.264 (a
+//! keyframe every 2 s and on request) and hands each frame to the driver laid out for sealing
+//! in place. Never touches the network. Its control channel is never dropped from.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::BufWriter;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{Sender, UnboundedSender};
-use vcall_proto::PeerId;
+use vcall_media::I420Frame;
+use vcall_media::source::{TestPatternSource, VideoSource, Y4mFileSource};
+use vcall_media::video_codec::{H264Encoder, H264EncoderConfig};
 use vcall_proto::media::VideoMeta;
 
 use crate::config::{VideoInput, VideoSettings};
-use crate::core::{LocalMedia, MediaEvent, VideoToDecode};
+use crate::core::{LocalMedia, MediaEvent};
 use crate::handle::{RgbaFrame, VideoFrames, Waker};
 use crate::state::Stream;
 use crate::wall_clock_us;
-use vcall_media::I420Frame;
-use vcall_media::analysis::PatternPsnrMeter;
-use vcall_media::source::{TestPatternSource, VideoSource, Y4mFileSource};
-use vcall_media::video_codec::{H264Decoder, H264Encoder, H264EncoderConfig};
-use vcall_media::y4m::{Y4mHeader, Y4mWriter};
 
 /// A keyframe at least this often, as a safety net for receivers that lost one.
 const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
-/// Every this many decoded test-pattern frames, one is compared with the regenerated source.
-const PSNR_SAMPLE_EVERY: u64 = 10;
 
 /// Commands to the capture+encode thread.
 pub(crate) enum VideoControl {
@@ -233,175 +224,6 @@ impl VideoSender {
                 }
             }
             frame_number += 1;
-        }
-    }
-}
-
-/// Control for the decode thread (lossless, drained before frames).
-pub(crate) enum DecoderControl {
-    /// The peer left: drop its decoder and finish its recording.
-    PeerLeft(PeerId),
-}
-
-struct PeerDecoder {
-    decoder: H264Decoder,
-    picture: I420Frame,
-    psnr: PatternPsnrMeter,
-    rgba: Vec<u8>,
-    sequence: u64,
-    pattern_frames: u64,
-    recorder: Option<Y4mWriter<BufWriter<File>>>,
-    recorder_failed: bool,
-}
-
-/// Everything the decode thread needs.
-pub(crate) struct VideoReceiver {
-    pub control: crossbeam_channel::Receiver<DecoderControl>,
-    /// Decrypted frames (bounded).
-    pub frames_in: crossbeam_channel::Receiver<VideoToDecode>,
-    pub events: UnboundedSender<MediaEvent>,
-    pub frames: Arc<VideoFrames>,
-    pub want_rgba: bool,
-    pub record_dir: Option<PathBuf>,
-    pub fps: u32,
-    pub waker: Option<Waker>,
-}
-
-impl VideoReceiver {
-    /// Runs until both channels close.
-    pub fn run(self) {
-        let mut peers: HashMap<PeerId, PeerDecoder> = HashMap::new();
-        loop {
-            // Control first, always.
-            while let Ok(control) = self.control.try_recv() {
-                self.on_control(&mut peers, control);
-            }
-            crossbeam_channel::select! {
-                recv(self.control) -> control => match control {
-                    Ok(control) => self.on_control(&mut peers, control),
-                    Err(_) => break,
-                },
-                recv(self.frames_in) -> job => match job {
-                    Ok(job) => self.on_frame(&mut peers, job),
-                    Err(_) => break,
-                },
-            }
-        }
-        for (_, mut p) in peers {
-            if let Some(r) = p.recorder.take() {
-                let _ = r.into_inner();
-            }
-        }
-    }
-
-    fn on_control(&self, peers: &mut HashMap<PeerId, PeerDecoder>, control: DecoderControl) {
-        match control {
-            DecoderControl::PeerLeft(peer) => {
-                if let Some(mut p) = peers.remove(&peer)
-                    && let Some(r) = p.recorder.take()
-                {
-                    let _ = r.into_inner();
-                }
-                self.frames.remove(Stream::Remote(peer));
-            }
-        }
-    }
-
-    fn on_frame(&self, peers: &mut HashMap<PeerId, PeerDecoder>, job: VideoToDecode) {
-        let peer = job.peer;
-        let p = match peers.entry(peer) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => match H264Decoder::new() {
-                Ok(decoder) => v.insert(PeerDecoder {
-                    decoder,
-                    picture: I420Frame::new(2, 2).expect("valid"),
-                    psnr: PatternPsnrMeter::new(),
-                    rgba: Vec::new(),
-                    sequence: 0,
-                    pattern_frames: 0,
-                    recorder: None,
-                    recorder_failed: false,
-                }),
-                Err(e) => {
-                    let _ = self
-                        .events
-                        .send(MediaEvent::Warning(format!("video decoder: {e}")));
-                    return;
-                }
-            },
-        };
-        self.decode_one(peer, p, &job.meta, job.access_unit());
-    }
-
-    fn decode_one(&self, peer: PeerId, p: &mut PeerDecoder, meta: &VideoMeta, annex_b: &[u8]) {
-        match p.decoder.decode(annex_b, &mut p.picture) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(_) => {
-                let _ = self.events.send(MediaEvent::DecoderNeedsKeyframe { peer });
-                return;
-            }
-        }
-        let latency_ms = (wall_clock_us().saturating_sub(meta.capture_time_us)) as f32 / 1000.0;
-        let (w, h) = (p.picture.width() as u32, p.picture.height() as u32);
-        let mut psnr_db = None;
-        if meta.test_pattern {
-            p.pattern_frames += 1;
-            if p.pattern_frames % PSNR_SAMPLE_EVERY == 1 {
-                // The meter reads the frame number from the picture itself and regenerates
-                // that source frame; identical pictures give infinity, capped to keep means finite.
-                psnr_db = p.psnr.measure(&p.picture).map(|(_, db)| db.min(99.0));
-            }
-        }
-        let _ = self.events.send(MediaEvent::VideoDecoded {
-            peer,
-            width: w,
-            height: h,
-            latency_ms,
-            psnr_db,
-        });
-        if let Some(dir) = &self.record_dir {
-            if p.recorder.is_none() && !p.recorder_failed {
-                let path = dir.join(format!("peer-{}.y4m", peer.0));
-                let header = Y4mHeader {
-                    width: w as usize,
-                    height: h as usize,
-                    frame_rate: (self.fps.max(1), 1),
-                };
-                match File::create(&path)
-                    .map_err(vcall_media::MediaError::from)
-                    .and_then(|f| Y4mWriter::new(BufWriter::new(f), header))
-                {
-                    Ok(r) => p.recorder = Some(r),
-                    Err(e) => {
-                        p.recorder_failed = true;
-                        let _ = self.events.send(MediaEvent::Warning(format!(
-                            "cannot record to {}: {e}",
-                            path.display()
-                        )));
-                    }
-                }
-            }
-            if let Some(r) = p.recorder.as_mut() {
-                // A size change mid-call cannot go into the same Y4M stream: skip those frames.
-                let _ = r.write_frame(&p.picture);
-            }
-        }
-        if self.want_rgba {
-            p.picture.to_rgba(&mut p.rgba);
-            p.sequence += 1;
-            self.frames.publish(
-                Stream::Remote(peer),
-                Arc::new(RgbaFrame {
-                    width: w,
-                    height: h,
-                    pixels: p.rgba.clone(),
-                    sequence: p.sequence,
-                }),
-            );
-            if let Some(waker) = &self.waker {
-                waker();
-            }
         }
     }
 }
