@@ -19,7 +19,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 
 if [[ -z "${NO_BUILD:-}" ]]; then
-    cargo build --release -p vcall-relay -p vcall-desktop --bin vcall-relay --bin vcall-bot
+    cargo build --release -p vcall-relay -p vcall-engine --bin vcall-relay --bin vcall-bot
 fi
 TARGET_DIR="$(cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"

@@ -11,6 +11,8 @@
 //!   (encode → `CallCore::handle_local_media` → datagrams; datagrams →
 //!   `CallCore::handle_datagram` → decode), without sockets or threads.
 
+#![forbid(unsafe_code)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -16,6 +16,8 @@
 //!              → Mixer::add → Mixer::finish → AudioSink::play
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod analysis;
 pub mod audio_codec;
 pub mod convert;
