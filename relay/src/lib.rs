@@ -1,10 +1,19 @@
 //! vcall relay: admits QUIC clients into rooms and forwards their control signals and media
 //! datagrams to the other members, without ever holding key material.
 //!
-//! - [`rooms`]: who is in which room and who receives what (sans-IO, unit-tested).
+//! Sans-IO decisions (plain structs, time passed in, unit-tested without sockets):
+//! - [`rooms`]: who is in which room and who receives what.
+//! - `conn_state`: one connection's protocol rules (Hello first, version, join deadline,
+//!   control rate limits, error codes, Leave).
 //! - [`fanout`]: lock-free snapshots of a room's members for the datagram path.
-//! - [`rate`]: token buckets with time passed in.
-//! - [`server`]: the quinn/tokio shell ([`Relay::bind`] → [`RelayHandle`]).
+//! - [`rate`]: token buckets.
+//!
+//! The quinn/tokio shell:
+//! - [`server`]: [`Relay::bind`] → [`RelayHandle`]; the endpoint, accepting, graceful shutdown.
+//! - `connection`: one task per connection, driving its `ConnState`.
+//! - `writer`: each client's bounded control queue and the task writing it to the stream.
+//! - `forwarder`: the datagram path (check, stamp the sender, fan out shared bytes).
+//! - `link`: how the relay reaches a client (the handle the rooms hold).
 //! - [`config`], [`cert`], [`metrics`]: limits, TLS identity, Prometheus counters.
 //!
 //! Embedding:
@@ -16,13 +25,20 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod cert;
 pub mod config;
+mod conn_state;
+mod connection;
 pub mod fanout;
+mod forwarder;
+mod link;
 pub mod metrics;
 pub mod rate;
 pub mod rooms;
 pub mod server;
+mod writer;
 
 pub use cert::{CertError, RelayIdentity, fingerprint};
 pub use config::{CertificateSource, DEFAULT_PORT, Limits, RelayConfig};

@@ -1,0 +1,131 @@
+//! The datagram path of one joined peer: read a datagram, apply the sender's rate limit, check
+//! the header and stamp the sender, then hand one shared `Bytes` to every receiver listed in the
+//! room's lock-free [`fanout`](crate::fanout) snapshot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use quinn::{Connection, SendDatagramError};
+use vcall_proto::datagram::stamp_sender;
+use vcall_proto::{ControlFrame, DecodeError, ErrorCode, PeerId};
+
+use crate::config::Limits;
+use crate::fanout::FanoutReader;
+use crate::link::PeerLink;
+use crate::metrics::{DropReason, Metrics};
+use crate::rate::{CountAndBytes, Throttle};
+use crate::writer::ControlQueue;
+
+/// At most one "datagrams dropped: rate limited" notice per client per this interval.
+const RATE_NOTICE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Forwards one joined peer's datagrams to its room.
+pub(crate) struct DatagramForwarder {
+    connection: Connection,
+    peer: PeerId,
+    fanout: FanoutReader<PeerLink>,
+    budget: CountAndBytes,
+    notice: Throttle,
+    /// The sender's own control queue, for the rate-limit notice.
+    notices: ControlQueue,
+    metrics: Arc<Metrics>,
+}
+
+impl DatagramForwarder {
+    /// A forwarder for `peer`'s datagrams arriving on `connection`, under the datagram limits.
+    pub(crate) fn new(
+        connection: Connection,
+        peer: PeerId,
+        fanout: FanoutReader<PeerLink>,
+        limits: &Limits,
+        notices: ControlQueue,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            connection,
+            peer,
+            fanout,
+            budget: CountAndBytes::new(
+                limits.datagrams_per_sec,
+                limits.datagram_bytes_per_sec,
+                Instant::now(),
+            ),
+            notice: Throttle::new(RATE_NOTICE_INTERVAL),
+            notices,
+            metrics,
+        }
+    }
+
+    /// Forwards until the connection ends (or the task is aborted when the peer leaves).
+    pub(crate) async fn run(mut self) {
+        while let Ok(datagram) = self.connection.read_datagram().await {
+            self.forward(datagram);
+        }
+    }
+
+    fn forward(&mut self, datagram: Bytes) {
+        let len = datagram.len();
+        self.metrics.datagram_received(len);
+        let now = Instant::now();
+        if !self.budget.admit(len, now) {
+            self.metrics.datagram_dropped(DropReason::RateLimited, len);
+            if self.notice.fire(now) {
+                let notice = ControlFrame::Error {
+                    code: ErrorCode::RateLimited,
+                    message: "datagram rate limit exceeded: dropping datagrams".into(),
+                };
+                // Best effort: a full queue means the connection is being closed anyway.
+                self.notices.offer(notice.to_bytes());
+            }
+            return;
+        }
+        // One copy per received datagram (to stamp the sender), none per receiver.
+        let mut stamped = BytesMut::from(&datagram[..]);
+        let header = match stamp_sender(&mut stamped, self.peer) {
+            Ok(header) => header,
+            Err(DecodeError::TooLarge { .. }) => {
+                self.metrics.datagram_dropped(DropReason::Oversized, len);
+                return;
+            }
+            Err(_) => {
+                self.metrics.datagram_dropped(DropReason::Malformed, len);
+                return;
+            }
+        };
+        let stamped = stamped.freeze();
+        let me = self.peer;
+        match self.fanout.recipients(me, header.target) {
+            Ok(members) => {
+                for member in members.iter().filter(|m| m.peer != me) {
+                    send_copy(&member.link.connection, stamped.clone(), &self.metrics);
+                }
+            }
+            Err(_) => self
+                .metrics
+                .datagram_dropped(DropReason::UnknownTarget, len),
+        }
+    }
+}
+
+/// Sends one datagram copy to a receiver; congestion and path limits drop it (counted), never
+/// fail.
+fn send_copy(receiver: &Connection, datagram: Bytes, metrics: &Metrics) {
+    let len = datagram.len();
+    if receiver.datagram_send_buffer_space() < len {
+        metrics.datagram_dropped(DropReason::Congested, len);
+        return;
+    }
+    match receiver.send_datagram(datagram) {
+        Ok(()) => metrics.datagram_forwarded(len),
+        Err(SendDatagramError::TooLarge) => {
+            metrics.datagram_dropped(DropReason::TooLargeForPath, len)
+        }
+        Err(SendDatagramError::UnsupportedByPeer | SendDatagramError::Disabled) => {
+            metrics.datagram_dropped(DropReason::ReceiverUnsupported, len)
+        }
+        Err(SendDatagramError::ConnectionLost(_)) => {
+            metrics.datagram_dropped(DropReason::ReceiverGone, len)
+        }
+    }
+}
