@@ -2,6 +2,7 @@
 //! a spy, leave/join rekeying and property tests.
 
 mod diagram;
+mod golden;
 mod lifecycle;
 mod malicious;
 
