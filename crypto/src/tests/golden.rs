@@ -14,7 +14,7 @@ const EXPECTED: &str = "29a4484365925a90fe62cb7461b42ed256c67a93ae63c46293568393
 
 /// The peer of a log line as a wire id (0: none).
 fn log_peer(e: &HandshakeEvent) -> u32 {
-    e.peer.0
+    e.peer.map_or(0, |p| p.0)
 }
 
 fn norm(a: &Action) -> String {
