@@ -13,7 +13,6 @@
 //! - a media body → [`Session::open`]; outgoing media → [`Session::seal`] / [`Session::seal_in_place`].
 //! - at [`Session::next_timeout`] (or every ~250 ms) → [`Session::on_tick`].
 //! - after each of these, drain [`Session::poll_action`] until `None` and perform the actions.
-
 //!
 //! The session is a thin combinator over its parts, each with one job and its own timers:
 //! - `roster`: who is in the room as we know them, each at a typed stage, and when to
@@ -802,5 +801,98 @@ fn truncate_name(name: &mut String) {
             end -= 1;
         }
         name.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::SeededRandom;
+    use crate::tests::{T0, identity, secret_room};
+
+    fn session() -> Session {
+        Session::new(
+            identity(0),
+            secret_room("unit"),
+            SessionConfig::default(),
+            Box::new(SeededRandom::new(b"unit")),
+        )
+    }
+
+    fn drain(s: &mut Session) -> Vec<Action> {
+        std::iter::from_fn(|| s.poll_action()).collect()
+    }
+
+    #[test]
+    fn soonest_ignores_missing_deadlines() {
+        assert_eq!(soonest(None, None), None);
+        assert_eq!(soonest(Some(3), None), Some(3));
+        assert_eq!(soonest(None, Some(4)), Some(4));
+        assert_eq!(soonest(Some(5), Some(4)), Some(4));
+    }
+
+    #[test]
+    fn the_timeout_is_the_soonest_of_the_parts_and_ticks_route_to_them() {
+        let mut s = session();
+        assert_eq!(s.next_timeout(), None);
+        // Before Welcome a join is noted but ticks do nothing.
+        let p = PeerId(5);
+        s.on_peer_joined(p, T0);
+        assert_eq!(s.next_timeout(), Some(T0 + 500), "the roster's notice");
+        s.on_tick(T0 + 500);
+        assert_eq!(drain(&mut s), vec![Action::PeerChanged { peer: p }]);
+        // Welcome: the announcement is a broadcast; its log line names nobody.
+        s.on_welcome(PeerId(1), &[PeerId::NONE, PeerId(1)], T0 + 100);
+        let a = drain(&mut s);
+        assert!(matches!(
+            &a[0],
+            Action::SendSignal {
+                to: Recipient::All,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &a[1],
+            Action::Log(HandshakeEvent {
+                kind: HandshakeEventKind::SentPubkey,
+                peer: None,
+                key: None,
+                ..
+            })
+        ));
+        assert_eq!(a.len(), 2, "neither NONE nor ourselves are listed");
+        assert_eq!(s.next_timeout(), Some(T0 + 500));
+        s.on_tick(T0 + 500);
+        let a = drain(&mut s);
+        assert!(matches!(
+            &a[0],
+            Action::SendSignal {
+                to: Recipient::All,
+                ..
+            }
+        ));
+        assert!(matches!(&a[1], Action::Log(HandshakeEvent {
+            kind: HandshakeEventKind::ReannounceNewPeer, peer: Some(q), ..
+        }) if *q == p));
+        // Only our sender keys' rotation is left.
+        assert_eq!(s.next_timeout(), Some(T0 + 100 + 600_000));
+        s.on_tick(T0 + 100 + 600_000);
+        let a = drain(&mut s);
+        assert!(matches!(&a[0], Action::Log(HandshakeEvent {
+            kind: HandshakeEventKind::Rekey, peer: None, key: Some(k), ..
+        }) if *k == KeyId::new(1, 0)));
+        assert_eq!(
+            a[1],
+            Action::SenderKeyChanged {
+                key: KeyId::new(1, 0)
+            },
+            "no member to await"
+        );
+        assert_eq!(s.next_timeout(), Some(T0 + 100 + 1_200_000));
+        // A leaver that never held our key changes nothing but the roster.
+        s.on_peer_left(p, T0 + 700_000);
+        assert_eq!(drain(&mut s), vec![Action::PeerChanged { peer: p }]);
+        s.on_peer_left(p, T0 + 700_000);
+        assert!(drain(&mut s).is_empty());
     }
 }

@@ -87,6 +87,7 @@ impl Roster {
     // -----------------------------------------------------------------------------------------
     // Queries
 
+    #[cfg(test)]
     pub(crate) fn contains(&self, peer: PeerId) -> bool {
         self.peers.contains_key(&peer)
     }
@@ -237,7 +238,7 @@ impl Roster {
         let interval = self.reannounce_interval_ms;
         let mut due = Vec::new();
         for (id, e) in &mut self.peers {
-            if !e.notice_at.is_some_and(|t| t <= now_ms) {
+            if e.notice_at.is_none_or(|t| t > now_ms) {
                 continue;
             }
             e.notice_at = None;
@@ -307,7 +308,7 @@ mod tests {
         let mut a = announcement(0, "Alice", 10);
         a.authenticated = false;
         assert_eq!(r.accept(P, a), Ok(Accepted::NewMember));
-        assert_eq!(r.shown(P).unwrap().2, false);
+        assert!(!r.shown(P).unwrap().2);
         assert!(r.member_keys(P).is_some());
     }
 

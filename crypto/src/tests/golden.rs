@@ -225,7 +225,7 @@ fn scenario_mutations(t: &mut Transcript) {
                 _ => p.push(rng.next() as u8),
             }
             let to = rng.next() as usize % 3;
-            let from = if rng.next() % 4 == 0 {
+            let from = if rng.next().is_multiple_of(4) {
                 ids[rng.next() as usize % 3]
             } else {
                 *from
@@ -240,7 +240,7 @@ fn scenario_mutations(t: &mut Transcript) {
         let kind = DatagramKind::ALL[i as usize % DatagramKind::ALL.len()];
         let mut d = net.seal_datagram(a, kind, format!("pt {i}").as_bytes());
         let b = (a + 1 + (rng.next() % 2) as usize) % 3;
-        if rng.next() % 2 == 0 {
+        if rng.next().is_multiple_of(2) {
             let pos = rng.next() as usize % d.len();
             d[pos] ^= 1 << (rng.next() % 8);
         }
