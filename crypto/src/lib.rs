@@ -26,7 +26,7 @@
 //! // ... when now() >= s.next_timeout(): s.on_tick(now()).
 //! while let Some(action) = s.poll_action() {
 //!     match action {
-//!         Action::SendSignal { to, payload } => send_signal(to, payload),
+//!         Action::SendSignal { to, payload } => send_signal(to.to_wire(), payload),
 //!         _ => { /* update UI state, write the handshake log */ }
 //!     }
 //! }
@@ -35,6 +35,8 @@
 //! DatagramHeader::new(DatagramKind::Heartbeat, None).append(&mut d);
 //! s.seal(DatagramKind::Heartbeat, None, b"heartbeat plaintext", &mut d).unwrap();
 //! ```
+
+#![forbid(unsafe_code)]
 
 pub mod identity;
 pub mod kdf;

@@ -122,6 +122,39 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// Whom a client's `Signal` is for: the typed meaning of [`ControlFrame::Signal`]'s `to`.
+///
+/// On the wire `to` is a [`PeerId`] and the reserved [`PeerId::NONE`] means "everyone else in
+/// the room"; this type names that case instead of overloading the sentinel. It changes no
+/// byte: convert at the codec boundary with [`Recipient::to_wire`] / [`Recipient::from_wire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Recipient {
+    /// Every other member of the room (the relay fans the signal out).
+    All,
+    /// One peer. `Peer(PeerId::NONE)` is never produced by [`Recipient::from_wire`] and is
+    /// sent as [`Recipient::All`].
+    Peer(PeerId),
+}
+
+impl Recipient {
+    /// The `to` field of a `Signal`: `All` is [`PeerId::NONE`].
+    pub fn to_wire(self) -> PeerId {
+        match self {
+            Self::All => PeerId::NONE,
+            Self::Peer(peer) => peer,
+        }
+    }
+
+    /// Reads a `Signal`'s `to` field: [`PeerId::NONE`] is `All`, any other id that peer.
+    pub fn from_wire(to: PeerId) -> Self {
+        if to == PeerId::NONE {
+            Self::All
+        } else {
+            Self::Peer(to)
+        }
+    }
+}
+
 /// One member of a room as the relay knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RosterEntry {
@@ -156,7 +189,8 @@ pub enum ControlFrame {
         peer: PeerId,
     },
     /// An opaque end-to-end message. Client → relay: `to` = one peer or `PeerId::NONE` for
-    /// everyone else in the room, `from` = NONE. Relay → client: `from` = the true sender.
+    /// everyone else in the room (see [`Recipient`]), `from` = NONE. Relay → client: `from` =
+    /// the true sender.
     Signal {
         to: PeerId,
         from: PeerId,
@@ -452,6 +486,22 @@ impl ControlDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recipient_round_trips_through_the_wire_id() {
+        assert_eq!(Recipient::All.to_wire(), PeerId::NONE);
+        assert_eq!(Recipient::from_wire(PeerId::NONE), Recipient::All);
+        for id in [1, 2, 7, u32::MAX] {
+            let r = Recipient::Peer(PeerId(id));
+            assert_eq!(r.to_wire(), PeerId(id));
+            assert_eq!(Recipient::from_wire(r.to_wire()), r);
+        }
+        // The sentinel as a "peer" is sent as everyone, as the wire has always meant.
+        assert_eq!(
+            Recipient::from_wire(Recipient::Peer(PeerId::NONE).to_wire()),
+            Recipient::All
+        );
+    }
 
     fn samples() -> Vec<ControlFrame> {
         vec![

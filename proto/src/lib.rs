@@ -9,6 +9,8 @@
 //! Every decoder is total: malformed input yields a [`DecodeError`], never a panic.
 //! `docs/PROTOCOL.md` specifies the same bytes for third-party implementers.
 
+#![forbid(unsafe_code)]
+
 pub mod control;
 pub mod datagram;
 pub mod e2ee;
@@ -17,7 +19,7 @@ pub mod fragment;
 pub mod media;
 mod wire;
 
-pub use control::{ControlDecoder, ControlFrame, ErrorCode};
+pub use control::{ControlDecoder, ControlFrame, ErrorCode, Recipient};
 pub use datagram::{DatagramHeader, DatagramKind};
 pub use error::DecodeError;
 pub use fragment::{FragmentHeader, Reassembler};
@@ -41,7 +43,8 @@ pub struct PeerId(pub u32);
 
 impl PeerId {
     /// The reserved id: "nobody" in a datagram sender field sent by a client, "everyone" as a
-    /// Signal target.
+    /// Signal target (typed as [`Recipient::All`]). Above the codecs, prefer
+    /// `Option<PeerId>` for "nobody" and [`Recipient`] for a Signal target.
     pub const NONE: PeerId = PeerId(0);
 }
 

@@ -2,6 +2,7 @@
 //! a spy, leave/join rekeying and property tests.
 
 mod diagram;
+mod golden;
 mod lifecycle;
 mod malicious;
 
@@ -174,7 +175,7 @@ impl Net {
     fn drain(&mut self, idx: usize) {
         while let Some(a) = self.clients[idx].s.poll_action() {
             match a {
-                Action::SendSignal { to, payload } => self.route(idx, to, payload),
+                Action::SendSignal { to, payload } => self.route(idx, to.to_wire(), payload),
                 other => self.clients[idx].events.push(other),
             }
         }

@@ -1,0 +1,513 @@
+//! Other peers' sender keys that we hold: installing them (with the checks that keep RSA
+//! decryptions rare), opening media under them with one replay window per key, stepping a
+//! sender's ratchet forward by ourselves, retiring superseded keys after a grace time, and
+//! holding key messages that arrive before their sender's announcement.
+
+use std::collections::BTreeMap;
+
+use vcall_proto::e2ee::{KeyId, SealedHeader};
+use vcall_proto::{DatagramKind, PeerId};
+
+use super::Rejection;
+use crate::media::{MediaKey, OpenError, ReplayWindow, SenderSecret};
+
+/// At most this many key messages wait per peer for its announcement (the oldest goes first).
+const MAX_BUFFERED_PER_PEER: usize = 4;
+/// At most this many keys are held per peer (the oldest goes first).
+const MAX_RECV_KEYS_PER_PEER: usize = 16;
+/// The period of the RSA decryption budget.
+const UNWRAP_WINDOW_MS: u64 = 10_000;
+
+/// The timers and bounds this part needs (from [`super::SessionConfig`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReceivedKeysConfig {
+    pub(crate) old_key_grace_ms: u64,
+    /// The sender's switch timeout: an older epoch stays usable this long plus the grace time.
+    pub(crate) rekey_switch_ms: u64,
+    pub(crate) max_ratchet_steps: u16,
+    pub(crate) buffered_key_ttl_ms: u64,
+    pub(crate) max_unwraps_per_10s: u32,
+}
+
+struct RecvKey {
+    secret: SenderSecret,
+    media: MediaKey,
+    window: ReplayWindow,
+    retire_at: Option<u64>,
+}
+
+impl RecvKey {
+    fn new(secret: SenderSecret, media: MediaKey, window: ReplayWindow) -> Self {
+        Self {
+            secret,
+            media,
+            window,
+            retire_at: None,
+        }
+    }
+}
+
+/// What we hold from one peer.
+#[derive(Default)]
+struct FromPeer {
+    keys: BTreeMap<KeyId, RecvKey>,
+    /// The newest epoch ever installed (kept when its keys are retired).
+    max_epoch: Option<u16>,
+    /// Key messages waiting for the peer's announcement, with when they arrived.
+    buffered: Vec<(Vec<u8>, u64)>,
+    unwrap_window_start: u64,
+    unwraps_in_window: u32,
+}
+
+impl FromPeer {
+    /// Every key older than `newest` retires `grace` from now (unless already due earlier).
+    fn retire_older(&mut self, newest: KeyId, now_ms: u64, grace: u64) {
+        let until = now_ms.saturating_add(grace);
+        for (id, k) in self.keys.iter_mut() {
+            if *id < newest && k.retire_at.is_none() {
+                k.retire_at = Some(until);
+            }
+        }
+    }
+
+    fn limit_keys(&mut self) {
+        while self.keys.len() > MAX_RECV_KEYS_PER_PEER {
+            if self.keys.pop_first().is_none() {
+                break;
+            }
+        }
+    }
+
+    fn lacks_epoch(&self, epoch: u16) -> bool {
+        self.keys.is_empty() || self.max_epoch.is_some_and(|e| epoch > e)
+    }
+}
+
+/// Is a key message's key worth decrypting?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Novelty {
+    /// We lack it: decrypt (within the budget) and install.
+    New,
+    /// We hold it or a newer generation of its epoch (a resend or a replay): just re-ack.
+    Duplicate,
+}
+
+/// A sealed body opened.
+#[derive(Debug)]
+pub(crate) struct Opened<'a> {
+    pub(crate) plaintext: &'a mut [u8],
+    /// The body was under a newer generation we stepped to and installed.
+    pub(crate) installed: Option<KeyId>,
+}
+
+/// Why a sealed body was not opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenMiss {
+    /// Under a key we hold (or stepped to), but rejected.
+    Rejected(OpenError),
+    /// Under no key we hold or can step to. `lacks_epoch`: we hold nothing of the sender's
+    /// or nothing of that epoch (so it should send us its key).
+    NoKey { lacks_epoch: bool },
+}
+
+pub(crate) struct ReceivedKeys {
+    config: ReceivedKeysConfig,
+    peers: BTreeMap<PeerId, FromPeer>,
+}
+
+impl ReceivedKeys {
+    pub(crate) fn new(config: ReceivedKeysConfig) -> Self {
+        Self {
+            config,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// We hold at least one key of `peer`.
+    pub(crate) fn holds_any(&self, peer: PeerId) -> bool {
+        self.peers.get(&peer).is_some_and(|p| !p.keys.is_empty())
+    }
+
+    /// Forgets `peer`; returns the ids of the keys we held from it, ascending.
+    pub(crate) fn remove_peer(&mut self, peer: PeerId) -> impl Iterator<Item = KeyId> {
+        self.peers
+            .remove(&peer)
+            .into_iter()
+            .flat_map(|p| p.keys.into_keys())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Key messages
+
+    /// Keeps a key message from a peer whose announcement has not reached us (bounded).
+    pub(crate) fn buffer(&mut self, peer: PeerId, payload: &[u8], now_ms: u64) {
+        let p = self.peers.entry(peer).or_default();
+        if p.buffered.len() >= MAX_BUFFERED_PER_PEER {
+            p.buffered.remove(0);
+        }
+        p.buffered.push((payload.to_vec(), now_ms));
+    }
+
+    /// The key messages buffered for `peer`, oldest first, removed.
+    pub(crate) fn take_buffered(&mut self, peer: PeerId) -> Vec<(Vec<u8>, u64)> {
+        self.peers
+            .get_mut(&peer)
+            .map(|p| std::mem::take(&mut p.buffered))
+            .unwrap_or_default()
+    }
+
+    /// Judges a (signature-checked) key message's key id before any RSA work.
+    pub(crate) fn novelty(&self, peer: PeerId, key: KeyId) -> Result<Novelty, Rejection> {
+        let Some(p) = self.peers.get(&peer) else {
+            return Ok(Novelty::New);
+        };
+        if p.max_epoch.is_some_and(|e| key.epoch < e) {
+            return Err(Rejection::StaleKey);
+        }
+        let same_or_newer = p
+            .keys
+            .range(key..=KeyId::new(key.epoch, u16::MAX))
+            .next()
+            .is_some();
+        Ok(if same_or_newer {
+            Novelty::Duplicate
+        } else {
+            Novelty::New
+        })
+    }
+
+    /// Spends one RSA decryption of `peer`'s budget (`max_unwraps_per_10s`).
+    pub(crate) fn charge_unwrap(&mut self, peer: PeerId, now_ms: u64) -> Result<(), Rejection> {
+        let p = self.peers.entry(peer).or_default();
+        if now_ms >= p.unwrap_window_start.saturating_add(UNWRAP_WINDOW_MS)
+            || now_ms < p.unwrap_window_start
+        {
+            p.unwrap_window_start = now_ms;
+            p.unwraps_in_window = 0;
+        }
+        if p.unwraps_in_window >= self.config.max_unwraps_per_10s {
+            return Err(Rejection::RateLimited);
+        }
+        p.unwraps_in_window += 1;
+        Ok(())
+    }
+
+    /// Installs `peer`'s key `id`. Older generations of its epoch retire after the grace time;
+    /// older epochs (when `id` opens a newer one) once the sender had time to switch, plus the
+    /// grace time. Returns whether it is the first key we hold from `peer`.
+    pub(crate) fn install(
+        &mut self,
+        peer: PeerId,
+        id: KeyId,
+        secret: SenderSecret,
+        room_id: &[u8],
+        now_ms: u64,
+    ) -> bool {
+        let grace = self.config.old_key_grace_ms;
+        let switch = self.config.rekey_switch_ms;
+        let media = MediaKey::derive(id, &secret, room_id);
+        let p = self.peers.entry(peer).or_default();
+        let first = p.keys.is_empty();
+        let newer_epoch = p.max_epoch.is_some_and(|e| id.epoch > e);
+        p.keys
+            .insert(id, RecvKey::new(secret, media, ReplayWindow::new()));
+        p.max_epoch = Some(p.max_epoch.map_or(id.epoch, |e| e.max(id.epoch)));
+        for (k_id, k) in p.keys.iter_mut() {
+            let until = if k_id.epoch == id.epoch && k_id.generation < id.generation {
+                Some(now_ms.saturating_add(grace))
+            } else if k_id.epoch < id.epoch && newer_epoch {
+                Some(now_ms.saturating_add(switch).saturating_add(grace))
+            } else {
+                None
+            };
+            if let Some(u) = until {
+                k.retire_at = Some(k.retire_at.map_or(u, |t| t.min(u)));
+            }
+        }
+        p.limit_keys();
+        first
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Media
+
+    /// Opens `body` (its sealed header already parsed into `header`) from `sender` in place,
+    /// checking and advancing the key's replay window. A body under generation `g + n` of an
+    /// epoch we hold at `g`, `n <= max_ratchet_steps`, steps forward and installs that key if it
+    /// authenticates. Allocation-free.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn open<'a>(
+        &mut self,
+        sender: PeerId,
+        kind: DatagramKind,
+        target: Option<PeerId>,
+        room_id: &[u8],
+        header: &SealedHeader,
+        body: &'a mut [u8],
+        now_ms: u64,
+    ) -> Result<Opened<'a>, OpenMiss> {
+        let grace = self.config.old_key_grace_ms;
+        let Some(p) = self.peers.get_mut(&sender) else {
+            return Err(OpenMiss::NoKey { lacks_epoch: true });
+        };
+        if let Some(k) = p.keys.get_mut(&header.key_id) {
+            if !k.window.check(header.counter) {
+                return Err(OpenMiss::Rejected(OpenError::Replayed {
+                    counter: header.counter,
+                }));
+            }
+            let plaintext = k
+                .media
+                .open_in_place(header, sender, kind, target, room_id, body)
+                .map_err(OpenMiss::Rejected)?;
+            k.window.accept(header.counter);
+            let epoch_switched = p.keys.keys().any(|id| id.epoch < header.key_id.epoch);
+            if epoch_switched {
+                p.retire_older(header.key_id, now_ms, grace);
+            }
+            return Ok(Opened {
+                plaintext,
+                installed: None,
+            });
+        }
+        // A newer generation of an epoch we hold: step forward if it authenticates.
+        let base = p
+            .keys
+            .range(KeyId::new(header.key_id.epoch, 0)..header.key_id)
+            .next_back()
+            .map(|(id, k)| (*id, k.secret.clone()));
+        if let Some((base_id, mut secret)) = base {
+            let steps = header.key_id.generation - base_id.generation;
+            if steps <= self.config.max_ratchet_steps {
+                for _ in 0..steps {
+                    secret = secret.ratchet(room_id);
+                }
+                let media = MediaKey::derive(header.key_id, &secret, room_id);
+                let plaintext = media
+                    .open_in_place(header, sender, kind, target, room_id, body)
+                    .map_err(OpenMiss::Rejected)?;
+                let mut window = ReplayWindow::new();
+                window.accept(header.counter);
+                p.keys
+                    .insert(header.key_id, RecvKey::new(secret, media, window));
+                p.retire_older(header.key_id, now_ms, grace);
+                p.limit_keys();
+                return Ok(Opened {
+                    plaintext,
+                    installed: Some(header.key_id),
+                });
+            }
+        }
+        Err(OpenMiss::NoKey {
+            lacks_epoch: p.lacks_epoch(header.key_id.epoch),
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Timers
+
+    /// The soonest key retirement or buffered key message expiry.
+    pub(crate) fn poll_timeout(&self) -> Option<u64> {
+        let ttl = self.config.buffered_key_ttl_ms;
+        self.peers
+            .values()
+            .flat_map(|p| {
+                let retire = p.keys.values().filter_map(|k| k.retire_at);
+                let expire = p.buffered.iter().map(move |(_, t)| t.saturating_add(ttl));
+                retire.chain(expire)
+            })
+            .min()
+    }
+
+    /// Drops expired buffered key messages and retires due keys; calls `retired` for each key
+    /// dropped, by peer then key, ascending.
+    pub(crate) fn on_tick(&mut self, now_ms: u64, mut retired: impl FnMut(PeerId, KeyId)) {
+        let ttl = self.config.buffered_key_ttl_ms;
+        for (id, p) in &mut self.peers {
+            p.buffered.retain(|(_, t)| t.saturating_add(ttl) > now_ms);
+            p.keys.retain(|k, r| {
+                let keep = r.retire_at.is_none_or(|t| t > now_ms);
+                if !keep {
+                    retired(*id, *k);
+                }
+                keep
+            });
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn secret(&self, peer: PeerId, key: KeyId) -> Option<&SenderSecret> {
+        Some(&self.peers.get(&peer)?.keys.get(&key)?.secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOM: &[u8] = b"room id";
+    const P: PeerId = PeerId(3);
+    const ME: PeerId = PeerId(1);
+
+    fn config() -> ReceivedKeysConfig {
+        ReceivedKeysConfig {
+            old_key_grace_ms: 10_000,
+            rekey_switch_ms: 2_000,
+            max_ratchet_steps: 8,
+            buffered_key_ttl_ms: 10_000,
+            max_unwraps_per_10s: 16,
+        }
+    }
+
+    fn secret(b: u8) -> SenderSecret {
+        SenderSecret([b; 32])
+    }
+
+    fn sealed(secret: &SenderSecret, id: KeyId, counter: u64) -> (SealedHeader, Vec<u8>) {
+        let mut buf = vec![0u8; SealedHeader::LEN];
+        buf.extend_from_slice(b"hello");
+        MediaKey::derive(id, secret, ROOM)
+            .seal_in_place(counter, P, DatagramKind::Audio, Some(ME), ROOM, &mut buf, 0)
+            .unwrap();
+        (SealedHeader::decode(&buf).unwrap(), buf)
+    }
+
+    fn retired(r: &mut ReceivedKeys, now: u64) -> Vec<(PeerId, KeyId)> {
+        let mut out = Vec::new();
+        r.on_tick(now, |p, k| out.push((p, k)));
+        out
+    }
+
+    #[test]
+    fn novelty_rejects_older_epochs_and_spots_duplicates() {
+        let mut r = ReceivedKeys::new(config());
+        assert_eq!(r.novelty(P, KeyId::new(1, 0)), Ok(Novelty::New));
+        assert!(r.install(P, KeyId::new(1, 2), secret(1), ROOM, 0));
+        assert!(r.holds_any(P));
+        assert_eq!(r.novelty(P, KeyId::new(0, 9)), Err(Rejection::StaleKey));
+        assert_eq!(r.novelty(P, KeyId::new(1, 1)), Ok(Novelty::Duplicate));
+        assert_eq!(r.novelty(P, KeyId::new(1, 2)), Ok(Novelty::Duplicate));
+        assert_eq!(r.novelty(P, KeyId::new(1, 3)), Ok(Novelty::New));
+        assert_eq!(r.novelty(P, KeyId::new(2, 0)), Ok(Novelty::New));
+        assert!(!r.install(P, KeyId::new(2, 0), secret(2), ROOM, 0));
+    }
+
+    #[test]
+    fn superseded_keys_retire_after_the_grace_time() {
+        let mut r = ReceivedKeys::new(config());
+        assert_eq!(r.poll_timeout(), None);
+        r.install(P, KeyId::new(0, 0), secret(1), ROOM, 1_000);
+        assert_eq!(r.poll_timeout(), None, "the newest key never retires");
+        r.install(P, KeyId::new(0, 1), secret(2), ROOM, 2_000);
+        assert_eq!(r.poll_timeout(), Some(12_000));
+        // A newer epoch: the older one stays until the sender switched, plus the grace time;
+        // a retirement already due earlier stays as it is.
+        r.install(P, KeyId::new(1, 0), secret(3), ROOM, 5_000);
+        assert_eq!(r.poll_timeout(), Some(12_000));
+        assert!(retired(&mut r, 11_999).is_empty());
+        assert_eq!(retired(&mut r, 12_000), vec![(P, KeyId::new(0, 0))]);
+        assert_eq!(r.poll_timeout(), Some(17_000));
+        assert_eq!(retired(&mut r, 17_000), vec![(P, KeyId::new(0, 1))]);
+        assert_eq!(r.poll_timeout(), None);
+        assert_eq!(r.remove_peer(P).collect::<Vec<_>>(), vec![KeyId::new(1, 0)]);
+        assert!(!r.holds_any(P));
+    }
+
+    #[test]
+    fn buffered_key_messages_are_bounded_and_expire() {
+        let mut r = ReceivedKeys::new(config());
+        for i in 0..6u8 {
+            r.buffer(P, &[i], 1_000 + u64::from(i));
+        }
+        assert_eq!(
+            r.poll_timeout(),
+            Some(11_002),
+            "the two oldest were dropped"
+        );
+        retired(&mut r, 11_003);
+        assert_eq!(r.poll_timeout(), Some(11_004));
+        let left = r.take_buffered(P);
+        assert_eq!(left, vec![(vec![4], 1_004), (vec![5], 1_005)]);
+        assert!(r.take_buffered(P).is_empty() && r.take_buffered(PeerId(9)).is_empty());
+        assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn the_unwrap_budget_refills_every_ten_seconds() {
+        let mut r = ReceivedKeys::new(config());
+        for _ in 0..16 {
+            assert_eq!(r.charge_unwrap(P, 50_000), Ok(()));
+        }
+        assert_eq!(r.charge_unwrap(P, 59_999), Err(Rejection::RateLimited));
+        assert_eq!(r.charge_unwrap(P, 60_000), Ok(()));
+        // A clock stepping backwards restarts the window rather than locking the peer out.
+        for _ in 0..15 {
+            r.charge_unwrap(P, 60_000).unwrap();
+        }
+        assert_eq!(r.charge_unwrap(P, 1), Ok(()));
+    }
+
+    #[test]
+    fn media_opens_once_steps_forward_within_bounds_and_reports_missing_keys() {
+        let mut r = ReceivedKeys::new(config());
+        let open = |r: &mut ReceivedKeys, (h, mut b): (SealedHeader, Vec<u8>)| {
+            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b, 0)
+                .map(|o| (o.plaintext.to_vec(), o.installed))
+        };
+        let s0 = secret(7);
+        let k0 = KeyId::new(0, 0);
+        assert_eq!(
+            open(&mut r, sealed(&s0, k0, 0)),
+            Err(OpenMiss::NoKey { lacks_epoch: true })
+        );
+        r.install(P, k0, s0.clone(), ROOM, 0);
+        assert_eq!(
+            open(&mut r, sealed(&s0, k0, 5)),
+            Ok((b"hello".to_vec(), None))
+        );
+        assert_eq!(
+            open(&mut r, sealed(&s0, k0, 5)),
+            Err(OpenMiss::Rejected(OpenError::Replayed { counter: 5 }))
+        );
+        // Generation 8 steps forward by itself, generation 9 beyond it does not.
+        let mut s = s0.clone();
+        for _ in 0..8 {
+            s = s.ratchet(ROOM);
+        }
+        let k8 = KeyId::new(0, 8);
+        assert_eq!(
+            open(&mut r, sealed(&s, k8, 6)),
+            Ok((b"hello".to_vec(), Some(k8)))
+        );
+        assert!(r.secret(P, k8).is_some());
+        assert_eq!(r.poll_timeout(), Some(10_000), "generation 0 retires");
+        let s17 = (0..9).fold(s, |s, _| s.ratchet(ROOM));
+        assert_eq!(
+            open(&mut r, sealed(&s17, KeyId::new(0, 17), 7)),
+            Err(OpenMiss::NoKey { lacks_epoch: false })
+        );
+        // A forged body under a generation in reach is rejected, nothing installed.
+        let (h, mut b) = sealed(&secret(9), KeyId::new(0, 9), 8);
+        assert_eq!(
+            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b, 0)
+                .err(),
+            Some(OpenMiss::Rejected(OpenError::Forged))
+        );
+        assert!(r.secret(P, KeyId::new(0, 9)).is_none());
+        assert_eq!(
+            open(&mut r, sealed(&secret(1), KeyId::new(1, 0), 9)),
+            Err(OpenMiss::NoKey { lacks_epoch: true })
+        );
+    }
+
+    #[test]
+    fn at_most_sixteen_keys_are_held_per_peer() {
+        let mut r = ReceivedKeys::new(config());
+        for e in 0..20u16 {
+            r.install(P, KeyId::new(e, 0), secret(e as u8), ROOM, 0);
+        }
+        let held: Vec<KeyId> = r.remove_peer(P).collect();
+        assert_eq!(held.len(), 16);
+        assert_eq!(held[0], KeyId::new(4, 0));
+    }
+}
