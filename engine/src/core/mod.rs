@@ -778,7 +778,7 @@ impl CallCore {
                 Action::SendSignal { to, payload } => {
                     self.outputs
                         .push_back(Output::Control(ControlFrame::Signal {
-                            to,
+                            to: to.to_wire(),
                             from: PeerId::NONE,
                             payload: Bytes::from(payload),
                         }));
@@ -791,7 +791,7 @@ impl CallCore {
                     log.push(HandshakeLogEntry {
                         t_ms: event.at_ms.saturating_sub(self.started_unix_ms),
                         event: event.kind.as_str().to_owned(),
-                        peer: (event.peer != PeerId::NONE).then_some(event.peer),
+                        peer: event.peer,
                     });
                     self.publish_now = true;
                 }
