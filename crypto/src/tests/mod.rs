@@ -1,9 +1,11 @@
 //! Whole-session tests through an in-memory relay (`Net`): the seed diagram, a malicious relay,
-//! a spy, leave/join rekeying and property tests.
+//! a spy, leave/join rekeying and property tests; `lossy_network` runs sessions over the shared
+//! in-memory network (`vcall-netsim`) instead.
 
 mod diagram;
 mod golden;
 mod lifecycle;
+mod lossy_network;
 mod malicious;
 
 use std::collections::VecDeque;
