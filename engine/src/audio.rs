@@ -158,40 +158,31 @@ impl AudioEngine {
                 }
             }
             while let Ok(AudioToPlay { peer, meta, opus }) = packets.try_recv() {
-                {
-                    {
-                        let entry = match peers.entry(peer) {
-                            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                            std::collections::hash_map::Entry::Vacant(v) => {
-                                let Ok(playout) =
-                                    PeerAudioPlayout::new(JitterBufferConfig::default())
-                                else {
-                                    continue;
-                                };
-                                let recorder = record_dir.as_ref().and_then(|dir| {
-                                    let path = dir.join(format!("peer-{}.wav", peer.0));
-                                    File::create(&path).ok().and_then(|f| {
-                                        WavWriter::new(BufWriter::new(f), WavSampleFormat::Int16)
-                                            .ok()
-                                    })
-                                });
-                                v.insert(PeerAudio {
-                                    playout,
-                                    pcm: vec![0.0; AUDIO_FRAME_SAMPLES],
-                                    window: Vec::with_capacity(ANALYSIS_WINDOW),
-                                    window_next: 0,
-                                    recorder,
-                                })
-                            }
+                let entry = match peers.entry(peer) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let Ok(playout) = PeerAudioPlayout::new(JitterBufferConfig::default())
+                        else {
+                            continue;
                         };
-                        entry.playout.push(
-                            meta.sequence,
-                            meta.capture_time_us / 1000,
-                            &opus,
-                            now_ms,
-                        );
+                        let recorder = record_dir.as_ref().and_then(|dir| {
+                            let path = dir.join(format!("peer-{}.wav", peer.0));
+                            File::create(&path).ok().and_then(|f| {
+                                WavWriter::new(BufWriter::new(f), WavSampleFormat::Int16).ok()
+                            })
+                        });
+                        v.insert(PeerAudio {
+                            playout,
+                            pcm: vec![0.0; AUDIO_FRAME_SAMPLES],
+                            window: Vec::with_capacity(ANALYSIS_WINDOW),
+                            window_next: 0,
+                            recorder,
+                        })
                     }
-                }
+                };
+                entry
+                    .playout
+                    .push(meta.sequence, meta.capture_time_us / 1000, &opus, now_ms);
             }
 
             // 2. Capture → echo cancellation → encode → network.
