@@ -14,7 +14,7 @@ use tokio::sync::mpsc::{Sender, UnboundedSender};
 use vcall_proto::PeerId;
 use vcall_proto::media::AudioMeta;
 
-use crate::config::{AudioInput, AudioOutput};
+use crate::config::{AudioInput, AudioOutput, SourceError};
 use crate::core::{AudioToPlay, LocalMedia, MediaEvent};
 use crate::wall_clock_us;
 use vcall_media::analysis::dominant_frequency;
@@ -44,14 +44,14 @@ pub(crate) enum AudioControl {
 fn open_input(
     input: AudioInput,
     name: &str,
-) -> Result<Option<Box<dyn AudioSource + Send>>, String> {
+) -> Result<Option<Box<dyn AudioSource + Send>>, SourceError> {
     Ok(match input {
         AudioInput::Off => None,
         AudioInput::Tone => Some(Box::new(ToneSource::for_name(name))),
         AudioInput::Wav(path) => {
-            Some(Box::new(WavFileSource::open(&path, true).map_err(|e| {
-                format!("cannot read {}: {e}", path.display())
-            })?))
+            let source = WavFileSource::open(&path, true)
+                .map_err(|source| SourceError::File { path, source })?;
+            Some(Box::new(source))
         }
         AudioInput::Source(s) => Some(s),
     })
@@ -105,7 +105,7 @@ impl AudioEngine {
             let _ = events.send(MediaEvent::Warning(e));
         };
         let mut source = open_input(input, &name).unwrap_or_else(|e| {
-            report(e);
+            report(e.to_string());
             None
         });
         let mut sink = match output {
@@ -142,7 +142,7 @@ impl AudioEngine {
                     }
                     Ok(AudioControl::SetInput(input)) => {
                         source = open_input(input, &name).unwrap_or_else(|e| {
-                            report(e);
+                            report(e.to_string());
                             None
                         });
                     }

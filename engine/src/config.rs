@@ -4,6 +4,19 @@ use std::path::PathBuf;
 
 use vcall_media::source::{AudioSink, AudioSource, VideoSource};
 
+/// Why a configured source could not be opened (reported as a warning; the call goes on
+/// without that source).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("test pattern: {0}")]
+    TestPattern(vcall_media::MediaError),
+    #[error("cannot read {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: vcall_media::MediaError,
+    },
+}
+
 /// Video encoder settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VideoSettings {

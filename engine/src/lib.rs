@@ -23,7 +23,7 @@ mod stats;
 mod video_recv;
 mod video_send;
 
-pub use config::{AudioInput, AudioOutput, CallConfig, VideoInput, VideoSettings};
+pub use config::{AudioInput, AudioOutput, CallConfig, SourceError, VideoInput, VideoSettings};
 pub use handle::{
     CallHandle, Command, DetachedCall, LeftCall, ReleasedDevices, RgbaFrame, VideoFrames, Waker,
 };

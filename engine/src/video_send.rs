@@ -12,7 +12,7 @@ use vcall_media::source::{TestPatternSource, VideoSource, Y4mFileSource};
 use vcall_media::video_codec::{H264Encoder, H264EncoderConfig};
 use vcall_proto::media::VideoMeta;
 
-use crate::config::{VideoInput, VideoSettings};
+use crate::config::{SourceError, VideoInput, VideoSettings};
 use crate::core::{LocalMedia, MediaEvent};
 use crate::handle::{RgbaFrame, VideoFrames, Waker};
 use crate::state::Stream;
@@ -33,20 +33,23 @@ struct ActiveSource {
     test_pattern: bool,
 }
 
-fn open_input(input: VideoInput, settings: &VideoSettings) -> Result<Option<ActiveSource>, String> {
+fn open_input(
+    input: VideoInput,
+    settings: &VideoSettings,
+) -> Result<Option<ActiveSource>, SourceError> {
     Ok(match input {
         VideoInput::Off => None,
         VideoInput::TestPattern => Some(ActiveSource {
             source: Box::new(
                 TestPatternSource::new(settings.width as usize, settings.height as usize)
-                    .map_err(|e| format!("test pattern: {e}"))?,
+                    .map_err(SourceError::TestPattern)?,
             ),
             test_pattern: true,
         }),
         VideoInput::Y4m(path) => Some(ActiveSource {
             source: Box::new(
                 Y4mFileSource::open(&path, true)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+                    .map_err(|source| SourceError::File { path, source })?,
             ),
             test_pattern: false,
         }),
@@ -87,7 +90,7 @@ impl VideoSender {
             let _ = events.send(MediaEvent::Warning(e));
         };
         let mut active = open_input(input, &settings).unwrap_or_else(|e| {
-            report(e);
+            report(e.to_string());
             None
         });
         let period = Duration::from_secs_f64(1.0 / settings.fps.max(1) as f64);
@@ -105,7 +108,7 @@ impl VideoSender {
                 match control.try_recv() {
                     Ok(VideoControl::SetInput(input)) => {
                         active = open_input(input, &settings).unwrap_or_else(|e| {
-                            report(e);
+                            report(e.to_string());
                             None
                         });
                         if let Some(enc) = encoder.as_mut() {
