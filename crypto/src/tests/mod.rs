@@ -7,6 +7,7 @@ mod golden;
 mod lifecycle;
 mod lossy_network;
 mod malicious;
+mod membership;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
@@ -92,12 +93,21 @@ pub(crate) struct Client {
     /// Every action except SendSignal, in order.
     pub events: Vec<Action>,
     pub in_room: bool,
+    /// It sends signals and heartbeats (false: it went away, but the relay did not say so and
+    /// still delivers to it).
+    pub sends: bool,
+    /// When its next heartbeat is due (as the engine's, every second while in the room).
+    pub next_heartbeat: u64,
 }
 
 /// An honest in-memory relay: one room, FIFO delivery, timers fired only when the network is
-/// quiet (one client at a time, earliest first, ties in join order).
+/// quiet (one client at a time, earliest first, ties in join order). While time advances,
+/// every member sends a heartbeat every second from one second after joining (as the engine
+/// does), which every other member opens.
 pub(crate) struct Net {
     pub now: u64,
+    /// The heartbeat period while time advances (`None`: no heartbeats).
+    pub heartbeat_ms: Option<u64>,
     pub clients: Vec<Client>,
     queue: VecDeque<(usize, Msg)>,
     pub flow: Vec<Flow>,
@@ -110,6 +120,7 @@ impl Net {
     pub fn new() -> Self {
         Self {
             now: T0,
+            heartbeat_ms: Some(1_000),
             clients: Vec::new(),
             queue: VecDeque::new(),
             flow: Vec::new(),
@@ -137,11 +148,29 @@ impl Net {
     }
 
     pub fn join_session(&mut self, name: &'static str, s: Session) -> usize {
+        self.join_as(name, s, true)
+    }
+
+    /// A malicious relay's hidden member: it gets the roster and its signals are forwarded,
+    /// but nobody is told `PeerJoined`.
+    pub fn join_hidden(
+        &mut self,
+        name: &'static str,
+        identity: Arc<Identity>,
+        room: RoomKeys,
+    ) -> usize {
+        let s = Self::session(name, identity, room);
+        self.join_as(name, s, false)
+    }
+
+    fn join_as(&mut self, name: &'static str, s: Session, announce_join: bool) -> usize {
         let id = PeerId(self.next_peer);
         self.next_peer += 1;
         let roster: Vec<PeerId> = self.members().map(|i| self.clients[i].id).collect();
-        for i in self.members().collect::<Vec<_>>() {
-            self.queue.push_back((i, Msg::Joined(id)));
+        if announce_join {
+            for i in self.members().collect::<Vec<_>>() {
+                self.queue.push_back((i, Msg::Joined(id)));
+            }
         }
         self.clients.push(Client {
             name,
@@ -149,6 +178,8 @@ impl Net {
             s,
             events: Vec::new(),
             in_room: true,
+            sends: true,
+            next_heartbeat: self.now + self.heartbeat_ms.unwrap_or(0),
         });
         let idx = self.clients.len() - 1;
         let now = self.now;
@@ -185,7 +216,7 @@ impl Net {
 
     /// What the relay does with a client's Signal: stamp `from`, fan out, queue.
     pub fn route(&mut self, from_idx: usize, to: PeerId, payload: Vec<u8>) {
-        if !self.clients[from_idx].in_room {
+        if !self.clients[from_idx].in_room || !self.clients[from_idx].sends {
             return;
         }
         let from = self.clients[from_idx].id;
@@ -260,14 +291,21 @@ impl Net {
         panic!("the network never went quiet");
     }
 
-    /// Advances the clock by `ms`, stopping at every timer on the way.
+    /// Advances the clock by `ms`, stopping at every timer and heartbeat on the way.
     pub fn advance(&mut self, ms: u64) {
         let target = self.now + ms;
         loop {
+            self.heartbeats();
             self.run();
+            let next_hb = self
+                .members()
+                .filter(|i| self.heartbeat_ms.is_some() && self.clients[*i].sends)
+                .map(|i| self.clients[i].next_heartbeat)
+                .min();
             let next = self
                 .members()
                 .filter_map(|i| self.clients[i].s.next_timeout())
+                .chain(next_hb)
                 .min();
             match next {
                 Some(t) if t <= target => self.now = self.now.max(t),
@@ -275,7 +313,36 @@ impl Net {
             }
         }
         self.now = target;
+        self.heartbeats();
         self.run();
+    }
+
+    /// Every member whose heartbeat is due seals one; every other member opens it.
+    fn heartbeats(&mut self) {
+        let Some(period) = self.heartbeat_ms else {
+            return;
+        };
+        for a in self.members().collect::<Vec<_>>() {
+            if !self.clients[a].sends || self.clients[a].next_heartbeat > self.now {
+                continue;
+            }
+            self.clients[a].next_heartbeat = self.now + period;
+            let mut d = Vec::new();
+            DatagramHeader::new(DatagramKind::Heartbeat, None).append(&mut d);
+            if self.clients[a]
+                .s
+                .seal(DatagramKind::Heartbeat, None, b"heartbeat", &mut d)
+                .is_err()
+            {
+                continue;
+            }
+            datagram::stamp_sender(&mut d, self.clients[a].id).unwrap();
+            for b in self.members().collect::<Vec<_>>() {
+                if b != a {
+                    let _ = self.open_datagram(b, &d);
+                }
+            }
+        }
     }
 
     /// Seals `pt` from `from` as a datagram of `kind` (what the relay forwards, sender stamped).
