@@ -785,6 +785,12 @@ impl Session {
         self.sender.set_counter(counter);
     }
 
+    /// The next new epoch will be `epoch` (to reach the end of the epoch space quickly).
+    #[cfg(test)]
+    pub(crate) fn set_next_epoch(&mut self, epoch: u16) {
+        self.sender.set_next_epoch(epoch);
+    }
+
     /// Steps our sender key forward as if a newcomer had authenticated.
     #[cfg(test)]
     pub(crate) fn test_ratchet(&mut self, now_ms: u64) {

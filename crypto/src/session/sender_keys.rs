@@ -301,6 +301,11 @@ impl SenderKeys {
     pub(crate) fn set_counter(&mut self, counter: u64) {
         self.counter = counter;
     }
+
+    #[cfg(test)]
+    pub(crate) fn set_next_epoch(&mut self, epoch: u16) {
+        self.next_epoch = epoch;
+    }
 }
 
 #[cfg(test)]
