@@ -591,10 +591,7 @@ impl Session {
         self.log(HandshakeEventKind::RecvPubkey, Some(from), None, now_ms);
         if newly {
             self.push(Action::PeerChanged { peer: from });
-            // Ratchet on join: the newcomer must not read what we sent before it joined.
-            if let Some(key) = self.sender.ratchet_on_join(self.room.room_id()) {
-                self.sender_key_stepped(key, now_ms);
-            }
+            self.ratchet_for_newcomer(now_ms);
         }
         self.send_keys_to(from, newly, now_ms);
         if newly {
@@ -608,6 +605,24 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Before a newcomer gets our keys: if the current key was given to anyone or sealed
+    /// anything, step it one generation (the newcomer must not read what we sent before it
+    /// joined); if its generations are exhausted, use a fresh epoch at once instead.
+    fn ratchet_for_newcomer(&mut self, now_ms: u64) {
+        if !self.sender.needs_join_ratchet() {
+            return;
+        }
+        match self.sender.ratchet(self.room.room_id()) {
+            Some(key) => self.sender_key_stepped(key, now_ms),
+            None => {
+                self.start_epoch(now_ms);
+                if let Some(key) = self.sender.switch_now() {
+                    self.push(Action::SenderKeyChanged { key });
+                }
+            }
+        }
     }
 
     /// Our current key stepped (a ratchet): tell the engine and log it.

@@ -14,8 +14,9 @@ struct OwnKey {
     id: KeyId,
     secret: SenderSecret,
     media: MediaKey,
-    /// Wrapped to at least one peer (so a newcomer must get a ratcheted successor instead).
-    given: bool,
+    /// Wrapped to at least one peer, or sealed at least one packet: a newcomer must get a
+    /// ratcheted successor instead, or it could read what was sent before it joined.
+    used: bool,
 }
 
 impl OwnKey {
@@ -24,7 +25,7 @@ impl OwnKey {
             media: MediaKey::derive(id, &secret, room_id),
             id,
             secret,
-            given: false,
+            used: false,
         }
     }
 
@@ -128,6 +129,7 @@ impl SenderKeys {
             .media
             .seal_in_place(self.counter, me, kind, target, room_id, buf, start)?;
         self.counter += 1;
+        self.current.used = true;
         Ok(())
     }
 
@@ -145,11 +147,18 @@ impl SenderKeys {
         })
     }
 
-    /// A newcomer authenticated: if our current key was given to anyone, step it (and the
-    /// pending epoch's) one generation, so the newcomer cannot read what was sent before.
-    /// Returns the new current key id if the current key stepped.
+    /// A newcomer is about to get our keys: does the current key need a step first (it was
+    /// given to anyone or sealed anything)?
+    pub(crate) fn needs_join_ratchet(&self) -> bool {
+        self.current.used
+    }
+
+    /// A newcomer authenticated: if our current key was given to anyone or sealed anything,
+    /// step it (and the pending epoch's) one generation, so the newcomer cannot read what was
+    /// sent before. Returns the new current key id if the current key stepped.
+    #[cfg(test)]
     pub(crate) fn ratchet_on_join(&mut self, room_id: &[u8]) -> Option<KeyId> {
-        if !self.current.given {
+        if !self.needs_join_ratchet() {
             return None;
         }
         self.ratchet(room_id)
@@ -161,7 +170,7 @@ impl SenderKeys {
         let stepped = self.current.ratchet(room_id).then_some(self.current.id);
         if let Some(p) = &mut self.pending {
             p.key.ratchet(room_id);
-            p.key.given = true;
+            p.key.used = true;
         }
         stepped
     }
@@ -177,14 +186,14 @@ impl SenderKeys {
             .is_none_or(|t| now_ms >= t.saturating_add(interval));
         let mut out: ToSend = [None, None];
         if force || g.current != Some(self.current.id) || stale {
-            self.current.given = true;
+            self.current.used = true;
             g.current = Some(self.current.id);
             out[0] = Some((self.current.id, self.current.secret.clone()));
         }
         if let Some(pending) = &mut self.pending
             && (force || g.pending != Some(pending.key.id) || stale)
         {
-            pending.key.given = true;
+            pending.key.used = true;
             g.pending = Some(pending.key.id);
             out[1] = Some((pending.key.id, pending.key.secret.clone()));
         }
@@ -249,6 +258,11 @@ impl SenderKeys {
             return self.switch();
         }
         None
+    }
+
+    /// Switches to the pending epoch now, acked or not. Returns the new key id.
+    pub(crate) fn switch_now(&mut self) -> Option<KeyId> {
+        self.switch()
     }
 
     /// Timer: switches to the pending epoch at its deadline. Returns the new key id.
@@ -395,25 +409,37 @@ mod tests {
     }
 
     #[test]
-    fn the_ratchet_on_join_steps_only_a_given_key_and_bounds_key_sent() {
+    fn the_ratchet_on_join_steps_only_a_used_key_and_bounds_key_sent() {
         let (mut k, _) = keys();
         k.on_welcome(0);
-        assert_eq!(k.ratchet_on_join(ROOM), None, "never given: no step");
+        assert_eq!(
+            k.ratchet_on_join(ROOM),
+            None,
+            "never given nor sealed with: no step"
+        );
+        let mut buf = vec![0u8; vcall_proto::e2ee::SealedHeader::LEN];
+        k.seal_in_place(A, DatagramKind::Audio, None, ROOM, &mut buf, 0)
+            .unwrap();
+        assert_eq!(
+            k.ratchet_on_join(ROOM),
+            Some(KeyId::new(0, 1)),
+            "sealed with while alone: a newcomer must not read it"
+        );
         k.take_keys_to_send(A, false, 0);
-        assert_eq!(k.ratchet_on_join(ROOM), Some(KeyId::new(0, 1)));
+        assert_eq!(k.ratchet_on_join(ROOM), Some(KeyId::new(0, 2)), "given");
         assert_eq!(
             k.ratchet_on_join(ROOM),
             None,
             "the successor was given to nobody yet"
         );
-        for g in 2..=8 {
+        for g in 3..=9 {
             assert_eq!(k.ratchet(ROOM), Some(KeyId::new(0, g)));
             assert!(
                 k.key_sent_to(A),
-                "generation {g} is within A's ratchet bound"
+                "generation {g} is within A's ratchet bound (it holds 1)"
             );
         }
-        assert_eq!(k.ratchet(ROOM), Some(KeyId::new(0, 9)));
+        assert_eq!(k.ratchet(ROOM), Some(KeyId::new(0, 10)));
         assert!(!k.key_sent_to(A));
         // Generations run out without panicking: the key stays.
         k.current.id = KeyId::new(0, u16::MAX);

@@ -93,12 +93,19 @@ fn a_member_that_went_away_without_a_leave_is_rekeyed_out_after_ten_silent_secon
     ));
     net.advance(3_000);
     for (i, m) in [0, casey].into_iter().enumerate() {
-        assert!(epoch(&net, m) > before[i], "{} rekeyed", net.clients[m].name);
+        assert!(
+            epoch(&net, m) > before[i],
+            "{} rekeyed",
+            net.clients[m].name
+        );
     }
     for m in [0, casey] {
         let d = net.seal_datagram(m, DatagramKind::Audio, b"after bob went away");
         assert!(
-            matches!(net.open_datagram(bob, &d), Err(OpenError::UnknownKey { .. })),
+            matches!(
+                net.open_datagram(bob, &d),
+                Err(OpenError::UnknownKey { .. })
+            ),
             "Bob opened {}'s media",
             net.clients[m].name
         );
