@@ -72,6 +72,12 @@ pub struct SessionConfig {
     pub buffered_key_ttl_ms: u64,
     /// RSA decryptions allowed per peer per 10 s (after signature checks; a backstop).
     pub max_unwraps_per_10s: u32,
+    /// RSA decryptions allowed over all peers together: a token bucket of this many, refilled
+    /// at this many per 10 s (fake peer ids cannot multiply the per-peer budget).
+    pub max_unwraps_global_per_10s: u32,
+    /// At most this many peers are listed (Welcome roster and `PeerJoined`); the relay's
+    /// further ids are ignored, and their signals dropped as from strangers.
+    pub max_peers: usize,
 }
 
 impl Default for SessionConfig {
@@ -87,6 +93,8 @@ impl Default for SessionConfig {
             max_ratchet_steps: 8,
             buffered_key_ttl_ms: 10_000,
             max_unwraps_per_10s: 16,
+            max_unwraps_global_per_10s: 64,
+            max_peers: 256,
         }
     }
 }
@@ -161,6 +169,8 @@ pub enum Rejection {
     RateLimited,
     #[error("key unwrap failed")]
     UnwrapFailed,
+    #[error("signal from a peer the relay has not listed (Welcome roster or PeerJoined)")]
+    NotInRoster,
 }
 
 /// What the session asks the engine to do or tells it happened.
@@ -214,6 +224,8 @@ pub struct Session {
     received: ReceivedKeys,
     announcement: OwnAnnouncement,
     actions: VecDeque<Action>,
+    /// Signals dropped because their sender is not in the roster.
+    strangers: u64,
 }
 
 /// The sooner of two optional deadlines.
@@ -250,11 +262,13 @@ impl Session {
             max_ratchet_steps: config.max_ratchet_steps,
             buffered_key_ttl_ms: config.buffered_key_ttl_ms,
             max_unwraps_per_10s: config.max_unwraps_per_10s,
+            max_unwraps_global_per_10s: config.max_unwraps_global_per_10s,
         });
         let roster = Roster::new(
             room.has_secret(),
             config.notice_delay_ms,
             config.reannounce_interval_ms,
+            config.max_peers,
         );
         Self {
             identity,
@@ -267,6 +281,7 @@ impl Session {
             received,
             announcement: OwnAnnouncement::default(),
             actions: VecDeque::new(),
+            strangers: 0,
         }
     }
 
@@ -291,13 +306,33 @@ impl Session {
         self.sender.current_id()
     }
 
-    /// The room security code: over our fingerprint and those of every peer that may hold our
-    /// keys (verified members; every announced peer in a room without secret). Identical for
-    /// every member once all have authenticated each other.
+    /// The room security code: over our fingerprint and those of exactly the peers listed by
+    /// [`Session::peers`] with `member` set (those we give our keys: listed by the relay and
+    /// authenticated; in a room without secret, every listed peer that announced itself).
+    /// Identical for every member once all have authenticated each other. Show
+    /// [`Session::member_count`] beside it.
     pub fn security_code(&self) -> SecurityCode {
+        SecurityCode::of(&self.code_fingerprints())
+    }
+
+    /// How many members (distinct fingerprints, ourselves included) the security code covers.
+    pub fn member_count(&self) -> usize {
+        self.code_fingerprints().len()
+    }
+
+    /// Our fingerprint and every member's, sorted ascending, deduplicated.
+    fn code_fingerprints(&self) -> Vec<Fingerprint> {
         let mut fps = vec![self.identity.fingerprint()];
         fps.extend(self.roster.member_fingerprints());
-        SecurityCode::of(&fps)
+        fps.sort();
+        fps.dedup();
+        fps
+    }
+
+    /// Signals dropped because their sender is not in the roster (the relay never listed it,
+    /// it left, or the roster was full): a relay forwarding a member it hides shows up here.
+    pub fn signals_from_strangers(&self) -> u64 {
+        self.strangers
     }
 
     /// Every peer in the room as we know it, sorted by peer id.
@@ -343,8 +378,7 @@ impl Session {
         self.me = Some(me);
         self.sender.on_welcome(now_ms);
         for &p in roster {
-            if p != me && p != PeerId::NONE {
-                self.roster.list(p);
+            if p != me && p != PeerId::NONE && self.roster.list(p) {
                 self.push(Action::PeerChanged { peer: p });
             }
         }
@@ -358,8 +392,9 @@ impl Session {
         if Some(peer) == self.me || peer == PeerId::NONE {
             return;
         }
-        self.roster.on_joined(peer, now_ms);
-        self.push(Action::PeerChanged { peer });
+        if self.roster.on_joined(peer, now_ms) {
+            self.push(Action::PeerChanged { peer });
+        }
     }
 
     /// The relay's `PeerLeft`. Forgets the peer and, if it held our key, starts a new epoch.
@@ -559,6 +594,12 @@ impl Session {
         if from == me || from == PeerId::NONE {
             return Err(Rejection::BadSender);
         }
+        // Only peers the relay listed may become members (and so receive keys): a relay that
+        // forwards someone's signals without telling us it joined gets nothing for them.
+        if !self.roster.contains(from) {
+            self.strangers = self.strangers.saturating_add(1);
+            return Err(Rejection::NotInRoster);
+        }
         match decode_signal(payload).map_err(|_| Rejection::Malformed)? {
             E2eeSignal::Announcement(env) => {
                 let a = signals::read_announcement(
@@ -686,7 +727,9 @@ impl Session {
         let me = self.me.ok_or(Rejection::NotJoined)?;
         let m = KeyMessage::decode(payload).map_err(|_| Rejection::Malformed)?;
         signals::check_addressing(m.sender, m.recipient, m.room_id, from, me, &self.room)?;
-        self.roster.list(from);
+        if !self.roster.contains(from) {
+            return Err(Rejection::NotInRoster);
+        }
         let Some(keys) = self.roster.member_keys(from) else {
             // Its announcement has not reached us yet: keep the message (bounded) until it does.
             self.received.buffer(from, payload, now_ms);

@@ -27,6 +27,39 @@ pub(crate) struct ReceivedKeysConfig {
     pub(crate) max_ratchet_steps: u16,
     pub(crate) buffered_key_ttl_ms: u64,
     pub(crate) max_unwraps_per_10s: u32,
+    /// RSA decryptions allowed over all peers together: a token bucket of this many, refilled
+    /// at this many per 10 s.
+    pub(crate) max_unwraps_global_per_10s: u32,
+}
+
+/// The RSA decryption budget over all peers: a token bucket holding up to
+/// `max_unwraps_global_per_10s` tokens, refilled continuously at that many per
+/// [`UNWRAP_WINDOW_MS`]. Levels are in token-milliseconds (one token = `UNWRAP_WINDOW_MS`).
+#[derive(Debug)]
+struct UnwrapBucket {
+    level: u64,
+    last_ms: Option<u64>,
+}
+
+impl UnwrapBucket {
+    fn refill(&mut self, per_window: u32, now_ms: u64) {
+        let cap = u64::from(per_window) * UNWRAP_WINDOW_MS;
+        let elapsed = self.last_ms.map_or(u64::MAX, |t| now_ms.saturating_sub(t));
+        self.level = self
+            .level
+            .saturating_add(elapsed.saturating_mul(u64::from(per_window)))
+            .min(cap);
+        // A clock stepping backwards restarts the refill from there (no tokens for it).
+        self.last_ms = Some(now_ms);
+    }
+
+    fn has_token(&self) -> bool {
+        self.level >= UNWRAP_WINDOW_MS
+    }
+
+    fn take(&mut self) {
+        self.level = self.level.saturating_sub(UNWRAP_WINDOW_MS);
+    }
 }
 
 struct RecvKey {
@@ -113,6 +146,7 @@ pub(crate) enum OpenMiss {
 pub(crate) struct ReceivedKeys {
     config: ReceivedKeysConfig,
     peers: BTreeMap<PeerId, FromPeer>,
+    global_unwraps: UnwrapBucket,
 }
 
 impl ReceivedKeys {
@@ -120,6 +154,10 @@ impl ReceivedKeys {
         Self {
             config,
             peers: BTreeMap::new(),
+            global_unwraps: UnwrapBucket {
+                level: 0,
+                last_ms: None,
+            },
         }
     }
 
@@ -176,8 +214,11 @@ impl ReceivedKeys {
         })
     }
 
-    /// Spends one RSA decryption of `peer`'s budget (`max_unwraps_per_10s`).
+    /// Spends one RSA decryption of `peer`'s budget (`max_unwraps_per_10s`) and one of the
+    /// global budget (`max_unwraps_global_per_10s`); neither is spent unless both allow it.
     pub(crate) fn charge_unwrap(&mut self, peer: PeerId, now_ms: u64) -> Result<(), Rejection> {
+        self.global_unwraps
+            .refill(self.config.max_unwraps_global_per_10s, now_ms);
         let p = self.peers.entry(peer).or_default();
         if now_ms >= p.unwrap_window_start.saturating_add(UNWRAP_WINDOW_MS)
             || now_ms < p.unwrap_window_start
@@ -185,10 +226,13 @@ impl ReceivedKeys {
             p.unwrap_window_start = now_ms;
             p.unwraps_in_window = 0;
         }
-        if p.unwraps_in_window >= self.config.max_unwraps_per_10s {
+        if p.unwraps_in_window >= self.config.max_unwraps_per_10s
+            || !self.global_unwraps.has_token()
+        {
             return Err(Rejection::RateLimited);
         }
         p.unwraps_in_window += 1;
+        self.global_unwraps.take();
         Ok(())
     }
 
@@ -356,6 +400,7 @@ mod tests {
             max_ratchet_steps: 8,
             buffered_key_ttl_ms: 10_000,
             max_unwraps_per_10s: 16,
+            max_unwraps_global_per_10s: 64,
         }
     }
 
@@ -445,6 +490,47 @@ mod tests {
             r.charge_unwrap(P, 60_000).unwrap();
         }
         assert_eq!(r.charge_unwrap(P, 1), Ok(()));
+    }
+
+    #[test]
+    fn the_global_unwrap_budget_bounds_every_peer_together_and_refills_steadily() {
+        let mut r = ReceivedKeys::new(config());
+        let now = 1_000_000;
+        // 64 distinct peers each spend one: the bucket is empty, whatever the peer.
+        for i in 0..64 {
+            assert_eq!(r.charge_unwrap(PeerId(100 + i), now), Ok(()), "{i}");
+        }
+        assert_eq!(
+            r.charge_unwrap(PeerId(500), now),
+            Err(Rejection::RateLimited)
+        );
+        assert_eq!(r.charge_unwrap(P, now + 156), Err(Rejection::RateLimited));
+        // 64 per 10 s: one token every 156.25 ms.
+        assert_eq!(r.charge_unwrap(P, now + 157), Ok(()));
+        assert_eq!(r.charge_unwrap(P, now + 157), Err(Rejection::RateLimited));
+        // A refused attempt spends neither budget: P still has 15 of its own.
+        for i in 0..15u64 {
+            assert_eq!(r.charge_unwrap(P, now + 1_000 + 200 * i), Ok(()));
+        }
+        assert_eq!(
+            r.charge_unwrap(P, now + 9_000),
+            Err(Rejection::RateLimited),
+            "P's own budget"
+        );
+        // After a quiet while the bucket is full again, never fuller.
+        let later = now + 3_600_000;
+        for i in 0..64 {
+            assert_eq!(r.charge_unwrap(PeerId(1_000 + i), later), Ok(()));
+        }
+        assert_eq!(
+            r.charge_unwrap(PeerId(2_000), later),
+            Err(Rejection::RateLimited)
+        );
+        // A clock stepping backwards gives no tokens.
+        assert_eq!(
+            r.charge_unwrap(PeerId(2_001), 5),
+            Err(Rejection::RateLimited)
+        );
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub(crate) struct Roster {
     secret_room: bool,
     notice_delay_ms: u64,
     reannounce_interval_ms: u64,
+    /// At most this many peers are listed; the relay's further ids are ignored.
+    max_peers: usize,
 }
 
 impl Roster {
@@ -74,6 +76,7 @@ impl Roster {
         secret_room: bool,
         notice_delay_ms: u64,
         reannounce_interval_ms: u64,
+        max_peers: usize,
     ) -> Self {
         Self {
             peers: BTreeMap::new(),
@@ -81,13 +84,14 @@ impl Roster {
             secret_room,
             notice_delay_ms,
             reannounce_interval_ms,
+            max_peers,
         }
     }
 
     // -----------------------------------------------------------------------------------------
     // Queries
 
-    #[cfg(test)]
+    /// The relay listed `peer` (Welcome roster or `PeerJoined`) and it has not left.
     pub(crate) fn contains(&self, peer: PeerId) -> bool {
         self.peers.contains_key(&peer)
     }
@@ -145,19 +149,30 @@ impl Roster {
     // -----------------------------------------------------------------------------------------
     // Transitions
 
-    /// Lists `peer` (at [`PeerStage::Listed`] unless already known).
-    pub(crate) fn list(&mut self, peer: PeerId) {
+    /// Lists `peer` (at [`PeerStage::Listed`] unless already known). Returns whether it is
+    /// listed (false: the roster is full).
+    pub(crate) fn list(&mut self, peer: PeerId) -> bool {
+        if self.peers.len() >= self.max_peers && !self.peers.contains_key(&peer) {
+            return false;
+        }
         self.peers.entry(peer).or_insert_with(Entry::new);
+        true
     }
 
     /// The relay says `peer` joined: lists it and, unless it is already a member, re-announces
-    /// after `notice_delay_ms` in case its own announcement never reaches us.
-    pub(crate) fn on_joined(&mut self, peer: PeerId, now_ms: u64) {
+    /// after `notice_delay_ms` in case its own announcement never reaches us. Returns whether
+    /// it is listed (false: the roster is full).
+    pub(crate) fn on_joined(&mut self, peer: PeerId, now_ms: u64) -> bool {
+        if !self.list(peer) {
+            return false;
+        }
         let delay = self.notice_delay_ms;
-        let e = self.peers.entry(peer).or_insert_with(Entry::new);
-        if !matches!(e.stage, PeerStage::Member { .. }) {
+        if let Some(e) = self.peers.get_mut(&peer)
+            && !matches!(e.stage, PeerStage::Member { .. })
+        {
             e.notice_at = Some(now_ms.saturating_add(delay));
         }
+        true
     }
 
     /// Forgets `peer` (its announcement timestamp stays remembered).
@@ -165,17 +180,19 @@ impl Roster {
         self.peers.remove(&peer).is_some()
     }
 
-    /// A clear announcement in a room with a secret: lists `peer` with the name it claims,
-    /// unless it is already a member (a claim never demotes or renames one).
+    /// A clear announcement in a room with a secret: shows listed `peer` with the name it
+    /// claims, unless it is already a member (a claim never demotes or renames one).
     pub(crate) fn claim(&mut self, peer: PeerId, display_name: String) {
-        let e = self.peers.entry(peer).or_insert_with(Entry::new);
-        if !matches!(e.stage, PeerStage::Member { .. }) {
+        if let Some(e) = self.peers.get_mut(&peer)
+            && !matches!(e.stage, PeerStage::Member { .. })
+        {
             e.stage = PeerStage::Claimed { display_name };
         }
     }
 
-    /// An announcement that authenticated (or any, without a room secret): makes `peer` a
-    /// member, unless it replays one we accepted from that identity or changes a member's keys.
+    /// An announcement that authenticated (or any, without a room secret): makes listed `peer`
+    /// a member, unless it replays one we accepted from that identity or changes a member's
+    /// keys. A peer the relay did not list is never made a member.
     pub(crate) fn accept(
         &mut self,
         peer: PeerId,
@@ -189,7 +206,7 @@ impl Roster {
         {
             return Err(Rejection::Replayed);
         }
-        let e = self.peers.entry(peer).or_insert_with(Entry::new);
+        let e = self.peers.get_mut(&peer).ok_or(Rejection::NotInRoster)?;
         let accepted = match &mut e.stage {
             PeerStage::Member { keys, .. } if keys.fingerprint() != fingerprint => {
                 return Err(Rejection::IdentityChanged);
@@ -262,7 +279,7 @@ mod tests {
     use crate::tests::identity;
 
     fn roster() -> Roster {
-        Roster::new(true, 500, 2_000)
+        Roster::new(true, 500, 2_000, 256)
     }
 
     fn announcement(i: usize, name: &str, ts: u64) -> ReadAnnouncement {
@@ -304,9 +321,10 @@ mod tests {
 
     #[test]
     fn members_of_a_room_without_secret_are_not_verified() {
-        let mut r = Roster::new(false, 500, 2_000);
+        let mut r = Roster::new(false, 500, 2_000, 256);
         let mut a = announcement(0, "Alice", 10);
         a.authenticated = false;
+        r.list(P);
         assert_eq!(r.accept(P, a), Ok(Accepted::NewMember));
         assert!(!r.shown(P).unwrap().2);
         assert!(r.member_keys(P).is_some());
@@ -315,6 +333,7 @@ mod tests {
     #[test]
     fn replays_and_key_changes_are_rejected_even_after_the_peer_left() {
         let mut r = roster();
+        r.list(P);
         assert_eq!(
             r.accept(P, announcement(0, "Alice", 10)),
             Ok(Accepted::NewMember)
@@ -336,6 +355,13 @@ mod tests {
             Err(Rejection::Replayed)
         );
         assert!(!r.contains(q), "a replay lists nobody");
+        assert_eq!(
+            r.accept(q, announcement(0, "Alice", 12)),
+            Err(Rejection::NotInRoster),
+            "the relay has not listed it"
+        );
+        assert!(!r.contains(q), "nor does an unlisted peer's announcement");
+        r.list(q);
         assert_eq!(
             r.accept(q, announcement(0, "Alice", 12)),
             Ok(Accepted::NewMember)
@@ -373,6 +399,23 @@ mod tests {
         assert_eq!(r.poll_timeout(), None);
         r.notice_soon(PeerId(99), 0);
         assert_eq!(r.poll_timeout(), None);
+    }
+
+    #[test]
+    fn only_listed_peers_are_claimed_or_accepted_and_the_roster_is_capped() {
+        let mut r = Roster::new(true, 500, 2_000, 2);
+        r.claim(P, "Mallory".into());
+        assert!(!r.contains(P), "a claim lists nobody");
+        assert!(r.list(PeerId(1)) && r.on_joined(PeerId(2), 0));
+        assert!(!r.list(P) && !r.on_joined(P, 0), "full");
+        assert!(!r.contains(P));
+        assert_eq!(
+            r.accept(P, announcement(0, "Alice", 10)),
+            Err(Rejection::NotInRoster)
+        );
+        assert!(r.list(PeerId(1)), "a listed peer stays listed");
+        assert!(r.remove(PeerId(1)));
+        assert!(r.list(P), "room again once one left");
     }
 
     #[test]

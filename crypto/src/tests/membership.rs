@@ -66,6 +66,13 @@ fn a_member_the_relay_never_announced_gets_no_keys_and_is_not_in_the_code() {
         assert!(c.s.peer(eve_id).is_none(), "{}: {:?}", c.name, c.s.peers());
         assert!(c.s.peers().iter().all(|p| p.peer != eve_id));
         assert_eq!(c.s.security_code(), code, "{}", c.name);
+        assert_eq!(c.s.member_count(), 3);
+        assert!(
+            c.s.signals_from_strangers() >= 1,
+            "Eve's announcement dropped, counted"
+        );
+        assert!(c.events.iter().any(|e| matches!(e,
+            Action::Rejected { peer, reason: Rejection::NotInRoster } if *peer == eve_id)));
     }
     for m in 0..3 {
         let d = net.seal_datagram(m, DatagramKind::Audio, b"not for eve");
@@ -222,7 +229,12 @@ fn key_messages_from_a_thousand_fake_ids_cost_at_most_the_global_unwrap_budget()
         let _ = deliver(&mut net, alice, fake, &payload);
     }
     let spent = unwraps(&net.clients[alice]) - before;
-    assert!(spent <= 64, "{spent} RSA decryptions for fake ids");
+    let budget = SessionConfig::default().max_unwraps_global_per_10s as usize;
+    assert!(spent <= budget, "{spent} RSA decryptions for fake ids");
+    // Entries only for listed ids, and at most `max_peers` of them; the rest are strangers.
+    let s = &net.clients[alice].s;
+    assert_eq!(s.peers().len(), SessionConfig::default().max_peers);
+    assert_eq!(s.signals_from_strangers(), 2 * (1000 - 256));
 }
 
 #[test]
