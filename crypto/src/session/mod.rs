@@ -43,7 +43,7 @@ use crate::link::RoomKeys;
 use crate::media::{OpenError, SealError, SenderSecret};
 use crate::random::RandomSource;
 use received_keys::{Novelty, OpenMiss, ReceivedKeys, ReceivedKeysConfig};
-use roster::{Accepted, Roster};
+use roster::{Accepted, Roster, RosterConfig, Standing};
 use sender_keys::{SenderKeys, SenderKeysConfig};
 use signals::OwnAnnouncement;
 
@@ -78,6 +78,13 @@ pub struct SessionConfig {
     /// At most this many peers are listed (Welcome roster and `PeerJoined`); the relay's
     /// further ids are ignored, and their signals dropped as from strangers.
     pub max_peers: usize,
+    /// A member from which nothing authenticated (a datagram that opens, or an accepted
+    /// announcement) came for this long is treated as gone: we rekey as on a leave and stop
+    /// sending it keys ([`Action::PeerSilent`]). Heartbeats come every second.
+    pub liveness_timeout_ms: u64,
+    /// A member whose identity (fingerprint) received our keys and left less than this long
+    /// ago receives our keys again only once this long passed since it left.
+    pub readd_interval_ms: u64,
 }
 
 impl Default for SessionConfig {
@@ -95,6 +102,8 @@ impl Default for SessionConfig {
             max_unwraps_per_10s: 16,
             max_unwraps_global_per_10s: 64,
             max_peers: 256,
+            liveness_timeout_ms: 10_000,
+            readd_interval_ms: 10_000,
         }
     }
 }
@@ -192,6 +201,23 @@ pub enum Action {
     Log(HandshakeEvent),
     /// A signal was rejected (a security event worth logging).
     Rejected { peer: PeerId, reason: Rejection },
+    /// Nothing authenticated came from `peer` for [`SessionConfig::liveness_timeout_ms`]: it
+    /// is treated as gone (we rekeyed without it and send it no keys) until a fresh datagram
+    /// or announcement of it authenticates. [`PeerInfo::silent`] is set.
+    PeerSilent { peer: PeerId },
+    /// The session cannot go on securely: end the call with this reason. Sealing fails from
+    /// now on and no key is sent to anyone.
+    Fatal(Fatal),
+}
+
+/// Why a session ended itself (see [`Action::Fatal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Fatal {
+    #[error(
+        "all 65,535 key epochs of this session are used: it can no longer rekey after a member \
+         leaves; rejoin the call (a new session starts from epoch 0)"
+    )]
+    EpochsExhausted,
 }
 
 /// What the UI shows for one peer.
@@ -210,6 +236,12 @@ pub struct PeerInfo {
     /// It was sent our current sender key, or an earlier generation of it within the
     /// receiver's ratchet bound (from which it steps forward by itself).
     pub key_sent: bool,
+    /// It receives our keys and is in [`Session::security_code`]: listed by the relay,
+    /// authenticated (every announced peer in a room without secret), not silent, not held
+    /// back after a recent leave of its identity.
+    pub member: bool,
+    /// Nothing authenticated came from it for the liveness timeout: treated as gone.
+    pub silent: bool,
 }
 
 /// One member's E2EE state for one room. See the module docs for how to drive it.
@@ -226,6 +258,8 @@ pub struct Session {
     actions: VecDeque<Action>,
     /// Signals dropped because their sender is not in the roster.
     strangers: u64,
+    /// Set once the session ended itself (see [`Action::Fatal`]).
+    fatal: Option<Fatal>,
 }
 
 /// The sooner of two optional deadlines.
@@ -264,12 +298,14 @@ impl Session {
             max_unwraps_per_10s: config.max_unwraps_per_10s,
             max_unwraps_global_per_10s: config.max_unwraps_global_per_10s,
         });
-        let roster = Roster::new(
-            room.has_secret(),
-            config.notice_delay_ms,
-            config.reannounce_interval_ms,
-            config.max_peers,
-        );
+        let roster = Roster::new(RosterConfig {
+            secret_room: room.has_secret(),
+            notice_delay_ms: config.notice_delay_ms,
+            reannounce_interval_ms: config.reannounce_interval_ms,
+            max_peers: config.max_peers,
+            readd_interval_ms: config.readd_interval_ms,
+            announce_freshness_ms: config.announce_freshness_ms,
+        });
         Self {
             identity,
             room,
@@ -282,6 +318,7 @@ impl Session {
             announcement: OwnAnnouncement::default(),
             actions: VecDeque::new(),
             strangers: 0,
+            fatal: None,
         }
     }
 
@@ -323,7 +360,7 @@ impl Session {
     /// Our fingerprint and every member's, sorted ascending, deduplicated.
     fn code_fingerprints(&self) -> Vec<Fingerprint> {
         let mut fps = vec![self.identity.fingerprint()];
-        fps.extend(self.roster.member_fingerprints());
+        fps.extend(self.roster.recipient_fingerprints());
         fps.sort();
         fps.dedup();
         fps
@@ -335,20 +372,27 @@ impl Session {
         self.strangers
     }
 
+    /// Why the session ended itself, if it did (see [`Action::Fatal`]).
+    pub fn fatal(&self) -> Option<Fatal> {
+        self.fatal
+    }
+
     /// Every peer in the room as we know it, sorted by peer id.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.roster.ids().filter_map(|id| self.peer(id)).collect()
     }
 
     pub fn peer(&self, id: PeerId) -> Option<PeerInfo> {
-        let (display_name, fingerprint, verified) = self.roster.shown(id)?;
+        let shown = self.roster.shown(id)?;
         Some(PeerInfo {
             peer: id,
-            display_name,
-            fingerprint,
-            verified,
+            display_name: shown.display_name,
+            fingerprint: shown.fingerprint,
+            verified: shown.verified,
             key_received: self.received.holds_any(id),
             key_sent: self.sender.key_sent_to(id),
+            member: shown.standing == Some(Standing::Recipient),
+            silent: shown.standing == Some(Standing::Silent),
         })
     }
 
@@ -358,15 +402,39 @@ impl Session {
     }
 
     /// When [`Session::on_tick`] next has work (Unix ms), if ever: the soonest of the
-    /// roster's, our sender keys' and the received keys' timers.
+    /// roster's, our sender keys' and the received keys' timers, and of the members' liveness
+    /// deadlines.
     pub fn next_timeout(&self) -> Option<u64> {
+        if self.fatal.is_some() {
+            // The session ended itself: nothing is due any more.
+            return None;
+        }
         [
             self.roster.poll_timeout(),
             self.sender.poll_timeout(),
             self.received.poll_timeout(),
+            self.liveness_timeout(),
         ]
         .into_iter()
         .fold(None, soonest)
+    }
+
+    /// When watched member `peer` (last announced at `announced_ms`) is due to go silent.
+    fn silent_at(&self, peer: PeerId, announced_ms: u64) -> u64 {
+        let last = self
+            .received
+            .last_opened(peer)
+            .map_or(announced_ms, |t| t.max(announced_ms));
+        last.saturating_add(self.config.liveness_timeout_ms)
+    }
+
+    /// The soonest liveness deadline of a watched member (once joined).
+    fn liveness_timeout(&self) -> Option<u64> {
+        self.me?;
+        self.roster
+            .watched()
+            .map(|(peer, announced)| self.silent_at(peer, announced))
+            .min()
     }
 
     // -----------------------------------------------------------------------------------------
@@ -399,7 +467,7 @@ impl Session {
 
     /// The relay's `PeerLeft`. Forgets the peer and, if it held our key, starts a new epoch.
     pub fn on_peer_left(&mut self, peer: PeerId, now_ms: u64) {
-        if !self.roster.remove(peer) {
+        if !self.roster.remove(peer, now_ms) {
             return;
         }
         for key in self.received.remove_peer(peer) {
@@ -427,9 +495,11 @@ impl Session {
         r
     }
 
-    /// Timers: newcomer notices, epoch switch and rotation, key retirement, buffer expiry.
+    /// Timers: newcomer notices, liveness (silent members), the end of re-add holds, epoch
+    /// switch and rotation, key retirement, buffer expiry. Nothing once the session ended
+    /// itself ([`Action::Fatal`]).
     pub fn on_tick(&mut self, now_ms: u64) {
-        if self.me.is_none() {
+        if self.me.is_none() || self.fatal.is_some() {
             return;
         }
         // Newcomers that never announced themselves: one announcement serves every newcomer
@@ -445,6 +515,13 @@ impl Session {
                     now_ms,
                 );
             }
+        }
+        self.check_liveness(now_ms);
+        for peer in self.roster.release_held(now_ms) {
+            // Its hold after a recent leave is over: a newcomer like any other.
+            self.push(Action::PeerChanged { peer });
+            self.ratchet_for_newcomer(now_ms);
+            self.send_keys_to(peer, true, now_ms);
         }
         if let Some(key) = self.sender.switch_if_due(now_ms) {
             self.push(Action::SenderKeyChanged { key });
@@ -494,6 +571,10 @@ impl Session {
         start: usize,
     ) -> Result<(), SealError> {
         let me = self.me.ok_or(SealError::NotJoined)?;
+        if self.fatal.is_some() {
+            // The session ended itself (Action::Fatal): nothing more is sealed.
+            return Err(SealError::CounterExhausted);
+        }
         self.sender
             .seal_in_place(me, kind, target, self.room.room_id(), buf, start)
     }
@@ -527,6 +608,9 @@ impl Session {
                 if let Some(key) = opened.installed {
                     self.actions
                         .push_back(Action::KeyInstalled { peer: sender, key });
+                }
+                if opened.revived {
+                    self.peer_returned(sender, now_ms);
                 }
                 Ok(opened.plaintext)
             }
@@ -628,13 +712,20 @@ impl Session {
             self.push(Action::PeerChanged { peer: from });
             return Err(Rejection::Unauthenticated);
         }
-        let newly = self.roster.accept(from, a)? == Accepted::NewMember;
+        let accepted = self.roster.accept(from, a, now_ms)?;
         self.log(HandshakeEventKind::RecvPubkey, Some(from), None, now_ms);
-        if newly {
-            self.push(Action::PeerChanged { peer: from });
-            self.ratchet_for_newcomer(now_ms);
+        let newly = matches!(accepted, Accepted::NewMember | Accepted::NewHeld);
+        match accepted {
+            Accepted::NewMember => {
+                self.push(Action::PeerChanged { peer: from });
+                self.ratchet_for_newcomer(now_ms);
+                self.send_keys_to(from, true, now_ms);
+            }
+            // Its identity left too recently: our keys wait for the hold (on_tick).
+            Accepted::NewHeld => self.push(Action::PeerChanged { peer: from }),
+            Accepted::Returned => self.peer_returned(from, now_ms),
+            Accepted::Again => self.send_keys_to(from, false, now_ms),
         }
-        self.send_keys_to(from, newly, now_ms);
         if newly {
             // "Alice notices that Bob is a new peer and sends the RSA pub key message again":
             // due now, performed by the next on_tick (after this signal's actions are sent).
@@ -657,12 +748,7 @@ impl Session {
         }
         match self.sender.ratchet(self.room.room_id()) {
             Some(key) => self.sender_key_stepped(key, now_ms),
-            None => {
-                self.start_epoch(now_ms);
-                if let Some(key) = self.sender.switch_now() {
-                    self.push(Action::SenderKeyChanged { key });
-                }
-            }
+            None => self.start_epoch_with(now_ms, true),
         }
     }
 
@@ -672,11 +758,54 @@ impl Session {
         self.log(HandshakeEventKind::Rekey, None, Some(key), now_ms);
     }
 
-    /// Sends member `peer` our current key (and the pending epoch's) unless it already has
-    /// them; with `force` or after `reannounce_interval_ms`, sends again anyway.
+    /// A silent member sent something that authenticated (a datagram or an announcement):
+    /// it receives our keys again, as a newcomer would (after a ratchet).
+    fn peer_returned(&mut self, peer: PeerId, now_ms: u64) {
+        self.roster.revive(peer);
+        self.received.set_silent(peer, false);
+        self.push(Action::PeerChanged { peer });
+        self.ratchet_for_newcomer(now_ms);
+        self.send_keys_to(peer, true, now_ms);
+        // It may have taken us for gone too: our announcement brings us back there.
+        self.roster.notice_soon(peer, now_ms);
+    }
+
+    /// Liveness: every recipient (or held member) from which nothing authenticated came for
+    /// `liveness_timeout_ms` is treated as gone, exactly as on a leave (one new epoch for all
+    /// of them, if any held our key) except that its entry and the keys we hold from it stay,
+    /// so that its next authenticated datagram or announcement brings it back.
+    fn check_liveness(&mut self, now_ms: u64) {
+        let silent: Vec<PeerId> = self
+            .roster
+            .watched()
+            .filter(|(peer, announced)| self.silent_at(*peer, *announced) <= now_ms)
+            .map(|(peer, _)| peer)
+            .collect();
+        if silent.is_empty() {
+            return;
+        }
+        let mut held_our_key = false;
+        for peer in silent {
+            self.roster.set_silent(peer);
+            self.received.set_silent(peer, true);
+            held_our_key |= self.sender.on_peer_left(peer);
+            self.push(Action::PeerSilent { peer });
+            self.push(Action::PeerChanged { peer });
+        }
+        if held_our_key {
+            self.start_epoch(now_ms);
+        } else {
+            self.switch_if_all_acked();
+        }
+    }
+
+    /// Sends recipient `peer` our current key (and the pending epoch's) unless it already has
+    /// them; with `force` or after `reannounce_interval_ms`, sends again anyway. Nothing for a
+    /// peer that is not a recipient (not listed, not authenticated, silent or held), nor once
+    /// the session ended itself.
     fn send_keys_to(&mut self, peer: PeerId, force: bool, now_ms: u64) {
         let Some(me) = self.me else { return };
-        if self.roster.member_keys(peer).is_none() {
+        if !self.roster.is_recipient(peer) || self.fatal.is_some() {
             return;
         }
         for (id, secret) in self
@@ -802,19 +931,32 @@ impl Session {
         }
     }
 
-    /// Starts a new epoch with a fresh random secret, sent to every member.
+    /// Starts a new epoch with a fresh random secret, sent to every recipient. When epoch ids
+    /// are exhausted the session ends itself ([`Fatal::EpochsExhausted`]) rather than go on
+    /// under a key a departed member holds.
     fn start_epoch(&mut self, now_ms: u64) {
-        if self.me.is_none() {
+        self.start_epoch_with(now_ms, false);
+    }
+
+    /// [`Session::start_epoch`]; with `at_once`, the new epoch is used before it is sent, so
+    /// that nobody is sent the current key with it (a newcomer must not get a used key).
+    fn start_epoch_with(&mut self, now_ms: u64, at_once: bool) {
+        if self.me.is_none() || self.fatal.is_some() {
             return;
         }
-        let members = self.roster.members();
+        let members = self.roster.recipients();
         let Some(id) =
             self.sender
                 .start_epoch(&members, self.rng.as_mut(), self.room.room_id(), now_ms)
         else {
+            self.fatal = Some(Fatal::EpochsExhausted);
+            self.push(Action::Fatal(Fatal::EpochsExhausted));
             return;
         };
         self.log(HandshakeEventKind::Rekey, None, Some(id), now_ms);
+        if at_once && let Some(key) = self.sender.switch_now() {
+            self.push(Action::SenderKeyChanged { key });
+        }
         for peer in members {
             self.send_keys_to(peer, false, now_ms);
         }
@@ -841,6 +983,13 @@ impl Session {
     #[cfg(test)]
     pub(crate) fn set_counter(&mut self, counter: u64) {
         self.sender.set_counter(counter);
+    }
+
+    /// Pretends the current key is at the last generation (its secret unchanged), so the next
+    /// ratchet finds the generations exhausted.
+    #[cfg(test)]
+    pub(crate) fn exhaust_generations(&mut self) {
+        self.sender.exhaust_generations(self.room.room_id());
     }
 
     /// The next new epoch will be `epoch` (to reach the end of the epoch space quickly).

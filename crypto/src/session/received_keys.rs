@@ -90,6 +90,10 @@ struct FromPeer {
     buffered: Vec<(Vec<u8>, u64)>,
     unwrap_window_start: u64,
     unwraps_in_window: u32,
+    /// When a body from it last authenticated (liveness).
+    last_opened_ms: Option<u64>,
+    /// The session treats it as gone: the next body that authenticates reports it back.
+    silent: bool,
 }
 
 impl FromPeer {
@@ -131,6 +135,8 @@ pub(crate) struct Opened<'a> {
     pub(crate) plaintext: &'a mut [u8],
     /// The body was under a newer generation we stepped to and installed.
     pub(crate) installed: Option<KeyId>,
+    /// The sender was marked silent: this body authenticated, so it is back.
+    pub(crate) revived: bool,
 }
 
 /// Why a sealed body was not opened.
@@ -164,6 +170,17 @@ impl ReceivedKeys {
     /// We hold at least one key of `peer`.
     pub(crate) fn holds_any(&self, peer: PeerId) -> bool {
         self.peers.get(&peer).is_some_and(|p| !p.keys.is_empty())
+    }
+
+    /// When a body from `peer` last authenticated.
+    pub(crate) fn last_opened(&self, peer: PeerId) -> Option<u64> {
+        self.peers.get(&peer).and_then(|p| p.last_opened_ms)
+    }
+
+    /// Marks `peer` silent (or not): while silent, the next body of it that authenticates is
+    /// reported as [`Opened::revived`]. Only for listed peers (the caller's check).
+    pub(crate) fn set_silent(&mut self, peer: PeerId, silent: bool) {
+        self.peers.entry(peer).or_default().silent = silent;
     }
 
     /// Forgets `peer`; returns the ids of the keys we held from it, ascending.
@@ -309,9 +326,12 @@ impl ReceivedKeys {
             if epoch_switched {
                 p.retire_older(header.key_id, now_ms, grace);
             }
+            p.last_opened_ms = Some(now_ms);
+            let revived = std::mem::take(&mut p.silent);
             return Ok(Opened {
                 plaintext,
                 installed: None,
+                revived,
             });
         }
         // A newer generation of an epoch we hold: step forward if it authenticates.
@@ -336,9 +356,12 @@ impl ReceivedKeys {
                     .insert(header.key_id, RecvKey::new(secret, media, window));
                 p.retire_older(header.key_id, now_ms, grace);
                 p.limit_keys();
+                p.last_opened_ms = Some(now_ms);
+                let revived = std::mem::take(&mut p.silent);
                 return Ok(Opened {
                     plaintext,
                     installed: Some(header.key_id),
+                    revived,
                 });
             }
         }
@@ -584,6 +607,45 @@ mod tests {
             open(&mut r, sealed(&secret(1), KeyId::new(1, 0), 9)),
             Err(OpenMiss::NoKey { lacks_epoch: true })
         );
+    }
+
+    #[test]
+    fn an_authenticated_body_is_liveness_and_reports_a_silent_sender_back() {
+        let mut r = ReceivedKeys::new(config());
+        let s0 = secret(7);
+        let k0 = KeyId::new(0, 0);
+        r.install(P, k0, s0.clone(), ROOM, 0);
+        assert_eq!(r.last_opened(P), None);
+        let (h, mut b) = sealed(&s0, k0, 1);
+        let o = r
+            .open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b, 5_000)
+            .unwrap();
+        assert!(!o.revived);
+        assert_eq!(r.last_opened(P), Some(5_000));
+        r.set_silent(P, true);
+        // A replay or a forgery is no sign of life.
+        let (h2, mut b2) = sealed(&s0, k0, 1);
+        assert!(
+            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h2, &mut b2, 6_000)
+                .is_err()
+        );
+        let (h3, mut b3) = sealed(&secret(8), k0, 2);
+        assert!(
+            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h3, &mut b3, 6_000)
+                .is_err()
+        );
+        assert_eq!(r.last_opened(P), Some(5_000));
+        let (h4, mut b4) = sealed(&s0, k0, 3);
+        let o = r
+            .open(P, DatagramKind::Audio, Some(ME), ROOM, &h4, &mut b4, 7_000)
+            .unwrap();
+        assert!(o.revived);
+        assert_eq!(r.last_opened(P), Some(7_000));
+        let (h5, mut b5) = sealed(&s0, k0, 4);
+        let o = r
+            .open(P, DatagramKind::Audio, Some(ME), ROOM, &h5, &mut b5, 8_000)
+            .unwrap();
+        assert!(!o.revived, "reported once");
     }
 
     #[test]

@@ -317,6 +317,13 @@ impl SenderKeys {
     }
 
     #[cfg(test)]
+    pub(crate) fn exhaust_generations(&mut self, room_id: &[u8]) {
+        let id = KeyId::new(self.current.id.epoch, u16::MAX);
+        self.current.id = id;
+        self.current.media = MediaKey::derive(id, &self.current.secret, room_id);
+    }
+
+    #[cfg(test)]
     pub(crate) fn set_next_epoch(&mut self, epoch: u16) {
         self.next_epoch = epoch;
     }

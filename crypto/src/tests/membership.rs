@@ -3,7 +3,7 @@
 //! Each test demonstrates the attack: it failed on the session before the fix.
 
 use super::*;
-use crate::{HandshakeEvent, HandshakeEventKind, KeyId, Rejection, SecurityCode};
+use crate::{Fatal, HandshakeEvent, HandshakeEventKind, KeyId, Rejection, SecurityCode};
 use vcall_proto::e2ee::{Announcement, AnnouncementEnvelope, EnvelopeMode, KeyMessage};
 
 fn keyed(names: &[&'static str], room: &RoomKeys) -> Net {
@@ -118,16 +118,72 @@ fn a_member_that_went_away_without_a_leave_is_rekeyed_out_after_ten_silent_secon
         );
     }
     net.assert_decrypt_among(&[0, casey]);
-    assert_eq!(net.clients[0].s.security_code(), code_of(&net, &[0, casey]));
-    let _ = bob_id;
+    for m in [0, casey] {
+        let c = &net.clients[m];
+        assert!(c.events.contains(&Action::PeerSilent { peer: bob_id }));
+        let info =
+            c.s.peer(bob_id)
+                .expect("still listed: the relay never said he left");
+        assert!(info.silent && !info.member && !info.key_sent, "{info:?}");
+        assert_eq!(c.s.member_count(), 2);
+        assert_eq!(c.s.security_code(), code_of(&net, &[0, casey]));
+    }
     // Bob comes back (his datagrams authenticate again): he is a member again and gets keys.
     net.clients[bob].sends = true;
     net.advance(12_000);
     net.assert_all_decrypt();
-    assert_eq!(
-        net.clients[0].s.security_code(),
-        code_of(&net, &[0, bob, casey])
-    );
+    for m in 0..3 {
+        assert_eq!(
+            net.clients[m].s.security_code(),
+            code_of(&net, &[0, bob, casey])
+        );
+        assert_eq!(net.clients[m].s.member_count(), 3);
+    }
+    let info = net.clients[0].s.peer(bob_id).unwrap();
+    assert!(info.member && !info.silent && info.key_sent, "{info:?}");
+}
+
+#[test]
+fn liveness_is_kept_by_heartbeats_alone_and_a_relay_cannot_fake_it() {
+    let room = secret_room("membership");
+    let mut net = keyed(&["Alice", "Bob"], &room);
+    let bob_id = net.clients[1].id;
+    // An hour of heartbeats: nobody goes silent, nothing rekeys but the 10-minute rotation.
+    net.advance(3_600_000);
+    assert!(net.clients.iter().all(|c| {
+        !c.events
+            .iter()
+            .any(|e| matches!(e, Action::PeerSilent { .. }))
+    }));
+    net.assert_all_decrypt();
+    // Bob stops; the relay replays every heartbeat of his it saw, signals included: nothing
+    // of it authenticates anew, so he goes silent on time.
+    let replay: Vec<Vec<u8>> = (0..5)
+        .map(|i| net.seal_datagram(1, DatagramKind::Heartbeat, format!("hb {i}").as_bytes()))
+        .collect();
+    for d in &replay {
+        assert!(net.open_datagram(0, d).is_ok());
+    }
+    let bob_signals: Vec<Vec<u8>> = net
+        .sent
+        .iter()
+        .filter(|(_, f, _, _)| *f == bob_id)
+        .map(|(_, _, _, p)| p.clone())
+        .collect();
+    net.clients[1].sends = false;
+    let gone_at = net.now + SessionConfig::default().liveness_timeout_ms;
+    while net.now < gone_at - 1_000 {
+        net.advance(1_000);
+        for d in &replay {
+            let _ = net.open_datagram(0, d);
+        }
+        for p in &bob_signals {
+            let _ = deliver(&mut net, 0, bob_id, p);
+        }
+        assert!(!net.clients[0].s.peer(bob_id).unwrap().silent);
+    }
+    net.advance(1_000);
+    assert!(net.clients[0].s.peer(bob_id).unwrap().silent);
 }
 
 #[test]
@@ -161,6 +217,23 @@ fn a_newcomer_cannot_open_what_was_sealed_while_the_sender_was_alone() {
         net.open_datagram(bob, &before_bob),
         Err(OpenError::UnknownKey { .. })
     ));
+}
+
+#[test]
+fn a_newcomer_after_the_last_generation_gets_a_fresh_epoch_and_never_the_used_key() {
+    let room = secret_room("membership");
+    let mut net = keyed(&["Alice", "Bob"], &room);
+    net.clients[0].s.exhaust_generations();
+    let last = net.clients[0].s.sender_key_id();
+    assert_eq!(last.generation, u16::MAX);
+    let before = net.seal_datagram(0, DatagramKind::Audio, b"before casey");
+    let casey = net.join("Casey", identity(2), room);
+    net.advance(3_000);
+    let alice_id = net.clients[0].id;
+    assert!(net.clients[0].s.sender_key_id().epoch > last.epoch);
+    assert!(net.clients[casey].s.key_check(alice_id, last).is_none());
+    assert!(net.open_datagram(casey, &before).is_err());
+    net.assert_all_decrypt();
 }
 
 fn clear_announcement(peer: PeerId, ts: u64, identity: &Identity) -> Vec<u8> {
@@ -257,6 +330,25 @@ fn epoch_exhaustion_ends_the_session_with_a_clear_error() {
         "Alice still seals under {:?}, which Bob holds",
         net.clients[0].s.sender_key_id()
     );
+    assert_eq!(net.clients[0].s.fatal(), Some(Fatal::EpochsExhausted));
+    let fatal: Vec<&Action> = net.clients[0]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Action::Fatal(_)))
+        .collect();
+    assert_eq!(fatal, [&Action::Fatal(Fatal::EpochsExhausted)], "once");
+    assert!(Fatal::EpochsExhausted.to_string().contains("rejoin"));
+    // Nor does anyone get a key from it any more.
+    let since = net.sent.len();
+    let dave = net.join("Dave", identity(3), room);
+    net.advance(3_000);
+    let alice_id = net.clients[0].id;
+    assert!(
+        net.key_messages_since(since)
+            .iter()
+            .all(|(from, _)| *from != alice_id)
+    );
+    assert!(!net.clients[dave].s.peer(alice_id).unwrap().key_received);
 }
 
 #[test]
@@ -278,7 +370,19 @@ fn cycling_a_member_out_and_in_is_rate_limited_and_cannot_burn_epochs() {
     }
     let burnt = epoch(&net, 0) - before;
     assert!(burnt <= 1, "{burnt} epochs burnt in two seconds");
+    let info = net.clients[0].s.peer(bob_id).unwrap();
+    assert!(
+        info.verified && !info.member && !info.key_sent,
+        "held: {info:?}"
+    );
+    assert_eq!(net.clients[0].s.member_count(), 1);
     // After the hold Bob is a member again and both talk.
     net.advance(12_000);
     net.assert_all_decrypt();
+    assert!(net.clients[0].s.peer(bob_id).unwrap().member);
+    assert_eq!(
+        epoch(&net, 0) - before,
+        1,
+        "the hold's end is a join: no new epoch"
+    );
 }
