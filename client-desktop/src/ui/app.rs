@@ -13,12 +13,12 @@ use crate::devices::{
     self, CameraKind, DeviceCatalog, MicrophoneKind, camera_or_test_pattern, microphone_or_tone,
     open_camera, open_microphone, open_speaker,
 };
+use crate::settings::{DeviceChoice, Settings, SettingsStore};
 use vcall_engine::{
     AudioInput, AudioOutput, CallConfig, CallHandle, CallPhase, CallState, Command, VideoFrames,
     VideoInput, Waker,
 };
 use vcall_media::source::TestPatternSource;
-use crate::settings::{DeviceChoice, Settings, SettingsStore};
 
 use super::advice::{Explanation, explain_end};
 use super::embedded_relay::{EmbeddedRelay, EmbeddedRelayInfo, new_room_link};
@@ -29,8 +29,6 @@ use super::jobs::{
 use super::launch::LaunchOptions;
 use super::textures::VideoTextures;
 
-/// How long leaving waits for the engine to release the devices before reopening them.
-const LEAVE_GRACE: Duration = Duration::from_secs(3);
 /// Preview size of the test pattern in the lobby.
 const PREVIEW_PATTERN: (usize, usize) = (640, 360);
 
@@ -142,7 +140,7 @@ pub struct ActiveCall {
     /// Hosted on the relay inside this app.
     pub hosted_here: bool,
     /// The last snapshot of the engine's state.
-    pub state: CallState,
+    pub state: Arc<CallState>,
     pub started: Instant,
 }
 
@@ -216,6 +214,9 @@ pub struct VcallApp {
     pub(crate) textures: VideoTextures,
     pub panels: Panels,
     pending: Pending,
+    /// Calls being left in the background: the lobby devices reopen when the last one has
+    /// released the camera, microphone and speaker.
+    leaving: usize,
     /// The last invite link made or joined (shown in the lobby after a call, copyable).
     pub last_link: Option<String>,
     /// Transient messages (settings saved, link copied, device problems in a call).
@@ -293,6 +294,7 @@ impl VcallApp {
                 ..Panels::default()
             },
             pending,
+            leaving: 0,
             last_link: None,
             toast: load_error.map(|message| (message, Instant::now())),
             frame_timer: FrameTimer::default(),
@@ -330,7 +332,7 @@ impl VcallApp {
 
     /// The engine's state of the current call, if any.
     pub fn call_state(&self) -> Option<&CallState> {
-        self.call.as_ref().map(|call| &call.state)
+        self.call.as_ref().map(|call| &*call.state)
     }
 
     /// The repaint callback handed to the engine.
@@ -352,18 +354,15 @@ impl VcallApp {
         if let Some(call) = &mut self.call
             && let Some(handle) = &call.handle
         {
+            // A reference count, not a copy. Not gated on `state_changed()`: that reports
+            // nothing new once the engine has ended, which would hide the final state.
             call.state = handle.state();
-            if let CallPhase::Ended {
-                reason,
-                error,
-                kind,
-            } = &call.state.phase
-            {
-                ended = Some((reason.clone(), *error, *kind));
+            if let CallPhase::Ended(reason) = &call.state.phase {
+                ended = Some(reason.clone());
             }
         }
-        if let Some((reason, error, kind)) = ended {
-            self.return_to_lobby(error.then(|| explain_end(kind, &reason)));
+        if let Some(reason) = ended {
+            self.return_to_lobby(reason.is_error().then(|| explain_end(&reason)));
         }
         self.run_pending();
         if let Some((_, shown)) = &self.toast
@@ -374,7 +373,7 @@ impl VcallApp {
     }
 
     fn run_pending(&mut self) {
-        if self.call.is_some() || self.catalog.is_none() || self.local.busy() {
+        if self.call.is_some() || self.leaving > 0 || self.catalog.is_none() || self.local.busy() {
             return;
         }
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
@@ -585,40 +584,42 @@ impl VcallApp {
             handle: None,
             link,
             hosted_here,
-            state: CallState {
+            state: Arc::new(CallState {
                 my_name: self.display_name(),
                 ..CallState::default()
-            },
+            }),
             started: Instant::now(),
         });
         self.panels.security = false;
     }
 
     fn leave(&mut self) {
-        if let Some(call) = &self.call {
-            call.send(Command::Leave);
-        }
         self.return_to_lobby(None);
     }
 
-    /// Ends the call view, lets the engine release the devices in the background, then reopens
-    /// them for the lobby.
+    /// Ends the call view. The engine leaves and releases the devices in the background; the
+    /// lobby devices reopen when that is done ([`JobDone::CallLeft`]). A call still starting is
+    /// left when its handle arrives ([`JobDone::CallStarted`]).
     fn return_to_lobby(&mut self, explanation: Option<Explanation>) {
         self.lobby.ended = explanation;
         self.textures.retain(|_| false);
-        if let Some(call) = self.call.take()
-            && let Some(handle) = call.handle
-        {
-            self.jobs.spawn("end-call", move |_| {
-                let deadline = Instant::now() + LEAVE_GRACE;
-                while !handle.ended() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                drop(handle);
-            });
+        if let Some(call) = self.call.take() {
+            self.leaving += 1;
+            if let Some(handle) = call.handle {
+                self.leave_in_background(handle);
+            }
         }
-        // Reopen after a short delay so the engine has let go of the camera.
-        self.open_lobby_devices_after(LEAVE_GRACE.min(Duration::from_millis(300)));
+    }
+
+    /// Leaves `handle`'s call on a job thread (which waits until every engine thread ended).
+    fn leave_in_background(&self, handle: CallHandle) {
+        // Say goodbye now, so the others see us leave at once; `leave` then waits.
+        handle.send(Command::Leave);
+        self.jobs.spawn("leave-call", move |jobs| {
+            let left = handle.leave();
+            drop(left.devices);
+            jobs.send(JobDone::CallLeft);
+        });
     }
 
     fn choose_device(&mut self, slot: DeviceSlot, choice: DeviceChoice) {
@@ -639,22 +640,20 @@ impl VcallApp {
         self.save_settings();
         if self.call.as_ref().is_some_and(|call| call.handle.is_some()) {
             self.open_call_device(slot);
-        } else {
-            self.open_lobby_device(slot, Duration::ZERO);
+        } else if self.call.is_none() && self.leaving == 0 {
+            self.open_lobby_device(slot);
         }
+        // Otherwise a call is starting or being left: the choice applies when the lobby
+        // devices reopen.
     }
 
     fn open_lobby_devices(&mut self) {
-        self.open_lobby_devices_after(Duration::ZERO);
-    }
-
-    fn open_lobby_devices_after(&mut self, delay: Duration) {
         for slot in [
             DeviceSlot::Camera,
             DeviceSlot::Microphone,
             DeviceSlot::Speaker,
         ] {
-            self.open_lobby_device(slot, delay);
+            self.open_lobby_device(slot);
         }
     }
 
@@ -676,12 +675,11 @@ impl VcallApp {
     }
 
     /// Opens a device for the lobby in the background; it goes into the preview slots.
-    fn open_lobby_device(&mut self, slot: DeviceSlot, delay: Duration) {
+    fn open_lobby_device(&mut self, slot: DeviceSlot) {
         let (generation, counter) = self.local.next_generation(slot);
         let request = self.device_request(slot);
         let slots = self.preview.slots().clone();
         self.jobs.spawn("open-device", move |jobs| {
-            std::thread::sleep(delay);
             let current = || counter.load(Ordering::SeqCst) == generation;
             jobs.send(request.open_for_lobby(&slots, generation, &current));
         });
@@ -754,7 +752,7 @@ impl VcallApp {
             JobDone::Catalog(catalog) => {
                 let first_scan = self.catalog.is_none() && self.local.camera.is_none();
                 self.catalog = Some(catalog);
-                if first_scan || self.call.is_none() {
+                if first_scan || (self.call.is_none() && self.leaving == 0) {
                     self.open_lobby_devices();
                 }
             }
@@ -823,9 +821,15 @@ impl VcallApp {
                     call.state = handle.state();
                     call.handle = Some(handle);
                 }
-                // The user left before the engine started: end it at once.
-                _ => handle.send(Command::Leave),
+                // The user left before the engine started (counted in `leaving`): end it now.
+                _ => self.leave_in_background(handle),
             },
+            JobDone::CallLeft => {
+                self.leaving = self.leaving.saturating_sub(1);
+                if self.leaving == 0 && self.call.is_none() {
+                    self.open_lobby_devices();
+                }
+            }
             JobDone::DemoBots(bots) => self.demo_bots = bots,
             JobDone::Saved(Err(error)) => {
                 self.show_toast(format!("Settings could not be saved: {error}"))

@@ -3,7 +3,7 @@
 //! "Join" with a pasted link, recent links, and why the last call ended.
 
 use egui::{Align, Color32, Layout, RichText, Role, Sense, Ui, Vec2};
-use vcall_proto::PeerId;
+use vcall_engine::Stream;
 
 use crate::devices::{CameraKind, MicrophoneKind};
 
@@ -51,7 +51,7 @@ impl VcallApp {
             .refresh(
                 ui.ctx(),
                 &self.preview_frames,
-                PeerId::NONE,
+                Stream::Local,
                 physical_size(ui.ctx(), rect),
             )
             .filter(|_| camera_kind != CameraKind::Off)
