@@ -105,7 +105,9 @@ pub fn tiles_for(
 impl VcallApp {
     /// Draws the whole call screen.
     pub(crate) fn call_ui(&mut self, ui: &mut Ui, actions: &mut Vec<UiAction>) {
-        let Some(call) = &self.call else { return };
+        let Some(call) = self.call.active() else {
+            return;
+        };
         let state = std::sync::Arc::clone(&call.state);
         let (link, hosted_here, elapsed) =
             (call.link.clone(), call.hosted_here, call.started.elapsed());
@@ -190,7 +192,7 @@ impl VcallApp {
             None
         } else {
             self.call
-                .as_ref()
+                .active()
                 .and_then(|call| call.frames().cloned())
                 .and_then(|frames| {
                     self.textures
