@@ -214,7 +214,10 @@ fn tokens(passphrase: &str) -> Vec<Zeroizing<String>> {
         }
     };
     let mut out: Vec<Zeroizing<String>> = Vec::new();
-    let mut current = Zeroizing::new(String::new());
+    // Reserved so that growing never reallocates (a reallocation would leave a copy behind);
+    // lowercasing a character yields at most 3 characters.
+    let capacity = passphrase.len() * 3;
+    let mut current = Zeroizing::new(String::with_capacity(capacity));
     let mut last: Option<(Class, bool)> = None;
     for c in passphrase.chars() {
         let (k, upper) = (class(c), c.is_uppercase());
@@ -225,7 +228,7 @@ fn tokens(passphrase: &str) -> Vec<Zeroizing<String>> {
         if split {
             out.push(std::mem::replace(
                 &mut current,
-                Zeroizing::new(String::new()),
+                Zeroizing::new(String::with_capacity(capacity)),
             ));
         }
         current.extend(c.to_lowercase());
