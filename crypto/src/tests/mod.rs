@@ -7,6 +7,7 @@ mod golden;
 mod lifecycle;
 mod lossy_network;
 mod malicious;
+mod secrets;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
