@@ -19,6 +19,7 @@ fn raw_encoder(config: OpusEncoderConfig) -> opus::Encoder {
     let mut e = opus::Encoder::new(AUDIO_SAMPLE_RATE, Channels::Mono, Application::Voip)
         .expect("opus encoder");
     e.set_inband_fec(config.inband_fec).expect("fec");
+    e.set_vbr(!config.constant_bitrate).expect("vbr");
     e.set_bitrate(Bitrate::Bits(config.bitrate_bps))
         .expect("bitrate");
     e.set_packet_loss_perc(i32::from(config.expected_packet_loss_percent))

@@ -1,20 +1,25 @@
 //! The real audio path without a sound card: a private PulseAudio (null sink + 440 Hz sine
 //! source) behind ALSA's `default`, so the app's cpal microphone captures a real-time sine and
-//! its cpal speaker plays into the null sink. A `vcall-bot` peer must hear 440 Hz from the app,
-//! and a recording of the null sink's monitor must contain the bot's tone.
+//! its cpal speaker plays into the null sink. A headless bot peer (the engine in-process, as
+//! `vcall-bot` runs it) must hear 440 Hz from the app, and a recording of the null sink's
+//! monitor must contain the bot's tone.
 //!
 //! Skipped (with a message) only when the `pulseaudio` binary is missing and `CI` is not set.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Bot;
+
 use vcall_desktop::devices::{MicrophoneKind, SpeakerKind, open_microphone, open_speaker};
-use vcall_engine::{CallConfig, CallHandle, CallPhase, VideoInput};
-use vcall_media::analysis::dominant_frequency;
-use vcall_media::tone::frequency_for_name;
 use vcall_desktop::settings::DeviceChoice;
 use vcall_desktop::ui::embedded_relay::{EmbeddedRelay, new_room_link};
+use vcall_engine::{AudioInput, CallConfig, CallHandle, CallPhase, EndReason, VideoInput};
+use vcall_media::analysis::dominant_frequency;
+use vcall_media::tone::frequency_for_name;
 use vcall_relay::RelayConfig;
 
 const SINE_HZ: f64 = 440.0;
@@ -179,32 +184,16 @@ fn app_audio_goes_through_cpal_both_ways() {
     config.speaker = speaker.into_engine_output();
     let app = CallHandle::start(config, None);
 
-    let report_dir = tempfile::tempdir().expect("temp dir");
-    let report_path = report_dir.path().join("bot.json");
-    let mut bot = Command::new(env!("CARGO_BIN_EXE_vcall-bot"))
-        .args([
-            "--link",
-            &link,
-            "--name",
-            "Bot",
-            "--duration",
-            "14",
-            "--video",
-            "none",
-            "--audio",
-            "tone",
-        ])
-        .arg("--report")
-        .arg(&report_path)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("vcall-bot starts");
+    let mut bot_config = CallConfig::new(link.clone(), "Bot");
+    bot_config.camera = VideoInput::Off;
+    bot_config.mic = AudioInput::Tone;
+    let bot = Bot::start(bot_config, Duration::from_secs(14));
 
     // Wait until the app decodes the bot's audio, then record what the app plays.
     let deadline = Instant::now() + DEADLINE;
     while Instant::now() < deadline {
         let state = app.state();
-        if let CallPhase::Ended { reason, .. } = &state.phase {
+        if let CallPhase::Ended(reason) = &state.phase {
             panic!("the app's call ended: {reason}");
         }
         if state
@@ -225,33 +214,21 @@ fn app_audio_goes_through_cpal_both_ways() {
         "the null sink played {heard:.1} Hz, the bot sends {bot_hz:.1} Hz"
     );
 
-    let deadline = Instant::now() + DEADLINE;
-    let status = loop {
-        if let Ok(Some(status)) = bot.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = bot.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let report = bot.finish(DEADLINE).expect("the bot finishes its call");
     assert!(
-        status.is_some_and(|s| s.success()),
-        "the bot should finish its call"
+        !report.failed,
+        "the bot should finish its call: {:?}",
+        report.errors
     );
-    app.send(vcall_engine::Command::Leave);
+    let left = app.leave();
+    assert_eq!(left.state.phase, CallPhase::Ended(EndReason::Left));
 
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("bot report"))
-            .expect("JSON");
-    let from_app = report["peers"]
-        .as_array()
-        .and_then(|peers| peers.iter().find(|p| p["name"] == "App"))
+    let from_app = report
+        .peers
+        .iter()
+        .find(|p| p.name.as_deref() == Some("App"))
         .expect("the bot saw the app");
-    let hz = from_app["audio_peak_hz"]
-        .as_f64()
-        .expect("a peak frequency");
+    let hz = from_app.audio_peak_hz.expect("a peak frequency");
     assert!(
         (hz - SINE_HZ).abs() < 5.0,
         "the bot heard {hz:.1} Hz from the app's microphone, expected {SINE_HZ}"

@@ -1,18 +1,20 @@
 //! UI tests against the real engine and a real relay (kittest, no display needed): starting a
-//! call shows the invite link; joining with a `vcall-bot` peer shows two named tiles; muting
-//! changes the self tile's badge; the security panel shows the same room security code as the
-//! bot's JSON report. Call tests run one at a time so they never compete for the CPU.
+//! call shows the invite link; joining with a headless bot peer (the engine in-process, as
+//! `vcall-bot` runs it) shows two named tiles; muting changes the self tile's badge; the security
+//! panel shows the same room security code as the bot's report. Call tests run one at a time so
+//! they never compete for the CPU.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::Bot;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use vcall_engine::CallPhase;
 use vcall_desktop::ui::embedded_relay::{EmbeddedRelay, new_room_link};
 use vcall_desktop::ui::{LaunchOptions, VcallApp};
+use vcall_engine::{AudioInput, CallConfig, CallPhase, VideoInput, VideoSettings};
 use vcall_relay::RelayConfig;
 
 /// Serialises the call tests.
@@ -43,57 +45,18 @@ fn step_until(
     false
 }
 
-/// A `vcall-bot` process, killed if the test fails early.
-struct Bot(Child);
-
-impl Bot {
-    fn start(link: &str, name: &str, seconds: u32, report: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_vcall-bot"))
-            .args([
-                "--link",
-                link,
-                "--name",
-                name,
-                "--duration",
-                &seconds.to_string(),
-            ])
-            .args([
-                "--video",
-                "testsrc",
-                "--audio",
-                "tone",
-                "--resolution",
-                "320x180",
-                "--fps",
-                "15",
-            ])
-            .arg("--report")
-            .arg(report)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("vcall-bot starts");
-        Self(child)
-    }
-
-    fn wait(&mut self) -> bool {
-        let deadline = Instant::now() + DEADLINE;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
-}
-
-impl Drop for Bot {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+/// The bot's settings: test pattern at 320x180, 15 fps, and a tone.
+fn bot_config(link: &str, name: &str) -> CallConfig {
+    let mut config = CallConfig::new(link, name);
+    config.video = VideoSettings {
+        width: 320,
+        height: 180,
+        fps: 15,
+        ..VideoSettings::default()
+    };
+    config.camera = VideoInput::TestPattern;
+    config.mic = AudioInput::Tone;
+    config
 }
 
 #[test]
@@ -123,7 +86,8 @@ fn starting_a_call_shows_the_invite_link() {
     );
     harness.get_by_label(&format!("Invite link: {link}"));
     harness.get_by_label("Copy invite link");
-    harness.get_by_label("Ada (you): microphone on, camera on");
+    // The test tone is a voice: the tile may add ", speaking".
+    harness.get_by_label_contains("Ada (you): microphone on, camera on");
 }
 
 #[test]
@@ -137,15 +101,13 @@ fn a_bot_joins_two_named_tiles_mute_badge_and_matching_security_code() {
         Some(&info.fingerprint),
     )
     .expect("link");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let report_path = dir.path().join("bot.json");
 
     let mut harness = app_harness(LaunchOptions {
         name: Some("Ada".into()),
         link: Some(link.clone()),
         ..LaunchOptions::hermetic()
     });
-    let mut bot = Bot::start(&link, "Bot", 25, &report_path);
+    let bot = Bot::start(bot_config(&link, "Bot"), Duration::from_secs(25));
 
     // Two tiles with names, the bot verified.
     let both = step_until(&mut harness, |h| {
@@ -180,15 +142,19 @@ fn a_bot_joins_two_named_tiles_mute_badge_and_matching_security_code() {
     assert!(!code.is_empty());
     harness.get_by_label(&format!("Room security code: {code}"));
 
-    assert!(bot.wait(), "the bot should end its call cleanly");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).expect("bot report"))
-            .expect("JSON report");
-    assert_eq!(report["room_security_code"].as_str(), Some(code.as_str()));
-    let peers = report["peers"].as_array().expect("peers in the report");
+    let report = bot.finish(DEADLINE).expect("the bot finishes its call");
     assert!(
-        peers
+        !report.failed,
+        "the bot should end its call cleanly: {:?}",
+        report.errors
+    );
+    assert_eq!(report.room_security_code, code);
+    assert!(
+        report
+            .peers
             .iter()
-            .any(|p| p["name"] == "Ada" && p["verified"] == true)
+            .any(|p| p.name.as_deref() == Some("Ada") && p.verified),
+        "the bot verified Ada: {:?}",
+        report.peers
     );
 }

@@ -34,7 +34,7 @@ fn wait_for_error(harness: &mut Harness<'static, VcallApp>, title: &str) -> bool
     let deadline = Instant::now() + DEADLINE;
     while Instant::now() < deadline {
         harness.step();
-        if harness.state().call.is_none() && harness.query_by_label(title).is_some() {
+        if !harness.state().in_call() && harness.query_by_label(title).is_some() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(30));

@@ -7,6 +7,8 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
 use rsa::traits::PublicKeyParts;
 
+use zeroize::Zeroizing;
+
 use crate::kdf::{LABEL_FINGERPRINT, LABEL_SECURITY_CODE, sha256};
 use crate::random::{OsRandom, RandomSource, RngAdapter};
 
@@ -115,7 +117,9 @@ impl fmt::Display for SecurityCode {
     }
 }
 
-/// This session's private keys. Generate it on a worker thread before joining
+/// This session's private keys. The RSA private key is wiped on drop by the `rsa` crate
+/// (`ZeroizeOnDrop`); the Ed25519 key pair is ring's, which ring (0.17) does not wipe. Not
+/// `Clone`: share it as an `Arc<Identity>`. Generate it on a worker thread before joining
 /// ([`Identity::generate`] takes 30-160 ms in release, up to ~1 s in debug for 2048 bits),
 /// then share it with the session as an `Arc<Identity>`.
 pub struct Identity {
@@ -151,11 +155,10 @@ impl Identity {
         }
         let rsa = rsa::PrivateKey::new(&mut RngAdapter(rng), rsa_bits)
             .map_err(|_| IdentityError::RsaGeneration)?;
-        let mut seed = [0u8; 32];
-        rng.fill(&mut seed);
-        let ed25519 =
-            Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|_| IdentityError::BadEd25519Key)?;
-        seed.fill(0);
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rng.fill(&mut seed[..]);
+        let ed25519 = Ed25519KeyPair::from_seed_unchecked(&seed[..])
+            .map_err(|_| IdentityError::BadEd25519Key)?;
         Self::from_parts(rsa, ed25519)
     }
 
@@ -209,17 +212,18 @@ impl Identity {
 
     /// RSA-OAEP-SHA256 decryption of a wrapped 32-byte secret (blinded with `rng`). Callers must
     /// authenticate the ciphertext (signature) first: see RUSTSEC-2023-0071 in docs/SECURITY.md.
+    /// The decrypted buffer is wiped; the returned copy is the caller's to wipe (wrap it in a
+    /// `SenderSecret`).
     pub fn unwrap_secret(&self, wrapped: &[u8], rng: &mut dyn RandomSource) -> Option<[u8; 32]> {
         if wrapped.len() != self.rsa.size() {
             return None;
         }
-        let mut pt = self
-            .rsa
-            .oaep_decrypt_with_rng::<sha2::Sha256, _>(&mut RngAdapter(rng), wrapped)
-            .ok()?;
-        let out = <[u8; 32]>::try_from(&pt[..]).ok();
-        pt.fill(0);
-        out
+        let pt = Zeroizing::new(
+            self.rsa
+                .oaep_decrypt_with_rng::<sha2::Sha256, _>(&mut RngAdapter(rng), wrapped)
+                .ok()?,
+        );
+        <[u8; 32]>::try_from(&pt[..]).ok()
     }
 }
 

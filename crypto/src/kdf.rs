@@ -4,6 +4,7 @@
 //! `hkdf(label, ikm, info, L) = HKDF-Expand(HKDF-Extract(salt = label, ikm), info, L)`.
 
 use ring::hmac;
+use zeroize::{Zeroize, Zeroizing};
 
 /// HKDF salt turning an invite link's 32-byte `k` into room key material.
 pub const LABEL_ROOM_KEY: &[u8] = b"vcall/1 room key";
@@ -28,12 +29,33 @@ pub const LABEL_SECURITY_CODE: &[u8] = b"vcall/1 security code";
 /// HKDF info turning `k` into room key material.
 pub const INFO_ROOM_KEY_MATERIAL: &[u8] = b"vcall/1 room key material";
 
-/// Argon2id memory cost in KiB (64 MiB).
+/// Argon2id memory cost in KiB (64 MiB). Part of the protocol: every member must use it.
 pub const ARGON2_MEMORY_KIB: u32 = 64 * 1024;
 /// Argon2id passes.
 pub const ARGON2_PASSES: u32 = 3;
 /// Argon2id lanes.
 pub const ARGON2_LANES: u32 = 1;
+/// Bytes of room key material Argon2id outputs.
+pub const ARGON2_OUTPUT_LEN: usize = 32;
+
+/// What one passphrase guess costs, with [`ROOM_ARGON2`]: 64 MiB of memory and 3 passes over it
+/// (65536 blocks of 1 KiB, each pass reading two blocks and writing one per block, so about
+/// 576 MiB of memory traffic per guess). Measured: ~0.22 s on one AMD EPYC core (release
+/// build), so ~5 guesses/s per core. A GPU is bounded by memory bandwidth: at ~1 TB/s that is at
+/// most ~1,700 guesses/s per card; docs/SECURITY.md assumes 2,000/s per high-end GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Cost {
+    pub memory_kib: u32,
+    pub passes: u32,
+    pub lanes: u32,
+}
+
+/// The Argon2id parameters of `#p=` rooms (fixed by the protocol, docs/PROTOCOL.md §7).
+pub const ROOM_ARGON2: Argon2Cost = Argon2Cost {
+    memory_kib: ARGON2_MEMORY_KIB,
+    passes: ARGON2_PASSES,
+    lanes: ARGON2_LANES,
+};
 
 /// HKDF-SHA256 (RFC 5869) extract then expand into `out` (at most 255 * 32 bytes).
 pub fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
@@ -73,20 +95,48 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// Room key material from an invite link's `k`.
-pub fn room_key_material_from_key(k: &[u8; 32]) -> [u8; 32] {
-    hkdf(LABEL_ROOM_KEY, k, INFO_ROOM_KEY_MATERIAL)
+pub fn room_key_material_from_key(k: &[u8; 32]) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(hkdf(LABEL_ROOM_KEY, k, INFO_ROOM_KEY_MATERIAL))
 }
 
-/// Room key material from a passphrase: Argon2id (64 MiB, 3 passes, 1 lane, v1.3) with salt
-/// `SHA-256("vcall/1 passphrase salt" || room name)`. Takes ~0.1-0.5 s: call off the UI thread.
-pub fn room_key_material_from_passphrase(passphrase: &str, room_name: &str) -> [u8; 32] {
-    let salt = sha256(&[LABEL_PASSPHRASE_SALT, room_name.as_bytes()]);
-    let params = argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, ARGON2_LANES, Some(32))
-        .expect("fixed argon2 parameters are valid");
+/// The Argon2id salt of a `#p=` room: `SHA-256("vcall/1 passphrase salt" || room name)`. It
+/// depends only on the room name, so anyone can compute it (see docs/SECURITY.md).
+pub fn passphrase_salt(room_name: &str) -> [u8; 32] {
+    sha256(&[LABEL_PASSPHRASE_SALT, room_name.as_bytes()])
+}
+
+/// Room key material from a passphrase: Argon2id ([`ROOM_ARGON2`]: 64 MiB, 3 passes, 1 lane,
+/// v1.3) with salt [`passphrase_salt`]. Takes ~0.2-0.5 s: call off the UI thread. Does not judge
+/// the passphrase's strength: [`crate::link::check_passphrase`] does.
+pub fn room_key_material_from_passphrase(passphrase: &str, room_name: &str) -> Zeroizing<[u8; 32]> {
+    argon2id(
+        passphrase.as_bytes(),
+        &passphrase_salt(room_name),
+        ROOM_ARGON2,
+    )
+}
+
+/// Argon2id v1.3 with `cost`, 32 bytes out. The working memory (which holds everything needed
+/// to recompute the output) is wiped before it is freed. Other costs than [`ROOM_ARGON2`] are
+/// for tests only (an offline attack demonstrated with cheap parameters).
+pub(crate) fn argon2id(password: &[u8], salt: &[u8; 32], cost: Argon2Cost) -> Zeroizing<[u8; 32]> {
+    let mut out = Zeroizing::new([0u8; ARGON2_OUTPUT_LEN]);
+    // Argon2's minimum is 8 KiB per lane; clamp rather than fail (only tests pass other costs).
+    let memory_kib = cost.memory_kib.max(8 * cost.lanes.max(1));
+    let Ok(params) = argon2::Params::new(
+        memory_kib,
+        cost.passes.max(1),
+        cost.lanes.max(1),
+        Some(ARGON2_OUTPUT_LEN),
+    ) else {
+        return out;
+    };
+    let mut blocks = vec![argon2::Block::new(); params.block_count()];
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = [0u8; 32];
-    a.hash_password_into(passphrase.as_bytes(), &salt, &mut out)
-        .expect("fixed argon2 parameters and a 32-byte salt are valid");
+    // Cannot fail: the parameters are valid, the salt is 32 bytes, the password is at most
+    // MAX_PASSPHRASE bytes and the memory has `block_count` blocks.
+    let _ = a.hash_password_into_with_memory(password, salt, &mut out[..], &mut blocks[..]);
+    blocks.zeroize();
     out
 }
 
@@ -127,7 +177,7 @@ mod tests {
             ("room key material", rkm.to_vec()),
             (
                 "room id",
-                hkdf::<32>(LABEL_ROOM_ID, &rkm, b"lobby").to_vec(),
+                hkdf::<32>(LABEL_ROOM_ID, &rkm[..], b"lobby").to_vec(),
             ),
             (
                 "open room id",
@@ -135,7 +185,7 @@ mod tests {
             ),
             (
                 "announce key",
-                hkdf::<32>(LABEL_ANNOUNCE_KEY, &rkm, b"lobby").to_vec(),
+                hkdf::<32>(LABEL_ANNOUNCE_KEY, &rkm[..], b"lobby").to_vec(),
             ),
             (
                 "media key",

@@ -1,11 +1,17 @@
 //! Invite links (`vcall://HOST:PORT/ROOM?fp=FP#k=KEY` or `#p=PASSPHRASE`), room secrets, and
 //! the room keys derived from them: the opaque room id sent to the relay and the announce key.
+//!
+//! A passphrase is refused unless it is hard to guess ([`check_passphrase`]): the room id is a
+//! public function of the passphrase and the room name, so whoever sees it (the relay) can test
+//! guesses offline at the cost of one Argon2id each (docs/SECURITY.md, "Passphrase rooms").
 
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::kdf::{
     self, LABEL_ANNOUNCE_KEY, LABEL_OPEN_ROOM_ID, LABEL_ROOM_ID, room_key_material_from_key,
@@ -19,6 +25,18 @@ pub const MAX_ROOM_NAME: usize = 64;
 pub const MAX_PASSPHRASE: usize = 1024;
 /// Longest host name.
 pub const MAX_HOST: usize = 253;
+/// A passphrase must take at least 10^16 guesses (log10 of the floor; [`check_passphrase`]).
+/// At 2,000 Argon2id guesses/s per high-end GPU, searching 10^16 takes 1,000 GPUs ~160 years
+/// (~80 on average); docs/SECURITY.md gives the reasoning.
+pub const PASSPHRASE_MIN_GUESSES_LOG10: u32 = 16;
+/// Words that a passphrase of random words needs to clear the floor (stated in the error).
+pub const PASSPHRASE_MIN_WORDS: usize = 5;
+/// Words in the list generated passphrases draw from (11 bits each).
+pub const PASSPHRASE_WORD_LIST_LEN: usize = 2048;
+/// Default number of words of [`RoomSecret::generate_passphrase`] (66 bits).
+pub const GENERATED_PASSPHRASE_WORDS: usize = 6;
+/// Most words [`RoomSecret::generate_passphrase`] makes.
+pub const MAX_GENERATED_PASSPHRASE_WORDS: usize = 24;
 /// The relay port when a link names none.
 pub const DEFAULT_PORT: u16 = 4433;
 const DEFAULT_PORT_STR: &str = "4433";
@@ -48,18 +66,46 @@ pub enum LinkError {
     BadKey,
     #[error("invalid passphrase: {0}")]
     BadPassphrase(&'static str),
+    /// The passphrase is too easy to guess: the room id lets anyone who sees it (the relay)
+    /// test guesses offline. `estimated_log10` is log10 of the estimated guesses.
+    #[error(
+        "the passphrase is too easy to guess (about 10^{estimated_log10} guesses; at least \
+         10^{floor} needed, because whoever sees the room id, such as the relay, can test \
+         guesses offline): use a generated link (#k=) or a passphrase of at least {words} \
+         random words",
+        floor = PASSPHRASE_MIN_GUESSES_LOG10,
+        words = PASSPHRASE_MIN_WORDS
+    )]
+    WeakPassphrase { estimated_log10: u32 },
+    /// A saved link whose secret was removed ([`InviteLink::without_secret`]): `#k` or `#p`.
+    #[error("this saved link does not contain its room secret: paste the full invite link to join")]
+    SecretRemoved,
     #[error("unknown secret in the link's fragment (expected #k= or #p=)")]
     BadFragment,
 }
 
-/// The room secret carried in a link's fragment (never sent to anyone).
+/// The room secret carried in a link's fragment (never sent to anyone). Wiped on drop (every
+/// copy: `Clone` is kept only because `InviteLink` is cloned by callers).
 #[derive(Clone, PartialEq, Eq)]
 pub enum RoomSecret {
     /// 32 random bytes (`#k=`), what the app generates.
     Key([u8; 32]),
-    /// A human passphrase (`#p=`), stretched with Argon2id.
+    /// A human passphrase (`#p=`), stretched with Argon2id. Build it with
+    /// [`RoomSecret::passphrase`] (which refuses weak ones) or
+    /// [`RoomSecret::generate_passphrase`]; [`RoomKeys::derive`] refuses a weak one anyway.
     Passphrase(String),
 }
+
+impl Drop for RoomSecret {
+    fn drop(&mut self) {
+        match self {
+            Self::Key(k) => k.zeroize(),
+            Self::Passphrase(p) => p.zeroize(),
+        }
+    }
+}
+
+impl ZeroizeOnDrop for RoomSecret {}
 
 impl fmt::Debug for RoomSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,10 +119,145 @@ impl fmt::Debug for RoomSecret {
 impl RoomSecret {
     /// A fresh random 32-byte key.
     pub fn generate(rng: &mut dyn RandomSource) -> Self {
-        let mut k = [0u8; 32];
-        rng.fill(&mut k);
-        Self::Key(k)
+        let mut k = Zeroizing::new([0u8; 32]);
+        rng.fill(&mut k[..]);
+        Self::Key(*k)
     }
+
+    /// A passphrase secret, if `passphrase` is acceptable: not empty, at most
+    /// [`MAX_PASSPHRASE`] bytes, and at least 10^[`PASSPHRASE_MIN_GUESSES_LOG10`] estimated
+    /// guesses ([`check_passphrase`]).
+    pub fn passphrase(passphrase: &str) -> Result<Self, LinkError> {
+        check_passphrase(passphrase)?;
+        Ok(Self::Passphrase(passphrase.to_owned()))
+    }
+
+    /// A diceware-style passphrase: `words` words (clamped to [`PASSPHRASE_MIN_WORDS`]..=
+    /// [`MAX_GENERATED_PASSPHRASE_WORDS`]) drawn uniformly from a built-in list of 2048
+    /// lowercase English words, joined by `-` (so the link needs no escapes), e.g.
+    /// `vessel-quartet-lagoon-bravery-cargo-nodes`. Entropy: 11 bits per word (55 bits for 5,
+    /// 66 for the default [`GENERATED_PASSPHRASE_WORDS`]). A draw that the strength estimate would
+    /// refuse (e.g. a repeated word) is drawn again, so the result passes [`check_passphrase`]
+    /// (unless `rng` is broken, see below); the redraws cost well under 0.1 bit.
+    pub fn generate_passphrase(rng: &mut dyn RandomSource, words: usize) -> Self {
+        let words = words.clamp(PASSPHRASE_MIN_WORDS, MAX_GENERATED_PASSPHRASE_WORDS);
+        let mut p = random_words(rng, words);
+        // A draw the estimate refuses (e.g. a repeated word) is drawn again: practically never
+        // twice in a row with a working generator. A broken one (constant output) gets the last
+        // draw back after 64 tries, which `check_passphrase` then refuses: joining fails visibly
+        // rather than with a weak secret.
+        for _ in 0..64 {
+            if check_passphrase(&p).is_ok() {
+                break;
+            }
+            p = random_words(rng, words);
+        }
+        Self::Passphrase(p.to_string())
+    }
+}
+
+/// The words of generated passphrases (see `passphrase_words.rs` for where they come from).
+pub(crate) static PASSPHRASE_WORDS: [&str; PASSPHRASE_WORD_LIST_LEN] =
+    include!("passphrase_words.rs");
+
+fn random_words(rng: &mut dyn RandomSource, words: usize) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(words * 9));
+    let mut b = Zeroizing::new([0u8; 2]);
+    for i in 0..words {
+        rng.fill(&mut b[..]);
+        // 2048 = 2^11: the low 11 bits of a uniform u16 are a uniform index.
+        let index = (u16::from_le_bytes(*b) as usize) % PASSPHRASE_WORD_LIST_LEN;
+        if i > 0 {
+            out.push('-');
+        }
+        out.push_str(PASSPHRASE_WORDS[index]);
+    }
+    out
+}
+
+/// log10 of the estimated number of guesses an attacker needs for `passphrase`: the smaller
+/// of the `zxcvbn` estimate of the whole passphrase and the sum over its distinct tokens
+/// (maximal runs of letters, of digits or of other characters, lowercased, split at a
+/// lower-to-upper case change) of each token's own `zxcvbn` estimate. The second term models an
+/// attacker who knows the structure ("some words joined by something") and guesses word by
+/// word; `zxcvbn` alone rates any four words joined by spaces at 10^19, even the most common
+/// ones. `zxcvbn` looks at the first 100 characters of each string only.
+pub fn passphrase_guesses_log10(passphrase: &str) -> f64 {
+    if passphrase.is_empty() {
+        return 0.0;
+    }
+    let whole = zxcvbn::zxcvbn(passphrase, &[]).guesses_log10();
+    let mut tokens = tokens(passphrase);
+    tokens.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    tokens.dedup_by(|a, b| a.as_str() == b.as_str());
+    let by_token: f64 = tokens
+        .iter()
+        .map(|t| zxcvbn::zxcvbn(t, &[]).guesses_log10().max(0.0))
+        .sum();
+    whole.min(by_token).max(0.0)
+}
+
+fn tokens(passphrase: &str) -> Vec<Zeroizing<String>> {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Class {
+        Letter,
+        Digit,
+        Other,
+    }
+    let class = |c: char| {
+        if c.is_alphabetic() {
+            Class::Letter
+        } else if c.is_numeric() {
+            Class::Digit
+        } else {
+            Class::Other
+        }
+    };
+    let mut out: Vec<Zeroizing<String>> = Vec::new();
+    // Reserved so that growing never reallocates (a reallocation would leave a copy behind);
+    // lowercasing a character yields at most 3 characters.
+    let capacity = passphrase.len() * 3;
+    let mut current = Zeroizing::new(String::with_capacity(capacity));
+    let mut last: Option<(Class, bool)> = None;
+    for c in passphrase.chars() {
+        let (k, upper) = (class(c), c.is_uppercase());
+        let split = match last {
+            None => false,
+            Some((lk, lupper)) => lk != k || (k == Class::Letter && upper && !lupper),
+        };
+        if split {
+            out.push(std::mem::replace(
+                &mut current,
+                Zeroizing::new(String::with_capacity(capacity)),
+            ));
+        }
+        current.extend(c.to_lowercase());
+        last = Some((k, upper));
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Refuses a passphrase that is empty, longer than [`MAX_PASSPHRASE`] bytes, or estimated
+/// ([`passphrase_guesses_log10`]) below 10^[`PASSPHRASE_MIN_GUESSES_LOG10`] guesses. This is a
+/// client-side policy (not part of the wire format): a `#p=` link is joinable only if its
+/// passphrase passes.
+pub fn check_passphrase(passphrase: &str) -> Result<(), LinkError> {
+    if passphrase.is_empty() {
+        return Err(LinkError::BadPassphrase("empty"));
+    }
+    if passphrase.len() > MAX_PASSPHRASE {
+        return Err(LinkError::BadPassphrase("longer than 1024 bytes"));
+    }
+    let estimate = passphrase_guesses_log10(passphrase);
+    if estimate < PASSPHRASE_MIN_GUESSES_LOG10 as f64 {
+        return Err(LinkError::WeakPassphrase {
+            estimated_log10: estimate.floor() as u32,
+        });
+    }
+    Ok(())
 }
 
 /// Characters escaped in a room name or passphrase: all but RFC 3986 unreserved.
@@ -123,11 +304,13 @@ fn valid_host(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
-fn decode_component(s: &str) -> Option<String> {
-    percent_decode_str(s)
-        .decode_utf8()
-        .ok()
-        .map(|c| c.into_owned())
+/// Percent-decoding of a room name or passphrase: `%XX` (any case) is the byte XX; everything
+/// else, `+` included, stands for itself; the result must be UTF-8. The decoded copy is wiped on
+/// drop (it may be a passphrase).
+fn decode_component(s: &str) -> Option<Zeroizing<String>> {
+    let bytes = Zeroizing::new(percent_decode_str(s).collect::<Vec<u8>>());
+    let text = std::str::from_utf8(&bytes).ok()?;
+    Some(Zeroizing::new(text.to_owned()))
 }
 
 impl InviteLink {
@@ -186,7 +369,9 @@ impl InviteLink {
         if room_raw.is_empty() {
             return Err(LinkError::MissingRoom);
         }
-        let room = decode_component(room_raw).ok_or(LinkError::BadRoom("not UTF-8"))?;
+        let room = decode_component(room_raw)
+            .ok_or(LinkError::BadRoom("not UTF-8"))?
+            .to_string();
         validate_room(&room)?;
 
         let mut relay_fingerprint = None;
@@ -209,7 +394,7 @@ impl InviteLink {
 
         let secret = match fragment {
             None => None,
-            Some(f) => Some(parse_fragment(f)?),
+            Some(f) => parse_fragment(f)?,
         };
         Ok(Self {
             host,
@@ -233,6 +418,45 @@ impl InviteLink {
     pub fn room_keys(&self) -> Result<RoomKeys, LinkError> {
         RoomKeys::derive(&self.room, self.secret.as_ref())
     }
+
+    /// The link as it may be stored (e.g. the app's recent links) or logged: without the
+    /// secret. A link that had one ends in `#k` or `#p` (no `=`, no value), which
+    /// [`InviteLink::parse`] refuses with [`LinkError::SecretRemoved`], so it can never join the
+    /// unauthenticated room of the same name by mistake; a link without a secret is unchanged.
+    pub fn without_secret(&self) -> String {
+        let mut out = format!(
+            "vcall://{}/{}",
+            self.authority(),
+            utf8_percent_encode(&self.room, COMPONENT)
+        );
+        if let Some(fp) = &self.relay_fingerprint {
+            out.push_str("?fp=");
+            out.push_str(&hex::encode(fp));
+        }
+        match &self.secret {
+            None => {}
+            Some(RoomSecret::Key(_)) => out.push_str("#k"),
+            Some(RoomSecret::Passphrase(_)) => out.push_str("#p"),
+        }
+        out
+    }
+
+    /// The full link text (like `to_string()`) in a buffer that is wiped on drop.
+    pub fn to_secret_string(&self) -> Zeroizing<String> {
+        let room = utf8_percent_encode(&self.room, COMPONENT).to_string();
+        let secret_len = match &self.secret {
+            None => 0,
+            Some(RoomSecret::Key(_)) => 46,
+            Some(RoomSecret::Passphrase(p)) => 3 + 3 * p.len(),
+        };
+        // Reserved up front so that writing never reallocates (which would leave a copy).
+        let mut out = Zeroizing::new(String::with_capacity(
+            16 + self.host.len() + room.len() + 70 + secret_len,
+        ));
+        use std::fmt::Write as _;
+        let _ = write!(out, "{self}");
+        out
+    }
 }
 
 fn validate_room(room: &str) -> Result<(), LinkError> {
@@ -248,23 +472,27 @@ fn validate_room(room: &str) -> Result<(), LinkError> {
     Ok(())
 }
 
-fn parse_fragment(f: &str) -> Result<RoomSecret, LinkError> {
+/// The fragment: empty (a bare `#`: no secret), `k=KEY`, `p=PASSPHRASE`, or `k` / `p` alone
+/// (a saved link whose secret was removed: refused with [`LinkError::SecretRemoved`]).
+fn parse_fragment(f: &str) -> Result<Option<RoomSecret>, LinkError> {
+    if f.is_empty() {
+        return Ok(None);
+    }
+    if f == "k" || f == "p" {
+        return Err(LinkError::SecretRemoved);
+    }
     if let Some(k) = f.strip_prefix("k=") {
         if k.len() != 43 {
             return Err(LinkError::BadKey);
         }
-        let bytes = URL_SAFE_NO_PAD.decode(k).map_err(|_| LinkError::BadKey)?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| LinkError::BadKey)?;
-        Ok(RoomSecret::Key(key))
+        let mut key = Zeroizing::new([0u8; 32]);
+        match URL_SAFE_NO_PAD.decode_slice(k, &mut key[..]) {
+            Ok(32) => Ok(Some(RoomSecret::Key(*key))),
+            _ => Err(LinkError::BadKey),
+        }
     } else if let Some(p) = f.strip_prefix("p=") {
         let p = decode_component(p).ok_or(LinkError::BadPassphrase("not UTF-8"))?;
-        if p.is_empty() {
-            return Err(LinkError::BadPassphrase("empty"));
-        }
-        if p.len() > MAX_PASSPHRASE {
-            return Err(LinkError::BadPassphrase("longer than 1024 bytes"));
-        }
-        Ok(RoomSecret::Passphrase(p))
+        RoomSecret::passphrase(&p).map(Some)
     } else {
         Err(LinkError::BadFragment)
     }
@@ -293,6 +521,8 @@ impl fmt::Display for InviteLink {
 }
 
 /// What a room's secret (or its absence) gives a session: the room id and the announce key.
+/// The announce key is wiped on drop (every copy; `Clone` stays for the session tests, which
+/// join several members to one room).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RoomKeys {
     room_name: String,
@@ -309,11 +539,22 @@ impl fmt::Debug for RoomKeys {
     }
 }
 
+impl Drop for RoomKeys {
+    fn drop(&mut self) {
+        if let Some(k) = &mut self.announce_key {
+            k.zeroize();
+        }
+    }
+}
+
+impl ZeroizeOnDrop for RoomKeys {}
+
 impl RoomKeys {
     /// With a secret: room key material (HKDF of `k`, or Argon2id of the passphrase), then
     /// room id = HKDF(LABEL_ROOM_ID, rkm, room name) and announce key =
     /// HKDF(LABEL_ANNOUNCE_KEY, rkm, room name). Without: room id =
-    /// SHA-256(LABEL_OPEN_ROOM_ID || room name) and no announce key.
+    /// SHA-256(LABEL_OPEN_ROOM_ID || room name) and no announce key. A passphrase below the
+    /// strength floor is refused ([`check_passphrase`]) before any Argon2id work.
     pub fn derive(room_name: &str, secret: Option<&RoomSecret>) -> Result<Self, LinkError> {
         validate_room(room_name)?;
         let name = room_name.as_bytes();
@@ -326,13 +567,23 @@ impl RoomKeys {
         };
         let rkm = match secret {
             RoomSecret::Key(k) => room_key_material_from_key(k),
-            RoomSecret::Passphrase(p) => room_key_material_from_passphrase(p, room_name),
+            RoomSecret::Passphrase(p) => {
+                check_passphrase(p)?;
+                room_key_material_from_passphrase(p, room_name)
+            }
         };
-        Ok(Self {
+        Ok(Self::from_room_key_material(room_name, &rkm))
+    }
+
+    /// Room id and announce key from room key material (also used by the tests' offline
+    /// attack with cheap Argon2 parameters).
+    pub(crate) fn from_room_key_material(room_name: &str, rkm: &[u8; 32]) -> Self {
+        let name = room_name.as_bytes();
+        Self {
             room_name: room_name.to_string(),
-            room_id: kdf::hkdf::<32>(LABEL_ROOM_ID, &rkm, name).to_vec(),
-            announce_key: Some(kdf::hkdf::<32>(LABEL_ANNOUNCE_KEY, &rkm, name)),
-        })
+            room_id: kdf::hkdf::<32>(LABEL_ROOM_ID, rkm, name).to_vec(),
+            announce_key: Some(kdf::hkdf::<32>(LABEL_ANNOUNCE_KEY, rkm, name)),
+        }
     }
 
     /// The opaque room id (32 bytes) the client sends to the relay in its Hello.
@@ -387,14 +638,10 @@ mod tests {
 
     #[test]
     fn parses_passphrase_ipv6_and_no_secret() {
-        let l =
-            InviteLink::parse("vcall://[::1]:9000/lobby#p=correct%20horse%20%F0%9F%90%8E").unwrap();
+        let l = InviteLink::parse(&format!("vcall://[::1]:9000/lobby#p={STRONG_ENCODED}")).unwrap();
         assert_eq!(l.host, "::1");
         assert_eq!(l.authority(), "[::1]:9000");
-        assert_eq!(
-            l.secret,
-            Some(RoomSecret::Passphrase("correct horse 🐎".into()))
-        );
+        assert_eq!(l.secret, Some(RoomSecret::Passphrase(STRONG.into())));
         assert_eq!(InviteLink::parse(&l.to_string()).unwrap(), l);
         let l = InviteLink::parse("vcall://10.0.0.1:1/r").unwrap();
         assert_eq!((l.secret, l.relay_fingerprint), (None, None));
@@ -448,7 +695,9 @@ mod tests {
             ),
             ("vcall://h:1/r#p=", LinkError::BadPassphrase("empty")),
             ("vcall://h:1/r#p=%C3", LinkError::BadPassphrase("not UTF-8")),
-            ("vcall://h:1/r#", LinkError::BadFragment),
+            ("vcall://h:1/r#k", LinkError::SecretRemoved),
+            ("vcall://h:1/r#p", LinkError::SecretRemoved),
+            ("vcall://h:1/r#k=", LinkError::BadKey),
             ("vcall://h:1/r#x=1", LinkError::BadFragment),
         ];
         for (link, want) in cases {
@@ -494,17 +743,231 @@ mod tests {
         assert!(!a.room_id().windows(5).any(|w| w == b"lobby"));
         assert_eq!(hex::encode(a.room_id()), ROOM_ID_KAT);
         assert_eq!(hex::encode(open.room_id()), OPEN_ROOM_ID_KAT);
-        let p = RoomKeys::derive(
-            "lobby",
-            Some(&RoomSecret::Passphrase("correct horse".into())),
+        let p = RoomKeys::derive("lobby", Some(&RoomSecret::Passphrase(STRONG.into()))).unwrap();
+        assert_eq!(hex::encode(p.room_id()), PASSPHRASE_ROOM_ID_KAT);
+    }
+
+    /// A passphrase well above the floor, with a space and a non-ASCII character.
+    const STRONG: &str = "vessel quartet lagoon 🐎 bravery cargo";
+    const STRONG_ENCODED: &str = "vessel%20quartet%20lagoon%20%F0%9F%90%8E%20bravery%20cargo";
+
+    #[test]
+    fn weak_passphrases_are_refused_with_the_typed_error() {
+        let weak = [
+            "password",
+            "correct horse",
+            "correct horse battery staple",
+            "CorrectHorseBatteryStaple",
+            "the and with from were",
+            "hunter2",
+            "Tr0ub4dor&3",
+            "P@ssw0rd!2024",
+            "alice2024",
+            "standup 1987",
+            "lobby-2025",
+            "qwertyuiopasdfghjkl",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "vessel-vessel-vessel-vessel-vessel-vessel",
+            "x7#q",
+            "!@#$%^&*()",
+        ];
+        for p in weak {
+            let err = RoomSecret::passphrase(p).unwrap_err();
+            let LinkError::WeakPassphrase { estimated_log10 } = err else {
+                panic!("{p}: {err:?}");
+            };
+            assert!(estimated_log10 < PASSPHRASE_MIN_GUESSES_LOG10, "{p}");
+            assert!(err.to_string().contains("#k="), "{err}");
+            assert!(err.to_string().contains("5 random words"), "{err}");
+            // Refused by the parser, and by derive before any Argon2id work.
+            let link = format!("vcall://h:1/r#p={}", utf8_percent_encode(p, COMPONENT));
+            assert!(
+                matches!(
+                    InviteLink::parse(&link),
+                    Err(LinkError::WeakPassphrase { .. })
+                ),
+                "{p}"
+            );
+            let secret = RoomSecret::Passphrase(p.into());
+            assert!(matches!(
+                RoomKeys::derive("r", Some(&secret)),
+                Err(LinkError::WeakPassphrase { .. })
+            ));
+        }
+        assert_eq!(
+            RoomSecret::passphrase("").err(),
+            Some(LinkError::BadPassphrase("empty"))
+        );
+        let long = "Xq7-".repeat(300);
+        assert_eq!(
+            RoomSecret::passphrase(&long).err(),
+            Some(LinkError::BadPassphrase("longer than 1024 bytes"))
+        );
+    }
+
+    #[test]
+    fn strong_passphrases_pass() {
+        let strong = [
+            STRONG,
+            "zebra quantum violin marsh kettle orbit",
+            "glacier-turbine-monastic-lagoon-cassette",
+            "Xk9#mQ2$vL7!pR4&wN8z",
+            "ignition walrus lantern tapestry eighty clumsy",
+        ];
+        for p in strong {
+            assert!(
+                RoomSecret::passphrase(p).is_ok(),
+                "{p}: {}",
+                passphrase_guesses_log10(p)
+            );
+        }
+    }
+
+    #[test]
+    fn generated_passphrases_always_pass_the_floor() {
+        let mut rng = crate::random::SeededRandom::new(b"passphrases");
+        for i in 0..300 {
+            let words = [1, 5, 6, 8][i % 4];
+            let secret = RoomSecret::generate_passphrase(&mut rng, words);
+            let RoomSecret::Passphrase(p) = &secret else {
+                panic!("not a passphrase");
+            };
+            assert!(check_passphrase(p).is_ok(), "{p}");
+            let got: Vec<&str> = p.split('-').collect();
+            assert_eq!(got.len(), words.max(PASSPHRASE_MIN_WORDS), "{p}");
+            assert!(got.iter().all(|w| PASSPHRASE_WORDS.contains(w)), "{p}");
+            // Joinable as a link, and no escapes needed.
+            let link = InviteLink {
+                host: "h".into(),
+                port: 1,
+                room: "r".into(),
+                relay_fingerprint: None,
+                secret: Some(secret.clone()),
+            };
+            assert!(link.to_string().ends_with(&format!("#p={p}")));
+            assert_eq!(InviteLink::parse(&link.to_string()).unwrap(), link);
+        }
+        // A generator returning constant bytes (the same word over and over) still ends.
+        struct Stuck;
+        impl RandomSource for Stuck {
+            fn fill(&mut self, dest: &mut [u8]) {
+                dest.fill(7);
+            }
+        }
+        let stuck = RoomSecret::generate_passphrase(&mut Stuck, 5);
+        let RoomSecret::Passphrase(p) = &stuck else {
+            panic!("not a passphrase");
+        };
+        assert!(check_passphrase(p).is_err(), "fails closed: {p}");
+    }
+
+    /// Every word of the list alone is estimated at >= 2000 guesses by zxcvbn, so any five
+    /// distinct ones (5 * log10(2000) = 16.5) clear the floor.
+    #[test]
+    fn the_word_list_is_2048_distinct_uncommon_lowercase_words() {
+        let mut sorted = PASSPHRASE_WORDS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), PASSPHRASE_WORD_LIST_LEN);
+        assert_eq!(sorted, PASSPHRASE_WORDS.to_vec(), "kept sorted");
+        for w in PASSPHRASE_WORDS {
+            assert!((4..=8).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_lowercase()));
+            assert!(zxcvbn::zxcvbn(w, &[]).guesses() >= 2000, "{w}");
+        }
+        assert!(5.0 * 2000f64.log10() >= PASSPHRASE_MIN_GUESSES_LOG10 as f64);
+    }
+
+    #[test]
+    fn keys_are_unaffected_and_a_bare_fragment_means_no_secret() {
+        let with_key = InviteLink::parse(&format!("vcall://h:1/r#k={K}")).unwrap();
+        assert!(matches!(with_key.secret, Some(RoomSecret::Key(_))));
+        assert!(with_key.room_keys().unwrap().has_secret());
+        // A weak-looking key text is still a 256-bit key.
+        let zeros = "A".repeat(43);
+        assert_eq!(
+            InviteLink::parse(&format!("vcall://h:1/r#k={zeros}"))
+                .unwrap()
+                .secret,
+            Some(RoomSecret::Key([0; 32]))
+        );
+        // Non-canonical base64: the last character may only carry zero padding bits.
+        let mut odd = K.to_string();
+        odd.pop();
+        odd.push('9');
+        assert_eq!(
+            InviteLink::parse(&format!("vcall://h:1/r#k={odd}")).err(),
+            Some(LinkError::BadKey)
+        );
+        let bare = InviteLink::parse("vcall://h:1/r#").unwrap();
+        assert_eq!(bare, InviteLink::parse("vcall://h:1/r").unwrap());
+        assert_eq!(bare.secret, None);
+        assert_eq!(bare.to_string(), "vcall://h:1/r");
+        assert!(!bare.room_keys().unwrap().has_secret());
+    }
+
+    #[test]
+    fn plus_is_literal_and_percent_escapes_decode() {
+        let p = "a+b vessel-quartet-lagoon-bravery-cargo";
+        let l = InviteLink::parse(
+            "vcall://h:1/team+sync%2b%41#p=a+b%20vessel-quartet-lagoon-bravery-cargo",
         )
         .unwrap();
-        assert_eq!(hex::encode(p.room_id()), PASSPHRASE_ROOM_ID_KAT);
+        assert_eq!(l.room, "team+sync+A");
+        assert_eq!(l.secret, Some(RoomSecret::Passphrase(p.into())));
+        // Canonical form escapes '+' (and everything outside A-Z a-z 0-9 - . _ ~).
+        assert_eq!(
+            l.to_string(),
+            "vcall://h:1/team%2Bsync%2BA#p=a%2Bb%20vessel-quartet-lagoon-bravery-cargo"
+        );
+        assert_eq!(InviteLink::parse(&l.to_string()).unwrap(), l);
+    }
+
+    #[test]
+    fn saved_links_drop_the_secret_and_cannot_join_by_mistake() {
+        let fp = "ab".repeat(32);
+        let keyed = InviteLink::parse(&format!("vcall://h:1/team%20sync?fp={fp}#k={K}")).unwrap();
+        let saved = keyed.without_secret();
+        assert_eq!(saved, format!("vcall://h:1/team%20sync?fp={fp}#k"));
+        assert!(!saved.contains(K));
+        assert_eq!(
+            InviteLink::parse(&saved).err(),
+            Some(LinkError::SecretRemoved)
+        );
+        let pass = InviteLink::parse(&format!("vcall://h:1/r#p={STRONG_ENCODED}")).unwrap();
+        assert_eq!(pass.without_secret(), "vcall://h:1/r#p");
+        let open = InviteLink::parse("vcall://h:1/r").unwrap();
+        assert_eq!(open.without_secret(), "vcall://h:1/r");
+        assert_eq!(InviteLink::parse(&open.without_secret()).unwrap(), open);
+        for l in [&keyed, &pass, &open] {
+            assert_eq!(l.to_secret_string().as_str(), l.to_string());
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let keyed = InviteLink::parse(&format!("vcall://h:1/r#k={K}")).unwrap();
+        let pass = InviteLink::parse(&format!("vcall://h:1/r#p={STRONG_ENCODED}")).unwrap();
+        for (l, secret) in [(&keyed, K), (&pass, "quartet")] {
+            let d = format!("{l:?} {:?} {:?}", l.secret, l.room_keys().unwrap());
+            assert!(!d.contains(secret), "{d}");
+            assert!(d.contains("(..)"), "{d}");
+        }
+        let keys = keyed.room_keys().unwrap();
+        let announce = hex::encode(keys.announce_key().unwrap());
+        assert!(!format!("{keys:?}").contains(&announce));
+    }
+
+    #[test]
+    fn secret_types_wipe_themselves_on_drop() {
+        fn wiped<T: ZeroizeOnDrop>() {}
+        wiped::<RoomSecret>();
+        wiped::<RoomKeys>();
+        wiped::<crate::media::SenderSecret>();
     }
 
     const ROOM_ID_KAT: &str = "694e07058f5ea0dbf0e617642f41f5b25e8f80233d9a218c349c18543d148f67";
     const OPEN_ROOM_ID_KAT: &str =
         "da0957f7ce0b0cdc0f1486351173067af53a7e3e4dc1cabfc8139bfc70867ddf";
     const PASSPHRASE_ROOM_ID_KAT: &str =
-        "bd4af6b5b08fb914e97dcb97ba8eba5e248ecfb0b5407235983e4d3fcd9f2892";
+        "0c456b09f514dc7d82315469e02cc2236cba4f9a4c374afd1576d4a4026ddac1";
 }

@@ -10,6 +10,8 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use vcall_proto::e2ee::{KeyId, MAX_COUNTER, MediaAad, SealedHeader, TAG_LEN};
 use vcall_proto::{DatagramKind, PeerId};
 
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
 use crate::kdf::{LABEL_MEDIA_KEY, LABEL_MEDIA_SALT, LABEL_RATCHET, hkdf};
 
 /// Bytes a sealed body adds to its plaintext: the 10-byte sealed header and the 16-byte tag.
@@ -43,7 +45,9 @@ pub enum OpenError {
     Forged,
 }
 
-/// A 32-byte sender secret (what key messages wrap). Zeroed on drop.
+/// A 32-byte sender secret (what key messages wrap). Wiped on drop with `zeroize` (a volatile
+/// write the compiler cannot remove). `Clone` remains only because the session's key tables
+/// copy it (session/sender_keys.rs, session/received_keys.rs); every copy is wiped too.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SenderSecret(pub(crate) [u8; 32]);
 
@@ -65,9 +69,11 @@ impl SenderSecret {
 
 impl Drop for SenderSecret {
     fn drop(&mut self) {
-        self.0.fill(0);
+        self.0.zeroize();
     }
 }
+
+impl ZeroizeOnDrop for SenderSecret {}
 
 impl fmt::Debug for SenderSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -75,12 +81,20 @@ impl fmt::Debug for SenderSecret {
     }
 }
 
-/// An AES-256-GCM key and its nonce salt, derived from one sender secret for one room.
+/// An AES-256-GCM key and its nonce salt, derived from one sender secret for one room. The salt
+/// is wiped on drop; the AES key schedule lives in ring's `LessSafeKey`, which ring (0.17) does
+/// not wipe (see docs/SECURITY.md, "Memory").
 #[derive(Clone)]
 pub struct MediaKey {
     id: KeyId,
     key: LessSafeKey,
     salt: [u8; 12],
+}
+
+impl Drop for MediaKey {
+    fn drop(&mut self) {
+        self.salt.zeroize();
+    }
 }
 
 impl fmt::Debug for MediaKey {
@@ -93,9 +107,8 @@ impl MediaKey {
     /// key = HKDF("vcall/1 media key", secret, room id), 32 bytes;
     /// salt = HKDF("vcall/1 media salt", secret, room id), 12 bytes.
     pub fn derive(id: KeyId, secret: &SenderSecret, room_id: &[u8]) -> Self {
-        let mut k: [u8; 32] = hkdf(LABEL_MEDIA_KEY, &secret.0, room_id);
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &k).expect("32-byte key"));
-        k.fill(0);
+        let k: Zeroizing<[u8; 32]> = Zeroizing::new(hkdf(LABEL_MEDIA_KEY, &secret.0, room_id));
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &k[..]).expect("32-byte key"));
         Self {
             id,
             key,

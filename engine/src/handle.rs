@@ -89,6 +89,8 @@ pub struct CallHandle {
     state: watch::Receiver<Arc<CallState>>,
     frames: Arc<VideoFrames>,
     thread: Option<JoinHandle<ReleasedDevices>>,
+    /// `take_state` returned an ended state.
+    ended_seen: bool,
 }
 
 impl CallHandle {
@@ -108,6 +110,7 @@ impl CallHandle {
             state,
             frames,
             thread,
+            ended_seen: false,
         }
     }
 
@@ -137,14 +140,21 @@ impl CallHandle {
         self.state.borrow().clone()
     }
 
-    /// Whether a new state was published since the last [`CallHandle::take_state`].
+    /// Whether a new state was published since the last [`CallHandle::take_state`]
+    /// (also true when the engine has ended and its last state was not taken yet).
     pub fn state_changed(&self) -> bool {
-        self.state.has_changed().unwrap_or(false)
+        match self.state.has_changed() {
+            Ok(changed) => changed,
+            // The engine is gone: its final state may still be unseen.
+            Err(_) => !self.ended_seen,
+        }
     }
 
     /// The latest state, marking it as seen.
     pub fn take_state(&mut self) -> Arc<CallState> {
-        self.state.borrow_and_update().clone()
+        let state = self.state.borrow_and_update().clone();
+        self.ended_seen = matches!(state.phase, CallPhase::Ended(_));
+        state
     }
 
     /// The latest decoded pictures.
@@ -201,5 +211,22 @@ impl DetachedCall {
     /// The pictures the handle shows.
     pub fn frames(&self) -> &Arc<VideoFrames> {
         &self.frames
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::EndReason;
+
+    #[test]
+    fn a_final_state_left_by_an_ended_engine_is_reported_until_taken() {
+        let (mut handle, engine) = CallHandle::detached(CallState::default());
+        assert!(!handle.state_changed());
+        engine.edit(|s| s.phase = CallPhase::Ended(EndReason::ConnectionLost("x".into())));
+        drop(engine); // the engine thread ends and drops its sender
+        assert!(handle.state_changed(), "the unseen end must not be lost");
+        assert!(matches!(handle.take_state().phase, CallPhase::Ended(_)));
+        assert!(!handle.state_changed());
     }
 }

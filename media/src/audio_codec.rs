@@ -17,6 +17,9 @@ pub struct OpusEncoderConfig {
     pub expected_packet_loss_percent: u8,
     /// In-band forward error correction (lets the receiver rebuild a lost frame from the next).
     pub inband_fec: bool,
+    /// Constant bitrate: every packet the same size, so packet sizes do not reveal what is
+    /// said (VBR packet sizes leak speech content, RFC 6562). On by default.
+    pub constant_bitrate: bool,
 }
 
 impl Default for OpusEncoderConfig {
@@ -25,6 +28,7 @@ impl Default for OpusEncoderConfig {
             bitrate_bps: 32_000,
             expected_packet_loss_percent: 10,
             inband_fec: true,
+            constant_bitrate: true,
         }
     }
 }
@@ -39,6 +43,7 @@ impl OpusEncoder {
     pub fn new(config: OpusEncoderConfig) -> Result<Self, MediaError> {
         let mut encoder = opus::Encoder::new(AUDIO_SAMPLE_RATE, Channels::Mono, Application::Voip)?;
         encoder.set_inband_fec(config.inband_fec)?;
+        encoder.set_vbr(!config.constant_bitrate)?;
         let mut this = Self { encoder };
         this.set_bitrate(config.bitrate_bps)?;
         this.set_expected_packet_loss(config.expected_packet_loss_percent)?;
@@ -144,6 +149,39 @@ mod tests {
 
     fn rms(samples: &[f32]) -> f32 {
         (samples.iter().map(|s| s * s).sum::<f32>() / samples.len() as f32).sqrt()
+    }
+
+    #[test]
+    fn constant_bitrate_packets_do_not_reveal_speech_from_silence() {
+        let mut frame = vec![0.0; AUDIO_FRAME_SAMPLES];
+        let mut sizes = |config: OpusEncoderConfig| {
+            let mut encoder = OpusEncoder::new(config).unwrap();
+            let mut tone = Tone::new(300.0, AUDIO_SAMPLE_RATE, 0.6);
+            let mut lens = std::collections::BTreeSet::new();
+            for i in 0..100 {
+                // Alternate half-second bursts of "speech" and silence.
+                if (i / 25) % 2 == 0 {
+                    tone.fill(&mut frame);
+                } else {
+                    frame.fill(0.0);
+                }
+                let mut packet = Vec::new();
+                encoder.encode(&frame, &mut packet).unwrap();
+                lens.insert(packet.len());
+            }
+            lens
+        };
+        let cbr = sizes(OpusEncoderConfig::default());
+        assert_eq!(
+            cbr.len(),
+            1,
+            "one packet size for speech and silence: {cbr:?}"
+        );
+        let vbr = sizes(OpusEncoderConfig {
+            constant_bitrate: false,
+            ..OpusEncoderConfig::default()
+        });
+        assert!(vbr.len() > 1, "VBR sizes vary with content: {vbr:?}");
     }
 
     #[test]

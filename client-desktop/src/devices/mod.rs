@@ -15,15 +15,15 @@ pub mod preview;
 pub mod resample;
 pub mod speaker;
 
+use crate::settings::DeviceChoice;
 use vcall_engine::{AudioInput, AudioOutput, VideoInput, VideoSettings};
 use vcall_media::source::{AudioSink, AudioSource, ToneSource, VideoSource};
-use crate::settings::DeviceChoice;
 
 use camera::{CameraDevice, CameraSource, CaptureMode};
-use vcall_media::convert::CameraPixelFormat;
 use level::{LevelMeter, MeteredSource};
 use microphone::MicrophoneSource;
 use speaker::SpeakerSink;
+use vcall_media::convert::CameraPixelFormat;
 
 /// Why a device could not be listed or opened.
 #[derive(Debug, thiserror::Error)]

@@ -8,9 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vcall_proto::PeerId;
-
-use vcall_engine::{RgbaFrame, VideoFrames, Waker};
+use vcall_engine::{RgbaFrame, Stream, VideoFrames, Waker};
 use vcall_media::source::{AudioSink, AudioSource, VideoSource};
 use vcall_media::{AUDIO_FRAME_SAMPLES, I420Frame};
 
@@ -74,7 +72,7 @@ pub struct LocalPreview {
 }
 
 impl LocalPreview {
-    /// Starts the threads: pictures go to `frames` under `PeerId::NONE`, `waker` is called
+    /// Starts the threads: pictures go to `frames` under [`Stream::Local`], `waker` is called
     /// after each one.
     pub fn start(frames: Arc<VideoFrames>, waker: Option<Waker>) -> Self {
         let slots = PreviewSlots::default();
@@ -153,7 +151,7 @@ fn run_video(
         };
         if !pulled {
             if had_source {
-                frames.remove(PeerId::NONE);
+                frames.remove(Stream::Local);
                 if let Some(waker) = waker {
                     waker();
                 }
@@ -168,7 +166,7 @@ fn run_video(
         frame.to_rgba(&mut pixels);
         number += 1;
         frames.publish(
-            PeerId::NONE,
+            Stream::Local,
             Arc::new(RgbaFrame {
                 width: frame.width() as u32,
                 height: frame.height() as u32,
@@ -223,12 +221,12 @@ mod tests {
             meter.clone(),
         ))));
         let deadline = Instant::now() + Duration::from_secs(10);
-        while (frames.latest(PeerId::NONE).is_none() || meter.rms() == 0.0)
+        while (frames.latest(Stream::Local).is_none() || meter.rms() == 0.0)
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(10));
         }
-        let picture = frames.latest(PeerId::NONE).expect("a preview picture");
+        let picture = frames.latest(Stream::Local).expect("a preview picture");
         assert_eq!((picture.width, picture.height), (320, 180));
         assert_eq!(picture.pixels.len(), 320 * 180 * 4);
         assert!(meter.rms() > 0.05);
@@ -236,9 +234,9 @@ mod tests {
         assert!(video.is_some() && audio.is_some() && speaker.is_none());
         // With the camera taken away, the stale preview picture disappears.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while frames.latest(PeerId::NONE).is_some() && Instant::now() < deadline {
+        while frames.latest(Stream::Local).is_some() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(frames.latest(PeerId::NONE).is_none());
+        assert!(frames.latest(Stream::Local).is_none());
     }
 }

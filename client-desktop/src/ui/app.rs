@@ -1,6 +1,7 @@
-//! The app's state and what happens on each user action or background result. Drawing lives in
-//! the view modules (`lobby`, `call_view`, `toolbar`, `security_panel`, `settings_window`);
-//! they read this state and return [`UiAction`]s, which [`VcallApp::apply`] carries out.
+//! The app's state and what happens on each user action or background result (the call itself
+//! is owned by [`CallController`]). Drawing lives in the view modules (`lobby`, `call_view`,
+//! `toolbar`, `security_panel`, `settings_window`); they read this state and return
+//! [`UiAction`]s, which [`VcallApp::apply`] carries out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,14 +14,12 @@ use crate::devices::{
     self, CameraKind, DeviceCatalog, MicrophoneKind, camera_or_test_pattern, microphone_or_tone,
     open_camera, open_microphone, open_speaker,
 };
-use vcall_engine::{
-    AudioInput, AudioOutput, CallConfig, CallHandle, CallPhase, CallState, Command, VideoFrames,
-    VideoInput, Waker,
-};
-use vcall_media::source::TestPatternSource;
 use crate::settings::{DeviceChoice, Settings, SettingsStore};
+use vcall_engine::{CallConfig, CallHandle, CallState, Command, VideoFrames, Waker};
+use vcall_media::source::TestPatternSource;
 
 use super::advice::{Explanation, explain_end};
+use super::call_controller::CallController;
 use super::embedded_relay::{EmbeddedRelay, EmbeddedRelayInfo, new_room_link};
 use super::frame_timer::FrameTimer;
 use super::jobs::{
@@ -29,8 +28,6 @@ use super::jobs::{
 use super::launch::LaunchOptions;
 use super::textures::VideoTextures;
 
-/// How long leaving waits for the engine to release the devices before reopening them.
-const LEAVE_GRACE: Duration = Duration::from_secs(3);
 /// Preview size of the test pattern in the lobby.
 const PREVIEW_PATTERN: (usize, usize) = (640, 360);
 
@@ -134,32 +131,6 @@ pub enum RelayState {
     Failed(String),
 }
 
-/// A call in progress (or starting).
-pub struct ActiveCall {
-    /// `None` until the engine started.
-    pub handle: Option<CallHandle>,
-    pub link: String,
-    /// Hosted on the relay inside this app.
-    pub hosted_here: bool,
-    /// The last snapshot of the engine's state.
-    pub state: CallState,
-    pub started: Instant,
-}
-
-impl ActiveCall {
-    /// The decoded pictures, once the engine runs.
-    pub fn frames(&self) -> Option<&Arc<VideoFrames>> {
-        self.handle.as_ref().map(CallHandle::frames)
-    }
-
-    /// Sends a command to the engine (ignored while starting).
-    pub fn send(&self, command: Command) {
-        if let Some(handle) = &self.handle {
-            handle.send(command);
-        }
-    }
-}
-
 /// Which side panels and windows are open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Panels {
@@ -211,8 +182,8 @@ pub struct VcallApp {
     pub(crate) preview_frames: Arc<VideoFrames>,
     pub relay: RelayState,
     pub lobby: LobbyForm,
-    pub call: Option<ActiveCall>,
-    demo_bots: Vec<CallHandle>,
+    /// The call shown (starting or running), calls being left, and the demo peers.
+    pub call: CallController,
     pub(crate) textures: VideoTextures,
     pub panels: Panels,
     pending: Pending,
@@ -285,8 +256,7 @@ impl VcallApp {
             preview,
             preview_frames,
             relay: RelayState::Stopped,
-            call: None,
-            demo_bots: Vec::new(),
+            call: CallController::default(),
             textures: VideoTextures::default(),
             panels: Panels {
                 stats: settings.show_stats,
@@ -325,12 +295,17 @@ impl VcallApp {
 
     /// The invite link of the current call, if any.
     pub fn invite_link(&self) -> Option<&str> {
-        self.call.as_ref().map(|call| call.link.as_str())
+        self.call.link()
     }
 
     /// The engine's state of the current call, if any.
     pub fn call_state(&self) -> Option<&CallState> {
-        self.call.as_ref().map(|call| &call.state)
+        self.call.state()
+    }
+
+    /// Whether a call is shown (starting or running) rather than the lobby.
+    pub fn in_call(&self) -> bool {
+        self.call.is_active()
     }
 
     /// The repaint callback handed to the engine.
@@ -348,22 +323,8 @@ impl VcallApp {
         for done in self.jobs.finished() {
             self.on_job_done(done);
         }
-        let mut ended = None;
-        if let Some(call) = &mut self.call
-            && let Some(handle) = &call.handle
-        {
-            call.state = handle.state();
-            if let CallPhase::Ended {
-                reason,
-                error,
-                kind,
-            } = &call.state.phase
-            {
-                ended = Some((reason.clone(), *error, *kind));
-            }
-        }
-        if let Some((reason, error, kind)) = ended {
-            self.return_to_lobby(error.then(|| explain_end(kind, &reason)));
+        if let Some(reason) = self.call.poll() {
+            self.return_to_lobby(reason.is_error().then(|| explain_end(&reason)));
         }
         self.run_pending();
         if let Some((_, shown)) = &self.toast
@@ -374,7 +335,7 @@ impl VcallApp {
     }
 
     fn run_pending(&mut self) {
-        if self.call.is_some() || self.catalog.is_none() || self.local.busy() {
+        if !self.call.devices_free() || self.catalog.is_none() || self.local.busy() {
             return;
         }
         match std::mem::replace(&mut self.pending, Pending::Nothing) {
@@ -515,8 +476,13 @@ impl VcallApp {
         };
         match link {
             Ok(link) => {
-                if self.options.demo_bots > 0 && self.demo_bots.is_empty() {
-                    self.start_demo_bots(&link);
+                if self.options.demo_bots > 0 && self.call.demo_bot_count() == 0 {
+                    self.call.start_demo_bots(
+                        &self.jobs,
+                        self.options.demo_bots,
+                        &link,
+                        self.options.demo_video,
+                    );
                 }
                 self.join(link);
             }
@@ -525,29 +491,6 @@ impl VcallApp {
                     Some(format!("{error}. Check the relay fingerprint in Settings."))
             }
         }
-    }
-
-    fn start_demo_bots(&mut self, link: &str) {
-        let (count, link, video) = (
-            self.options.demo_bots,
-            link.to_owned(),
-            self.options.demo_video,
-        );
-        self.jobs.spawn("demo-bots", move |jobs| {
-            let bots = (1..=count)
-                .map(|n| {
-                    let name = if n == 1 {
-                        "Demo Bot".to_owned()
-                    } else {
-                        format!("Demo Bot {n}")
-                    };
-                    let mut config = CallConfig::new(link.clone(), name);
-                    config.video = video;
-                    CallHandle::start(config, None)
-                })
-                .collect();
-            jobs.send(JobDone::DemoBots(bots));
-        });
     }
 
     /// Joins `link` with the devices currently open.
@@ -563,62 +506,27 @@ impl VcallApp {
         let camera_kind = self.local.camera_kind();
         config.camera_off = camera_kind == CameraKind::Off;
         config.mic_muted = self.local.microphone_kind() == MicrophoneKind::Off;
-        let slots = self.preview.slots().clone();
-        let waker = Arc::clone(&self.waker);
-        let engine_link = link.clone();
-        self.jobs.spawn("start-call", move |jobs| {
-            let (video, audio, speaker) = slots.take_all();
-            config.camera = match camera_kind {
-                CameraKind::Camera { .. } => video.map_or(VideoInput::Off, VideoInput::Source),
-                CameraKind::TestPattern => VideoInput::TestPattern,
-                CameraKind::Off => VideoInput::Off,
-            };
-            config.mic = audio.map_or(AudioInput::Off, AudioInput::Source);
-            config.speaker = speaker.map_or(AudioOutput::Discard, AudioOutput::Sink);
-            let handle = CallHandle::start(config, Some(waker));
-            jobs.send(JobDone::CallStarted {
-                handle,
-                link: engine_link,
-            });
-        });
-        self.call = Some(ActiveCall {
-            handle: None,
-            link,
+        self.call.start(
+            &self.jobs,
+            config,
+            camera_kind,
+            self.preview.slots().clone(),
+            Arc::clone(&self.waker),
             hosted_here,
-            state: CallState {
-                my_name: self.display_name(),
-                ..CallState::default()
-            },
-            started: Instant::now(),
-        });
+        );
         self.panels.security = false;
     }
 
     fn leave(&mut self) {
-        if let Some(call) = &self.call {
-            call.send(Command::Leave);
-        }
         self.return_to_lobby(None);
     }
 
-    /// Ends the call view, lets the engine release the devices in the background, then reopens
-    /// them for the lobby.
+    /// Ends the call view. The engine leaves and releases the devices in the background; the
+    /// lobby devices reopen when that is done ([`JobDone::CallLeft`]).
     fn return_to_lobby(&mut self, explanation: Option<Explanation>) {
         self.lobby.ended = explanation;
         self.textures.retain(|_| false);
-        if let Some(call) = self.call.take()
-            && let Some(handle) = call.handle
-        {
-            self.jobs.spawn("end-call", move |_| {
-                let deadline = Instant::now() + LEAVE_GRACE;
-                while !handle.ended() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                drop(handle);
-            });
-        }
-        // Reopen after a short delay so the engine has let go of the camera.
-        self.open_lobby_devices_after(LEAVE_GRACE.min(Duration::from_millis(300)));
+        self.call.end(&self.jobs);
     }
 
     fn choose_device(&mut self, slot: DeviceSlot, choice: DeviceChoice) {
@@ -637,24 +545,22 @@ impl VcallApp {
             }
         }
         self.save_settings();
-        if self.call.as_ref().is_some_and(|call| call.handle.is_some()) {
+        if self.call.is_running() {
             self.open_call_device(slot);
-        } else {
-            self.open_lobby_device(slot, Duration::ZERO);
+        } else if self.call.devices_free() {
+            self.open_lobby_device(slot);
         }
+        // Otherwise a call is starting or being left: the choice applies when the lobby
+        // devices reopen.
     }
 
     fn open_lobby_devices(&mut self) {
-        self.open_lobby_devices_after(Duration::ZERO);
-    }
-
-    fn open_lobby_devices_after(&mut self, delay: Duration) {
         for slot in [
             DeviceSlot::Camera,
             DeviceSlot::Microphone,
             DeviceSlot::Speaker,
         ] {
-            self.open_lobby_device(slot, delay);
+            self.open_lobby_device(slot);
         }
     }
 
@@ -676,12 +582,11 @@ impl VcallApp {
     }
 
     /// Opens a device for the lobby in the background; it goes into the preview slots.
-    fn open_lobby_device(&mut self, slot: DeviceSlot, delay: Duration) {
+    fn open_lobby_device(&mut self, slot: DeviceSlot) {
         let (generation, counter) = self.local.next_generation(slot);
         let request = self.device_request(slot);
         let slots = self.preview.slots().clone();
         self.jobs.spawn("open-device", move |jobs| {
-            std::thread::sleep(delay);
             let current = || counter.load(Ordering::SeqCst) == generation;
             jobs.send(request.open_for_lobby(&slots, generation, &current));
         });
@@ -716,7 +621,9 @@ impl VcallApp {
     }
 
     fn toggle_microphone(&mut self) {
-        let Some(call) = &self.call else { return };
+        let Some(call) = self.call.active() else {
+            return;
+        };
         if self.local.microphone_kind() == MicrophoneKind::Off && call.state.mic_muted {
             self.show_toast(
                 "No microphone is in use: pick one, or “Test tone”, in the microphone menu.",
@@ -727,7 +634,9 @@ impl VcallApp {
     }
 
     fn toggle_camera(&mut self) {
-        let Some(call) = &self.call else { return };
+        let Some(call) = self.call.active() else {
+            return;
+        };
         if self.local.camera_kind() == CameraKind::Off && call.state.camera_off {
             self.show_toast(
                 "No camera is in use: pick one, or “Test pattern”, in the camera menu.",
@@ -754,7 +663,7 @@ impl VcallApp {
             JobDone::Catalog(catalog) => {
                 let first_scan = self.catalog.is_none() && self.local.camera.is_none();
                 self.catalog = Some(catalog);
-                if first_scan || self.call.is_none() {
+                if first_scan || self.call.devices_free() {
                     self.open_lobby_devices();
                 }
             }
@@ -777,22 +686,18 @@ impl VcallApp {
                 }
             }
             JobDone::CallCamera(info, input) => {
-                if let Some(call) = &self.call {
-                    let off = info.kind == CameraKind::Off;
-                    call.send(Command::SetCamera(input));
-                    call.send(Command::SetCameraOff(off));
-                }
+                let off = info.kind == CameraKind::Off;
+                self.call.send(Command::SetCamera(input));
+                self.call.send(Command::SetCameraOff(off));
                 if let Some(notice) = &info.notice {
                     self.show_toast(notice.clone());
                 }
                 self.local.camera = Some(info);
             }
             JobDone::CallMicrophone(info, input) => {
-                if let Some(call) = &self.call {
-                    call.send(Command::SetMic(input));
-                    if info.kind == MicrophoneKind::Off {
-                        call.send(Command::SetMicMuted(true));
-                    }
+                self.call.send(Command::SetMic(input));
+                if info.kind == MicrophoneKind::Off {
+                    self.call.send(Command::SetMicMuted(true));
                 }
                 if let Some(notice) = &info.notice {
                     self.show_toast(notice.clone());
@@ -800,9 +705,7 @@ impl VcallApp {
                 self.local.microphone = Some(info);
             }
             JobDone::CallSpeaker(info, output) => {
-                if let Some(call) = &self.call {
-                    call.send(Command::SetSpeaker(output));
-                }
+                self.call.send(Command::SetSpeaker(output));
                 if let Some(notice) = &info.notice {
                     self.show_toast(notice.clone());
                 }
@@ -818,15 +721,13 @@ impl VcallApp {
                     self.host(); // explains the failure
                 }
             }
-            JobDone::CallStarted { handle, link } => match &mut self.call {
-                Some(call) if call.link == link && call.handle.is_none() => {
-                    call.state = handle.state();
-                    call.handle = Some(handle);
+            JobDone::CallStarted { handle, link } => self.call.started(&self.jobs, handle, &link),
+            JobDone::CallLeft => {
+                if self.call.left() {
+                    self.open_lobby_devices();
                 }
-                // The user left before the engine started: end it at once.
-                _ => handle.send(Command::Leave),
-            },
-            JobDone::DemoBots(bots) => self.demo_bots = bots,
+            }
+            JobDone::DemoBots(bots) => self.call.set_demo_bots(bots),
             JobDone::Saved(Err(error)) => {
                 self.show_toast(format!("Settings could not be saved: {error}"))
             }
@@ -836,41 +737,26 @@ impl VcallApp {
 
     /// Leaves the call, if any, and lets the demo peers go (the app is closing).
     pub fn leave_on_exit(&mut self) {
-        if let Some(call) = &self.call {
-            call.send(Command::Leave);
-        }
-        for bot in &self.demo_bots {
-            bot.send(Command::Leave);
-        }
+        self.call.leave_on_exit();
     }
 
     /// Number of demo peers running.
     pub fn demo_bot_count(&self) -> usize {
-        self.demo_bots.len()
+        self.call.demo_bot_count()
     }
 
     /// Test hook: shows an already running (or handcrafted) call.
     #[cfg(test)]
     pub(crate) fn show_call_for_test(&mut self, handle: CallHandle, link: &str) {
-        self.call = Some(ActiveCall {
-            state: handle.state(),
-            handle: Some(handle),
-            link: link.to_owned(),
-            hosted_here: true,
-            started: Instant::now(),
-        });
+        self.call.show(handle, link);
     }
 
     /// Bench hook: shows a synthetic call.
     pub(crate) fn show_synthetic_call(&mut self, handle: CallHandle) {
-        self.call = Some(ActiveCall {
-            state: handle.state(),
-            handle: Some(handle),
-            link: "vcall://127.0.0.1:4433/bench#k=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-                .into(),
-            hosted_here: true,
-            started: Instant::now(),
-        });
+        self.call.show(
+            handle,
+            "vcall://127.0.0.1:4433/bench#k=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        );
     }
 }
 

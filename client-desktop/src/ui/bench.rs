@@ -2,16 +2,16 @@
 //! pictures at 30 fps (as the engine's decoders would), shown by the real app. `vcall
 //! --ui-bench SECONDS` runs it in a window and prints the figures; a test runs it headless.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vcall_proto::PeerId;
 
 use vcall_engine::{
-    CallHandle, CallPhase, CallState, PeerState, PeerStats, RgbaFrame, SecurityState, VideoFrames,
-    Waker,
+    CallHandle, CallPhase, CallState, DetachedCall, PeerState, PeerStats, RgbaFrame, SecurityState,
+    Stream, Waker,
 };
 use vcall_media::I420Frame;
 use vcall_media::test_pattern;
@@ -26,6 +26,8 @@ const PICTURES_PER_PEER: u32 = 8;
 pub struct SyntheticFeed {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// The engine's side of the handle (keeps the state published).
+    _call: DetachedCall,
 }
 
 impl Drop for SyntheticFeed {
@@ -79,18 +81,9 @@ pub fn synthetic_call(
     fps: u32,
     waker: Option<Waker>,
 ) -> (CallHandle, SyntheticFeed) {
-    let (commands, _receiver) = tokio::sync::mpsc::unbounded_channel();
-    let frames = Arc::new(VideoFrames::default());
-    let handle = CallHandle {
-        commands,
-        state: Arc::new(Mutex::new(synthetic_state(
-            peers,
-            width,
-            height,
-            f64::from(fps),
-        ))),
-        frames: Arc::clone(&frames),
-    };
+    let (handle, call) =
+        CallHandle::detached(synthetic_state(peers, width, height, f64::from(fps)));
+    let frames = Arc::clone(call.frames());
     // Pre-built pictures, cycled: publishing costs an `Arc` clone, like a decoder handing over
     // a finished picture, so the feed does not eat the CPU the UI is measured on.
     let pictures: Vec<Vec<Arc<RgbaFrame>>> = (0..=peers)
@@ -122,7 +115,11 @@ pub fn synthetic_call(
                     tick += 1;
                     for (peer, frames_of_peer) in pictures.iter().enumerate() {
                         let frame = &frames_of_peer[tick % frames_of_peer.len()];
-                        frames.publish(PeerId(peer as u32), Arc::clone(frame));
+                        let stream = match peer {
+                            0 => Stream::Local,
+                            n => Stream::Remote(PeerId(n as u32)),
+                        };
+                        frames.publish(stream, Arc::clone(frame));
                     }
                     if let Some(waker) = &waker {
                         waker();
@@ -138,7 +135,14 @@ pub fn synthetic_call(
             })
             .ok()
     };
-    (handle, SyntheticFeed { stop, thread })
+    (
+        handle,
+        SyntheticFeed {
+            stop,
+            thread,
+            _call: call,
+        },
+    )
 }
 
 fn render_pictures(width: usize, height: usize) -> Vec<Vec<u8>> {

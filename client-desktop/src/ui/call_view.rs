@@ -8,9 +8,7 @@ use std::time::Duration;
 use egui::{
     Align2, Color32, FontId, Rect, RichText, Role, Sense, Stroke, StrokeKind, Ui, Vec2, pos2,
 };
-use vcall_proto::PeerId;
-
-use vcall_engine::{CallPhase, CallState};
+use vcall_engine::{CallPhase, CallState, Stream};
 
 use super::app::{UiAction, VcallApp};
 use super::lobby::redact;
@@ -25,8 +23,8 @@ use super::widgets::{
 /// What one tile shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileModel {
-    /// `PeerId::NONE` for yourself.
-    pub peer: PeerId,
+    /// Whose picture it shows ([`Stream::Local`] for yourself).
+    pub stream: Stream,
     pub name: String,
     pub is_self: bool,
     pub mic_muted: bool,
@@ -77,7 +75,7 @@ pub fn tiles_for(
     self_stats: Option<String>,
 ) -> Vec<TileModel> {
     let mut tiles = vec![TileModel {
-        peer: PeerId::NONE,
+        stream: Stream::Local,
         name: state.my_name.clone(),
         is_self: true,
         mic_muted: state.mic_muted,
@@ -88,7 +86,7 @@ pub fn tiles_for(
     }];
     tiles.extend(state.peers.iter().map(|peer| {
         TileModel {
-            peer: peer.peer_id,
+            stream: Stream::Remote(peer.peer_id),
             name: peer
                 .name
                 .clone()
@@ -107,8 +105,10 @@ pub fn tiles_for(
 impl VcallApp {
     /// Draws the whole call screen.
     pub(crate) fn call_ui(&mut self, ui: &mut Ui, actions: &mut Vec<UiAction>) {
-        let Some(call) = &self.call else { return };
-        let state = call.state.clone();
+        let Some(call) = self.call.active() else {
+            return;
+        };
+        let state = std::sync::Arc::clone(&call.state);
         let (link, hosted_here, elapsed) =
             (call.link.clone(), call.hosted_here, call.started.elapsed());
         let connecting = call.handle.is_none() || state.phase == CallPhase::Connecting;
@@ -182,7 +182,7 @@ impl VcallApp {
     }
 
     fn draw_tile(&mut self, ui: &mut Ui, tile: &TileModel, rect: Rect) {
-        let id = ui.scope_id().with(("tile", tile.peer));
+        let id = ui.scope_id().with(("tile", tile.stream));
         let response = ui.interact(rect, id, Sense::hover());
         set_label(&response, Role::Group, &tile.accessible_label());
         let painter = ui.painter_at(rect);
@@ -192,11 +192,16 @@ impl VcallApp {
             None
         } else {
             self.call
-                .as_ref()
+                .active()
                 .and_then(|call| call.frames().cloned())
                 .and_then(|frames| {
                     self.textures
-                        .refresh(ui.ctx(), &frames, tile.peer, physical_size(ui.ctx(), rect))
+                        .refresh(
+                            ui.ctx(),
+                            &frames,
+                            tile.stream,
+                            physical_size(ui.ctx(), rect),
+                        )
                         .map(|t| (t.id(), t.size_vec2()))
                 })
         };
@@ -344,6 +349,7 @@ pub fn format_duration(elapsed: Duration) -> String {
 mod tests {
     use super::*;
     use vcall_engine::PeerState;
+    use vcall_proto::PeerId;
 
     #[test]
     fn tiles_put_yourself_first_with_badges_from_the_state() {

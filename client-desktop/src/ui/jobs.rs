@@ -1,5 +1,5 @@
 //! Work the UI thread must not wait for (device scans and opens, starting the embedded relay,
-//! starting a call, saving settings) runs here on short-lived threads; results come back over a
+//! starting and leaving a call, saving settings) runs here on short-lived threads; results come back over a
 //! channel and wake the UI.
 
 use std::sync::mpsc;
@@ -45,6 +45,8 @@ pub enum JobDone {
         handle: CallHandle,
         link: String,
     },
+    /// A call was left: every engine thread ended and its devices are released.
+    CallLeft,
     /// Demo peers joined.
     DemoBots(Vec<CallHandle>),
     /// Settings were written (or not).

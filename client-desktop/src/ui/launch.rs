@@ -1,8 +1,8 @@
 //! How the app was started: the command line's link, name and device overrides, demo mode,
 //! and the switches tests use to run without a settings file or device probing.
 
-use vcall_engine::VideoSettings;
 use crate::settings::{DeviceChoice, SettingsStore};
+use vcall_engine::VideoSettings;
 
 /// Start-up options (from `vcall`'s command line, or from a test).
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! "Join" with a pasted link, recent links, and why the last call ended.
 
 use egui::{Align, Color32, Layout, RichText, Role, Sense, Ui, Vec2};
-use vcall_proto::PeerId;
+use vcall_engine::Stream;
 
 use crate::devices::{CameraKind, MicrophoneKind};
 
@@ -51,7 +51,7 @@ impl VcallApp {
             .refresh(
                 ui.ctx(),
                 &self.preview_frames,
-                PeerId::NONE,
+                Stream::Local,
                 physical_size(ui.ctx(), rect),
             )
             .filter(|_| camera_kind != CameraKind::Off)
@@ -192,7 +192,7 @@ impl VcallApp {
         set_label(&name, Role::TextInput, "Display name");
         ui.add_space(12.0);
 
-        let starting = self.call.is_some() || matches!(self.relay, RelayState::Starting);
+        let starting = self.call.is_active() || matches!(self.relay, RelayState::Starting);
         ui.add_enabled_ui(!starting, |ui| {
             if filled_button(ui, "  Start a call  ", BLUE, "Start a call").clicked() {
                 actions.push(UiAction::StartCall);
@@ -235,7 +235,7 @@ impl VcallApp {
             if field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter)) {
                 join_now = true;
             }
-            let enabled = !self.lobby.join_link.trim().is_empty() && self.call.is_none();
+            let enabled = !self.lobby.join_link.trim().is_empty() && !self.call.is_active();
             if ui.add_enabled(enabled, egui::Button::new("Join")).clicked() {
                 join_now = true;
             }

@@ -8,6 +8,7 @@
 pub mod advice;
 pub mod app;
 pub mod bench;
+pub mod call_controller;
 pub mod call_view;
 pub mod device_menu;
 pub mod embedded_relay;
@@ -56,7 +57,7 @@ impl VcallApp {
         self.update_state();
         let mut actions = Vec::new();
         self.shortcuts(ui.ctx(), &mut actions);
-        if self.call.is_some() {
+        if self.call.is_active() {
             self.call_ui(ui, &mut actions);
         } else {
             egui::Panel::top("lobby-top-bar").show(ui, |ui| {
@@ -95,7 +96,7 @@ impl VcallApp {
     }
 
     fn shortcuts(&mut self, ctx: &egui::Context, actions: &mut Vec<UiAction>) {
-        let in_call = self.call.is_some();
+        let in_call = self.call.is_active();
         ctx.input_mut(|input| {
             let mut pressed =
                 |key| input.consume_shortcut(&KeyboardShortcut::new(Modifiers::COMMAND, key));

@@ -1,56 +1,41 @@
 //! UI tests of drawing and interaction with egui_kittest, against handcrafted call states (a
-//! `CallHandle` built from its fields, with the test playing the engine's part): lobby, tiles,
+//! detached `CallHandle`, with the test playing the engine's part): lobby, tiles,
 //! badges, toolbar commands, shortcuts, security panel, error screen, frame time.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egui::{Key, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use tokio::sync::mpsc::UnboundedReceiver;
 use vcall_proto::PeerId;
 
-use vcall_engine::{
-    CallHandle, CallPhase, CallState, Command, EndReason, PeerState, SecurityState, VideoFrames,
-};
 use crate::settings::DeviceChoice;
+use vcall_engine::{
+    CallHandle, CallPhase, CallState, Command, ConnectFailure, DetachedCall, EndReason, PeerState,
+    SecurityState,
+};
 
 use super::bench::synthetic_call;
 use super::{LaunchOptions, VcallApp};
 
-/// A fake engine: the handle the app holds, the commands it sent and the state to edit.
+/// A fake engine: the other end of the handle the app holds, receiving its commands and
+/// publishing the state the test edits.
 struct FakeCall {
-    commands: UnboundedReceiver<Command>,
-    state: Arc<Mutex<CallState>>,
+    call: DetachedCall,
 }
 
 impl FakeCall {
     fn new(state: CallState) -> (CallHandle, Self) {
-        let (commands, receiver) = tokio::sync::mpsc::unbounded_channel();
-        let state = Arc::new(Mutex::new(state));
-        let handle = CallHandle {
-            commands,
-            state: Arc::clone(&state),
-            frames: Arc::new(VideoFrames::default()),
-        };
-        (
-            handle,
-            Self {
-                commands: receiver,
-                state,
-            },
-        )
+        let (handle, call) = CallHandle::detached(state);
+        (handle, Self { call })
     }
 
     fn next_command(&mut self) -> Option<Command> {
-        self.commands.try_recv().ok()
+        self.call.next_command()
     }
 
     fn edit(&self, change: impl FnOnce(&mut CallState)) {
-        if let Ok(mut state) = self.state.lock() {
-            change(&mut state);
-        }
+        self.call.edit(change);
     }
 }
 
@@ -160,7 +145,7 @@ fn joining_with_a_bad_link_explains_the_problem() {
     harness.step();
     harness.step();
     harness.get_by_label_contains("That link doesn't work");
-    assert!(harness.state().call.is_none());
+    assert!(!harness.state().in_call());
 }
 
 #[test]
@@ -263,17 +248,17 @@ fn alone_in_a_call_the_invite_link_is_offered() {
 fn a_failed_call_returns_to_the_lobby_with_advice() {
     let (mut harness, fake) = in_call_harness(two_person_call());
     fake.edit(|state| {
-        state.phase = CallPhase::Ended {
-            reason: "could not connect to 10.1.2.3:4433: timed out".into(),
-            error: true,
-            kind: EndReason::Unreachable,
-        };
+        state.phase = CallPhase::Ended(EndReason::Connect(ConnectFailure::Unreachable {
+            address: "10.1.2.3".into(),
+            port: 4433,
+            detail: "timed out".into(),
+        }));
     });
     harness.step();
     harness.step();
-    assert!(harness.state().call.is_none());
+    assert!(!harness.state().in_call());
     harness.get_by_label("Couldn't reach the relay");
-    harness.get_by_label_contains("10.1.2.3:4433");
+    harness.get_by_label_contains("10.1.2.3");
     harness.get_by_label("Dismiss error").click();
     harness.step();
     harness.step();
@@ -347,7 +332,7 @@ fn devices_switch_during_a_call_without_leaving() {
         Some(Command::SetMic(vcall_engine::AudioInput::Off))
     ));
     assert!(matches!(commands.get(1), Some(Command::SetMicMuted(true))));
-    assert!(harness.state().call.is_some(), "still in the call");
+    assert!(harness.state().in_call(), "still in the call");
     assert_eq!(harness.state().choices.microphone, DeviceChoice::Off);
 }
 

@@ -6,44 +6,42 @@
 use std::collections::HashMap;
 
 use egui::{Color32, ColorImage, TextureHandle, TextureOptions};
-use vcall_proto::PeerId;
-
-use vcall_engine::{RgbaFrame, VideoFrames};
+use vcall_engine::{RgbaFrame, Stream, VideoFrames};
 
 struct StreamTexture {
     handle: TextureHandle,
     sequence: u64,
 }
 
-/// The textures of the streams on screen, keyed by peer (`PeerId::NONE` = self view).
+/// The textures of the streams on screen (the self view is [`Stream::Local`]).
 #[derive(Default)]
 pub struct VideoTextures {
-    streams: HashMap<PeerId, StreamTexture>,
+    streams: HashMap<Stream, StreamTexture>,
     uploads: u64,
     allocations: u64,
 }
 
 impl VideoTextures {
-    /// The texture for `peer`, refreshed from `frames` if a newer picture exists; `shown_at` is
+    /// The texture for `stream`, refreshed from `frames` if a newer picture exists; `shown_at` is
     /// the size it will be drawn at, in physical pixels (`None`: upload at full size).
     pub fn refresh(
         &mut self,
         ctx: &egui::Context,
         frames: &VideoFrames,
-        peer: PeerId,
+        stream: Stream,
         shown_at: Option<[usize; 2]>,
     ) -> Option<&TextureHandle> {
-        if let Some(frame) = frames.latest(peer) {
-            self.upload(ctx, peer, &frame, shown_at);
+        if let Some(frame) = frames.latest(stream) {
+            self.upload(ctx, stream, &frame, shown_at);
         }
-        self.streams.get(&peer).map(|stream| &stream.handle)
+        self.streams.get(&stream).map(|stream| &stream.handle)
     }
 
     /// Uploads `frame` unless this sequence number is already on the GPU.
     pub fn upload(
         &mut self,
         ctx: &egui::Context,
-        peer: PeerId,
+        stream: Stream,
         frame: &RgbaFrame,
         shown_at: Option<[usize; 2]>,
     ) {
@@ -53,7 +51,7 @@ impl VideoTextures {
         }
         if self
             .streams
-            .get(&peer)
+            .get(&stream)
             .is_some_and(|stream| stream.sequence == frame.sequence)
         {
             return;
@@ -72,17 +70,16 @@ impl VideoTextures {
             ColorImage::new(size, pixels)
         };
         self.uploads += 1;
-        match self.streams.get_mut(&peer) {
+        match self.streams.get_mut(&stream) {
             Some(stream) => {
                 stream.handle.set(image, TextureOptions::LINEAR);
                 stream.sequence = frame.sequence;
             }
             None => {
                 self.allocations += 1;
-                let handle =
-                    ctx.load_texture(format!("video-{peer}"), image, TextureOptions::LINEAR);
+                let handle = ctx.load_texture(texture_name(stream), image, TextureOptions::LINEAR);
                 self.streams.insert(
-                    peer,
+                    stream,
                     StreamTexture {
                         handle,
                         sequence: frame.sequence,
@@ -93,8 +90,8 @@ impl VideoTextures {
     }
 
     /// Drops textures of streams no longer shown.
-    pub fn retain(&mut self, keep: impl Fn(PeerId) -> bool) {
-        self.streams.retain(|peer, _| keep(*peer));
+    pub fn retain(&mut self, keep: impl Fn(Stream) -> bool) {
+        self.streams.retain(|stream, _| keep(*stream));
     }
 
     /// Pictures uploaded so far.
@@ -105,6 +102,14 @@ impl VideoTextures {
     /// Textures created so far (one per stream when updates happen in place).
     pub fn allocations(&self) -> u64 {
         self.allocations
+    }
+}
+
+/// The debug name of a stream's texture.
+fn texture_name(stream: Stream) -> String {
+    match stream {
+        Stream::Local => "video-self".to_owned(),
+        Stream::Remote(peer) => format!("video-{peer}"),
     }
 }
 
@@ -145,6 +150,7 @@ pub fn subsample(
 mod tests {
     use super::*;
     use std::sync::Arc;
+    use vcall_proto::PeerId;
 
     fn frame(sequence: u64, width: u32, height: u32) -> Arc<RgbaFrame> {
         Arc::new(RgbaFrame {
@@ -160,7 +166,7 @@ mod tests {
         let ctx = egui::Context::default();
         let frames = VideoFrames::default();
         let mut textures = VideoTextures::default();
-        let peer = PeerId(7);
+        let peer = Stream::Remote(PeerId(7));
         assert!(textures.refresh(&ctx, &frames, peer, None).is_none());
 
         frames.publish(peer, frame(1, 64, 36));
@@ -208,11 +214,16 @@ mod tests {
 
         let ctx = egui::Context::default();
         let mut textures = VideoTextures::default();
-        textures.upload(&ctx, PeerId(1), &frame(1, 1280, 720), Some([600, 338]));
+        textures.upload(
+            &ctx,
+            Stream::Remote(PeerId(1)),
+            &frame(1, 1280, 720),
+            Some([600, 338]),
+        );
         let frames = VideoFrames::default();
         assert_eq!(
             textures
-                .refresh(&ctx, &frames, PeerId(1), None)
+                .refresh(&ctx, &frames, Stream::Remote(PeerId(1)), None)
                 .unwrap()
                 .size(),
             [640, 360]

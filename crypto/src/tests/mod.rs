@@ -8,6 +8,7 @@ mod lifecycle;
 mod lossy_network;
 mod malicious;
 mod membership;
+mod secrets;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
