@@ -7,16 +7,24 @@
 //! them. The session never reads a clock, spawns a thread or touches a socket.
 //!
 //! Driving it (the engine):
-//! - `Welcome { peer, roster }` → [`Session::on_welcome`]; start sealing a heartbeat every 1 s.
+//! - `Welcome { peer, roster }` → [`Session::on_welcome`]; start sealing a heartbeat every 1 s
+//!   (peers treat 10 s without an authenticated datagram from us as our departure).
 //! - `PeerJoined` → [`Session::on_peer_joined`]; `PeerLeft` → [`Session::on_peer_left`].
 //! - `Signal { from, payload }` → [`Session::on_signal`].
 //! - a media body → [`Session::open`]; outgoing media → [`Session::seal`] / [`Session::seal_in_place`].
 //! - at [`Session::next_timeout`] (or every ~250 ms) → [`Session::on_tick`].
-//! - after each of these, drain [`Session::poll_action`] until `None` and perform the actions.
+//! - after each of these, drain [`Session::poll_action`] until `None` and perform the actions;
+//!   on [`Action::Fatal`] end the call with its reason.
+//!
+//! Membership (who receives our keys) is local policy: peers the relay listed, whose
+//! announcement was accepted, that are live (an authenticated datagram or announcement within
+//! `liveness_timeout_ms`) and not held back after a recent leave of their identity. Exactly
+//! those have [`PeerInfo::member`] set and are covered by [`Session::security_code`].
 //!
 //! The session is a thin combinator over its parts, each with one job and its own timers:
-//! - `roster`: who is in the room as we know them, each at a typed stage, and when to
-//!   re-announce ourselves for them;
+//! - `roster`: who is in the room as we know them (only relay-listed ids), each at a typed
+//!   stage and, for members, a standing (recipient, held, silent), and when to re-announce
+//!   ourselves for them;
 //! - `sender_keys`: our own keys (ratchet on join, new epoch on leave and periodically, acks,
 //!   the switch);
 //! - `received_keys`: the keys we hold from others, their replay windows, their retirement;
