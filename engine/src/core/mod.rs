@@ -802,7 +802,16 @@ impl CallCore {
                 Action::KeyInstalled { .. }
                 | Action::KeyRetired { .. }
                 | Action::SenderKeyChanged { .. }
-                | Action::PeerChanged { .. } => peers_changed = true,
+                | Action::PeerChanged { .. }
+                | Action::PeerSilent { .. } => peers_changed = true,
+                Action::Fatal(fatal) => {
+                    // The session can no longer seal: say so; nothing more is sent.
+                    let text = fatal.to_string();
+                    if !self.state.errors.contains(&text) {
+                        self.state.errors.push(text);
+                    }
+                    self.publish_now = true;
+                }
             }
         }
         if peers_changed {
