@@ -39,6 +39,20 @@ fn route(members: &mut [Member], i: usize, now: Instant) {
     }
 }
 
+/// Delivers what is due at `now`, fires due timers and routes what that produced.
+fn step(members: &mut [Member], t0: Instant, now: Instant) {
+    let ms = unix_ms(t0, now);
+    for j in 0..members.len() {
+        while let Some((from, payload)) = members[j].control.poll_deliver(now) {
+            let _ = members[j].s.on_signal(from, &payload, ms);
+        }
+        if members[j].s.next_timeout().is_some_and(|t| t <= ms) {
+            members[j].s.on_tick(ms);
+        }
+        route(members, j, now);
+    }
+}
+
 #[test]
 fn keys_flow_and_replays_are_refused_over_a_lossy_reordering_network() {
     let t0 = Instant::now();
@@ -87,31 +101,13 @@ fn keys_flow_and_replays_are_refused_over_a_lossy_reordering_network() {
         let until = now + Duration::from_millis(300);
         while now < until {
             now += Duration::from_millis(5);
-            let ms = unix_ms(t0, now);
-            for j in 0..members.len() {
-                while let Some((from, payload)) = members[j].control.poll_deliver(now) {
-                    let _ = members[j].s.on_signal(from, &payload, ms);
-                }
-                if members[j].s.next_timeout().is_some_and(|t| t <= ms) {
-                    members[j].s.on_tick(ms);
-                }
-                route(&mut members, j, now);
-            }
+            step(&mut members, t0, now);
         }
     }
     // Let the exchange settle for 3 s.
     for _ in 0..600 {
         now += Duration::from_millis(5);
-        let ms = unix_ms(t0, now);
-        for j in 0..members.len() {
-            while let Some((from, payload)) = members[j].control.poll_deliver(now) {
-                let _ = members[j].s.on_signal(from, &payload, ms);
-            }
-            if members[j].s.next_timeout().is_some_and(|t| t <= ms) {
-                members[j].s.on_tick(ms);
-            }
-            route(&mut members, j, now);
-        }
+        step(&mut members, t0, now);
     }
     for m in &members {
         let peers = m.s.peers();
