@@ -86,10 +86,16 @@ def pair(name, mine, base, unit, goal=None):
 
 for op in ("seal", "open"):
     for n in (1200, 8192, 65536):
-        pair(f"AEAD {op} {n} B", f"aead_{op}/vcall/{n}", f"aead_{op}/ring_raw/{n}", "B/s", 0.8)
+        pair(f"AEAD {op} {n} B (unsigned, v1 path) vs ring", f"aead_{op}/unsigned/{n}",
+             f"aead_{op}/ring_raw/{n}", "B/s", 0.8)
+        pair(f"{op} {n} B signed (Session, v2) vs unsigned", f"aead_{op}/vcall/{n}",
+             f"aead_{op}/unsigned/{n}", "B/s")
         if op == "seal":
-            pair(f"AEAD seal_in_place {n} B", f"aead_seal/vcall_in_place/{n}",
-                 f"aead_seal/ring_raw/{n}", "B/s", 0.8)
+            pair(f"seal_in_place {n} B signed vs unsigned", f"aead_seal/vcall_in_place/{n}",
+                 f"aead_seal/unsigned/{n}", "B/s")
+for op in ("seal", "open"):
+    pair(f"audio batch of 5 x 100 B, {op}: signed vs unsigned", f"audio_batch/{op}_signed",
+         f"audio_batch/{op}_unsigned", "pkt/s")
 for size in ("720p", "360p"):
     g = f"video_{size}"
     pair(f"{size} send pipeline (encode+seal+fragment) vs raw encode",

@@ -4,6 +4,7 @@
 //! - [`link`]: invite links, room secrets and the keys derived from them (room id, announce key).
 //! - [`kdf`]: every key derivation and its label.
 //! - [`media`]: sender keys, the ratchet, sealing/opening media bodies, the replay window.
+//! - [`sender_auth`]: the signature trailer that attributes each sealed body to its sender.
 //! - [`session`]: the handshake state machine (events in, actions out, time passed in).
 //! - [`random`]: injectable randomness.
 //!
@@ -43,6 +44,7 @@ pub mod kdf;
 pub mod link;
 pub mod media;
 pub mod random;
+pub mod sender_auth;
 pub mod session;
 
 #[cfg(test)]
@@ -55,6 +57,6 @@ pub use link::{InviteLink, LinkError, RoomKeys, RoomSecret};
 pub use media::{MediaKey, OpenError, ReplayWindow, SEAL_OVERHEAD, SealError, SenderSecret};
 pub use random::{OsRandom, RandomSource, SeededRandom};
 pub use session::{
-    Action, Fatal, HandshakeEvent, HandshakeEventKind, PeerInfo, Rejection, Session, SessionConfig,
+    Action, AttributedAudio, AttributionStats, Fatal, HandshakeEvent, HandshakeEventKind, PeerInfo, Rejection, Session, SessionConfig,
 };
 pub use vcall_proto::e2ee::KeyId;

@@ -26,6 +26,8 @@ pub enum SealError {
     CounterExhausted,
     #[error("buffer does not hold the reserved sealed header")]
     BadBuffer,
+    #[error("the E2EE session ended itself (see its fatal reason); nothing more is sealed")]
+    SessionEnded,
 }
 
 /// Why a sealed body was rejected. None of these is fatal: drop the packet.
@@ -43,6 +45,12 @@ pub enum OpenError {
     Replayed { counter: u64 },
     #[error("authentication failed")]
     Forged,
+    #[error("sender {sender} is not a member whose signing key we hold")]
+    NotAMember { sender: PeerId },
+    #[error("the sender's signature does not verify: sealed by someone else holding its key")]
+    BadSignature,
+    #[error("audio held until its sender's batch signature arrives")]
+    AwaitingSignature,
 }
 
 /// A 32-byte sender secret (what key messages wrap). Wiped on drop with `zeroize` (a volatile
@@ -143,6 +151,24 @@ impl MediaKey {
         buf: &mut Vec<u8>,
         start: usize,
     ) -> Result<(), SealError> {
+        self.seal_in_place_with(counter, sender, kind, target, room_id, buf, start, |_, _| {})
+    }
+
+    /// [`MediaKey::seal_in_place`], calling `trailer` with the packet's AAD just before
+    /// encrypting, so it can append to the plaintext what depends on the AAD (the sender's
+    /// signature trailer, see [`crate::sender_auth`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal_in_place_with(
+        &self,
+        counter: u64,
+        sender: PeerId,
+        kind: DatagramKind,
+        target: Option<PeerId>,
+        room_id: &[u8],
+        buf: &mut Vec<u8>,
+        start: usize,
+        trailer: impl FnOnce(&MediaAad, &mut Vec<u8>),
+    ) -> Result<(), SealError> {
         if counter > MAX_COUNTER {
             return Err(SealError::CounterExhausted);
         }
@@ -155,6 +181,7 @@ impl MediaKey {
         };
         buf[start..start + SealedHeader::LEN].copy_from_slice(&header.to_bytes());
         let aad = MediaAad::new(&header, sender, kind, target, room_id);
+        trailer(&aad, buf);
         let tag: Tag = self
             .key
             .seal_in_place_separate_tag(

@@ -53,6 +53,9 @@ impl Driver {
             if let Err(end) = self.perform_outputs().await {
                 break end;
             }
+            if let Some(end) = self.core.take_end() {
+                break end;
+            }
             let deadline = tokio::time::Instant::from_std(self.core.poll_timeout());
             tokio::select! {
                 read = self.recv.read(&mut read_buf) => match read {

@@ -394,6 +394,10 @@ impl SimCall {
                 }
             }
         }
+        if let Some(reason) = m.core.take_end() {
+            m.out.ended = Some(reason);
+            m.connected = false;
+        }
     }
 
     fn is_present(&self, peer: PeerId) -> bool {

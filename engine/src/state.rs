@@ -56,6 +56,10 @@ pub enum EndReason {
     /// The relay broke the protocol (an invalid or unexpected frame).
     #[error("the relay broke the protocol: {0}")]
     Protocol(String),
+    /// The end-to-end encryption session ended itself (e.g. its key epochs ran out): nothing
+    /// more can be sent safely.
+    #[error("the end-to-end encryption ended: {0}")]
+    EncryptionEnded(String),
     /// A local problem: threads, runtime, key generation.
     #[error("internal error: {0}")]
     Internal(String),

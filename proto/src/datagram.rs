@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! offset size field
-//! 0      1    version        = PROTOCOL_VERSION (1)
+//! 0      1    version        = PROTOCOL_VERSION (2)
 //! 1      1    kind           1 video fragment, 2 audio, 3 heartbeat, 4 feedback
 //! 2      1    flags          bit 0: a target peer id follows; other bits must be 0
 //! 3      4    sender         u32 BE; clients send 0, the relay overwrites it with the true sender

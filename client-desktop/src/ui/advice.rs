@@ -43,6 +43,10 @@ pub fn explain_end(reason: &EndReason) -> Explanation {
             "The relay sent something vcall doesn't understand",
             "The relay may run another version of vcall. Ask the host to update it, or start a call on another relay.",
         ),
+        EndReason::EncryptionEnded(_) => (
+            "The call's encryption had to stop",
+            "vcall ended the call rather than send anything without safe keys. Join again to start with fresh keys.",
+        ),
         EndReason::Internal(_) => (
             "The call ended unexpectedly",
             "Try joining again. If it keeps happening, ask the host for a new link.",
@@ -146,6 +150,7 @@ mod tests {
             },
             EndReason::ConnectionLost("reset".into()),
             EndReason::Protocol("odd frame".into()),
+            EndReason::EncryptionEnded("epochs exhausted".into()),
             EndReason::Internal("no threads".into()),
         ];
         let titles: std::collections::HashSet<String> =

@@ -33,6 +33,7 @@
 //! It routes each event to the parts, queues the resulting [`Action`]s, and its
 //! [`Session::next_timeout`] is the soonest of the parts' own timeouts.
 
+mod attribution;
 mod received_keys;
 mod roster;
 mod sender_keys;
@@ -42,7 +43,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use vcall_proto::e2ee::{
-    E2eeSignal, KeyAck, KeyId, KeyMessage, MAX_DISPLAY_NAME, SealedHeader, decode_signal,
+    E2eeSignal, KeyAck, KeyId, KeyMessage, MAX_DISPLAY_NAME, MediaAad, SealedHeader,
+    decode_signal,
 };
 use vcall_proto::{DatagramKind, PeerId, Recipient};
 
@@ -50,6 +52,9 @@ use crate::identity::{Fingerprint, Identity, SecurityCode};
 use crate::link::RoomKeys;
 use crate::media::{OpenError, SealError, SenderSecret};
 use crate::random::RandomSource;
+use crate::sender_auth::{self, AudioBatcher, Trailer};
+use attribution::Attribution;
+pub use attribution::{AttributedAudio, AttributionStats};
 use received_keys::{Novelty, OpenMiss, ReceivedKeys, ReceivedKeysConfig};
 use roster::{Accepted, Roster, RosterConfig, Standing};
 use sender_keys::{SenderKeys, SenderKeysConfig};
@@ -268,6 +273,10 @@ pub struct Session {
     strangers: u64,
     /// Set once the session ended itself (see [`Action::Fatal`]).
     fatal: Option<Fatal>,
+    /// Digests of our last audio packets, for the next batch signature.
+    audio_batch: AudioBatcher,
+    /// Audio waiting for its sender's batch signature, and what batches vouched for.
+    attribution: Attribution,
 }
 
 /// The sooner of two optional deadlines.
@@ -327,6 +336,8 @@ impl Session {
             actions: VecDeque::new(),
             strangers: 0,
             fatal: None,
+            audio_batch: AudioBatcher::default(),
+            attribution: Attribution::default(),
         }
     }
 
@@ -421,6 +432,7 @@ impl Session {
             self.roster.poll_timeout(),
             self.sender.poll_timeout(),
             self.received.poll_timeout(),
+            self.attribution.poll_timeout(),
             self.liveness_timeout(),
         ]
         .into_iter()
@@ -481,6 +493,7 @@ impl Session {
         for key in self.received.remove_peer(peer) {
             self.actions.push_back(Action::KeyRetired { peer, key });
         }
+        self.attribution.remove(peer);
         self.push(Action::PeerChanged { peer });
         if self.sender.on_peer_left(peer) {
             self.start_epoch(now_ms);
@@ -525,6 +538,7 @@ impl Session {
             }
         }
         self.check_liveness(now_ms);
+        self.attribution.expire(now_ms);
         for peer in self.roster.release_held(now_ms) {
             // Its hold after a recent leave is over: a newcomer like any other.
             self.push(Action::PeerChanged { peer });
@@ -558,7 +572,7 @@ impl Session {
         out: &mut Vec<u8>,
     ) -> Result<(), SealError> {
         let start = out.len();
-        out.reserve(crate::media::SEAL_OVERHEAD + plaintext.len());
+        out.reserve(crate::media::SEAL_OVERHEAD + sender_auth::MAX_TRAILER_LEN + plaintext.len());
         out.extend_from_slice(&[0u8; SealedHeader::LEN]);
         out.extend_from_slice(plaintext);
         let r = self.seal_in_place(kind, target, out, start);
@@ -569,8 +583,9 @@ impl Session {
     }
 
     /// Seals in place: `buf[start..start + SealedHeader::LEN]` is reserved (any content), the
-    /// plaintext follows to the end of `buf`; the tag is appended. The video path encodes a
-    /// frame after 10 reserved bytes and seals it here without copying.
+    /// plaintext follows to the end of `buf`; our signature trailer (see [`crate::sender_auth`]:
+    /// up to [`sender_auth::MAX_TRAILER_LEN`] bytes) and the tag are appended. The video path
+    /// encodes a frame after 10 reserved bytes and seals it here without copying.
     pub fn seal_in_place(
         &mut self,
         kind: DatagramKind,
@@ -581,16 +596,30 @@ impl Session {
         let me = self.me.ok_or(SealError::NotJoined)?;
         if self.fatal.is_some() {
             // The session ended itself (Action::Fatal): nothing more is sealed.
-            return Err(SealError::CounterExhausted);
+            return Err(SealError::SessionEnded);
         }
-        self.sender
-            .seal_in_place(me, kind, target, self.room.room_id(), buf, start)
+        let identity = &self.identity;
+        let batch = &mut self.audio_batch;
+        let app_start = start + SealedHeader::LEN;
+        self.sender.seal_in_place(
+            me,
+            kind,
+            target,
+            self.room.room_id(),
+            buf,
+            start,
+            |aad, buf| sender_auth::append_trailer(kind, aad, app_start, buf, identity, batch),
+        )
     }
 
     /// Opens a sealed body from `sender` (the relay-stamped datagram sender) of `kind` with the
-    /// datagram's `target`, in place; returns the plaintext (a sub-slice of `body`). For video,
-    /// `body` is the reassembled frame. Checks replay. A body under a key we lack makes us
-    /// re-announce (rate-limited) so the sender sends us its key.
+    /// datagram's `target`, in place; returns the app plaintext (a sub-slice of `body`, the
+    /// signature trailer removed). For video, `body` is the reassembled frame. A body is
+    /// returned (and its counter recorded) only once it is attributed to `sender` by its
+    /// signature: video, heartbeats and feedback carry their own; an audio packet without one
+    /// is held ([`OpenError::AwaitingSignature`]) until a batch signature vouches for it, then
+    /// comes out of [`Session::take_attributed`] — drain that after every audio body. A body
+    /// under a key we lack makes us re-announce (rate-limited) so the sender sends us its key.
     pub fn open<'a>(
         &mut self,
         sender: PeerId,
@@ -608,33 +637,106 @@ impl Session {
         }
         let header = SealedHeader::decode(body).map_err(|_| OpenError::Malformed)?;
         let room_id = self.room.room_id();
-        match self
+        let plain = match self
             .received
-            .open(sender, kind, target, room_id, &header, body, now_ms)
+            .open(sender, kind, target, room_id, &header, body)
         {
-            Ok(opened) => {
-                if let Some(key) = opened.installed {
-                    self.actions
-                        .push_back(Action::KeyInstalled { peer: sender, key });
-                }
-                if opened.revived {
-                    self.peer_returned(sender, now_ms);
-                }
-                Ok(opened.plaintext)
-            }
-            Err(OpenMiss::Rejected(e)) => Err(e),
+            Ok(plain) => plain,
+            Err(OpenMiss::Rejected(e)) => return Err(e),
             Err(OpenMiss::NoKey { lacks_epoch }) => {
                 // Not in our roster: the relay has not announced it; nothing to do. Otherwise,
                 // lacking its key (or epoch): re-announce at the next tick so it sends it.
                 if lacks_epoch {
                     self.roster.notice_soon(sender, now_ms);
                 }
-                Err(OpenError::UnknownKey {
+                return Err(OpenError::UnknownKey {
                     sender,
                     key: header.key_id,
-                })
+                });
+            }
+        };
+        let Some(keys) = self.roster.member_keys(sender) else {
+            return Err(OpenError::NotAMember { sender });
+        };
+        let (app, trailer) = sender_auth::split(kind, plain)?;
+        let aad = MediaAad::new(&header, sender, kind, target, room_id);
+        let digest = sender_auth::content_digest(&aad, app);
+        let vouched = match trailer {
+            Trailer::Signature(sig) => sender_auth::verify_packet(keys, &digest, sig),
+            Trailer::Batch { digests, signature } => {
+                let ok = sender_auth::verify_batch(keys, &digest, digests, signature);
+                if ok {
+                    self.attribution.vouch(sender, digests);
+                }
+                ok
+            }
+            Trailer::None => {
+                let short = sender_auth::short_digest(&digest);
+                if !self.attribution.is_vouched(sender, &short) {
+                    self.attribution.hold(
+                        sender,
+                        header.key_id,
+                        header.counter,
+                        short,
+                        app,
+                        now_ms,
+                    );
+                    return Err(OpenError::AwaitingSignature);
+                }
+                true
+            }
+        };
+        if !vouched {
+            self.attribution.stats.bad_signatures += 1;
+            return Err(OpenError::BadSignature);
+        }
+        self.commit(sender, header.key_id, header.counter, now_ms)?;
+        Ok(app)
+    }
+
+    /// The next held audio packet that a batch signature has since attributed to its sender
+    /// (after [`Session::open`] of an audio body). Its counter is recorded now; a packet whose
+    /// counter was recorded meanwhile (a duplicate) is skipped. Give the buffer back with
+    /// [`Session::recycle`].
+    pub fn take_attributed(&mut self, now_ms: u64) -> Option<AttributedAudio> {
+        while let Some(audio) = self.attribution.next_ready() {
+            match self.commit(audio.sender, audio.key, audio.counter, now_ms) {
+                Ok(()) => return Some(audio),
+                Err(_) => self.attribution.recycle(audio.plaintext),
             }
         }
+        None
+    }
+
+    /// Takes back the buffer of an [`AttributedAudio`] (so holding audio does not allocate).
+    pub fn recycle(&mut self, audio: AttributedAudio) {
+        self.attribution.recycle(audio.plaintext);
+    }
+
+    /// What sender attribution did so far.
+    pub fn attribution_stats(&self) -> AttributionStats {
+        self.attribution.stats
+    }
+
+    /// Records an attributed body: its counter, a stepped-to key, the sender's liveness.
+    fn commit(
+        &mut self,
+        sender: PeerId,
+        key: KeyId,
+        counter: u64,
+        now_ms: u64,
+    ) -> Result<(), OpenError> {
+        let c = self
+            .received
+            .commit(sender, key, counter, self.room.room_id(), now_ms)?;
+        if let Some(key) = c.installed {
+            self.actions
+                .push_back(Action::KeyInstalled { peer: sender, key });
+        }
+        if c.revived {
+            self.peer_returned(sender, now_ms);
+        }
+        Ok(())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -980,6 +1082,12 @@ impl Session {
         let secret = self.received.secret(peer, key)?;
         let h = crate::kdf::sha256(&[b"check", secret.as_bytes()]);
         h[..8].try_into().ok()
+    }
+
+    /// A copy of `peer`'s sender secret we hold (what any member could misuse).
+    #[cfg(test)]
+    pub(crate) fn held_secret(&self, peer: PeerId, key: KeyId) -> Option<SenderSecret> {
+        self.received.secret(peer, key).cloned()
     }
 
     #[cfg(test)]

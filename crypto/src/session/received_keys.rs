@@ -129,10 +129,9 @@ pub(crate) enum Novelty {
     Duplicate,
 }
 
-/// A sealed body opened.
-#[derive(Debug)]
-pub(crate) struct Opened<'a> {
-    pub(crate) plaintext: &'a mut [u8],
+/// An opened body recorded as its sender's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Committed {
     /// The body was under a newer generation we stepped to and installed.
     pub(crate) installed: Option<KeyId>,
     /// The sender was marked silent: this body authenticated, so it is back.
@@ -144,8 +143,9 @@ pub(crate) struct Opened<'a> {
 pub(crate) enum OpenMiss {
     /// Under a key we hold (or stepped to), but rejected.
     Rejected(OpenError),
-    /// Under no key we hold or can step to. `lacks_epoch`: we hold nothing of the sender's
-    /// or nothing of that epoch (so it should send us its key).
+    /// Under no key we hold or can step to. `lacks_epoch`: we hold nothing of the sender's,
+    /// nothing of that epoch, or only generations of it too far behind to step to (so it
+    /// should send us its key).
     NoKey { lacks_epoch: bool },
 }
 
@@ -178,7 +178,7 @@ impl ReceivedKeys {
     }
 
     /// Marks `peer` silent (or not): while silent, the next body of it that authenticates is
-    /// reported as [`Opened::revived`]. Only for listed peers (the caller's check).
+    /// reported as [`Committed::revived`]. Only for listed peers (the caller's check).
     pub(crate) fn set_silent(&mut self, peer: PeerId, silent: bool) {
         self.peers.entry(peer).or_default().silent = silent;
     }
@@ -293,81 +293,118 @@ impl ReceivedKeys {
     // Media
 
     /// Opens `body` (its sealed header already parsed into `header`) from `sender` in place,
-    /// checking and advancing the key's replay window. A body under generation `g + n` of an
-    /// epoch we hold at `g`, `n <= max_ratchet_steps`, steps forward and installs that key if it
-    /// authenticates. Allocation-free.
+    /// checking (not advancing) the key's replay window. A body under generation `g + n` of an
+    /// epoch we hold at `g`, `n <= max_ratchet_steps`, opens under the stepped key. Nothing is
+    /// recorded: the body is not yet attributed to its sender (a member holding the sender's
+    /// key could have sealed it). Once the session has checked the sender's signature it calls
+    /// [`ReceivedKeys::commit`]. Allocation-free.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn open<'a>(
-        &mut self,
+        &self,
         sender: PeerId,
         kind: DatagramKind,
         target: Option<PeerId>,
         room_id: &[u8],
         header: &SealedHeader,
         body: &'a mut [u8],
-        now_ms: u64,
-    ) -> Result<Opened<'a>, OpenMiss> {
-        let grace = self.config.old_key_grace_ms;
-        let Some(p) = self.peers.get_mut(&sender) else {
+    ) -> Result<&'a mut [u8], OpenMiss> {
+        let Some(p) = self.peers.get(&sender) else {
             return Err(OpenMiss::NoKey { lacks_epoch: true });
         };
-        if let Some(k) = p.keys.get_mut(&header.key_id) {
+        if let Some(k) = p.keys.get(&header.key_id) {
             if !k.window.check(header.counter) {
                 return Err(OpenMiss::Rejected(OpenError::Replayed {
                     counter: header.counter,
                 }));
             }
-            let plaintext = k
+            return k
                 .media
                 .open_in_place(header, sender, kind, target, room_id, body)
-                .map_err(OpenMiss::Rejected)?;
-            k.window.accept(header.counter);
-            let epoch_switched = p.keys.keys().any(|id| id.epoch < header.key_id.epoch);
-            if epoch_switched {
-                p.retire_older(header.key_id, now_ms, grace);
-            }
-            p.last_opened_ms = Some(now_ms);
-            let revived = std::mem::take(&mut p.silent);
-            return Ok(Opened {
-                plaintext,
-                installed: None,
-                revived,
-            });
+                .map_err(OpenMiss::Rejected);
         }
-        // A newer generation of an epoch we hold: step forward if it authenticates.
-        let base = p
+        if let Some(secret) = self.stepped_secret(p, header.key_id, room_id) {
+            let media = MediaKey::derive(header.key_id, &secret, room_id);
+            return media
+                .open_in_place(header, sender, kind, target, room_id, body)
+                .map_err(OpenMiss::Rejected);
+        }
+        // Asking for the key: we hold nothing of that epoch, or only generations too far
+        // behind to step to (many newcomers between two of its packets), not a newer one.
+        let key = header.key_id;
+        let behind = !p
             .keys
-            .range(KeyId::new(header.key_id.epoch, 0)..header.key_id)
-            .next_back()
-            .map(|(id, k)| (*id, k.secret.clone()));
-        if let Some((base_id, mut secret)) = base {
-            let steps = header.key_id.generation - base_id.generation;
-            if steps <= self.config.max_ratchet_steps {
-                for _ in 0..steps {
-                    secret = secret.ratchet(room_id);
-                }
-                let media = MediaKey::derive(header.key_id, &secret, room_id);
-                let plaintext = media
-                    .open_in_place(header, sender, kind, target, room_id, body)
-                    .map_err(OpenMiss::Rejected)?;
-                let mut window = ReplayWindow::new();
-                window.accept(header.counter);
-                p.keys
-                    .insert(header.key_id, RecvKey::new(secret, media, window));
-                p.retire_older(header.key_id, now_ms, grace);
-                p.limit_keys();
-                p.last_opened_ms = Some(now_ms);
-                let revived = std::mem::take(&mut p.silent);
-                return Ok(Opened {
-                    plaintext,
-                    installed: Some(header.key_id),
-                    revived,
-                });
-            }
-        }
+            .range(key..=KeyId::new(key.epoch, u16::MAX))
+            .any(|_| true);
         Err(OpenMiss::NoKey {
-            lacks_epoch: p.lacks_epoch(header.key_id.epoch),
+            lacks_epoch: p.lacks_epoch(key.epoch) || behind,
         })
+    }
+
+    /// The secret of `key` stepped forward from the newest generation of its epoch we hold,
+    /// when it is within `max_ratchet_steps` (and we do not hold `key` itself).
+    fn stepped_secret(&self, p: &FromPeer, key: KeyId, room_id: &[u8]) -> Option<SenderSecret> {
+        let (base_id, base) = p
+            .keys
+            .range(KeyId::new(key.epoch, 0)..key)
+            .next_back()?;
+        let steps = key.generation - base_id.generation;
+        if steps > self.config.max_ratchet_steps {
+            return None;
+        }
+        let mut secret = base.secret.ratchet(room_id);
+        for _ in 1..steps {
+            secret = secret.ratchet(room_id);
+        }
+        Some(secret)
+    }
+
+    /// Records a body that [`ReceivedKeys::open`] opened and the session attributed to its
+    /// sender: advances the replay window (refusing a counter accepted meanwhile), installs a
+    /// stepped-to generation, retires older epochs once a newer one is in use, and counts as
+    /// the sender's liveness.
+    pub(crate) fn commit(
+        &mut self,
+        sender: PeerId,
+        key: KeyId,
+        counter: u64,
+        room_id: &[u8],
+        now_ms: u64,
+    ) -> Result<Committed, OpenError> {
+        let grace = self.config.old_key_grace_ms;
+        let stepped = match self.peers.get(&sender) {
+            None => return Err(OpenError::UnknownKey { sender, key }),
+            Some(p) if p.keys.contains_key(&key) => None,
+            Some(p) => Some(
+                self.stepped_secret(p, key, room_id)
+                    .ok_or(OpenError::UnknownKey { sender, key })?,
+            ),
+        };
+        let p = self.peers.get_mut(&sender).expect("checked above");
+        let installed = match stepped {
+            None => {
+                let k = p.keys.get_mut(&key).expect("checked above");
+                if !k.window.check(counter) {
+                    return Err(OpenError::Replayed { counter });
+                }
+                k.window.accept(counter);
+                if p.keys.keys().any(|id| id.epoch < key.epoch) {
+                    p.retire_older(key, now_ms, grace);
+                }
+                None
+            }
+            Some(secret) => {
+                let media = MediaKey::derive(key, &secret, room_id);
+                let mut window = ReplayWindow::new();
+                window.accept(counter);
+                p.keys.insert(key, RecvKey::new(secret, media, window));
+                p.retire_older(key, now_ms, grace);
+                p.limit_keys();
+                Some(key)
+            }
+        };
+        p.last_opened_ms = Some(now_ms);
+        let revived = std::mem::take(&mut p.silent);
+        Ok(Committed { installed, revived })
     }
 
     // -----------------------------------------------------------------------------------------
@@ -556,12 +593,26 @@ mod tests {
         );
     }
 
+    /// Opens then commits (what the session does once the sender's signature checks out).
+    fn open_commit(
+        r: &mut ReceivedKeys,
+        (h, mut b): (SealedHeader, Vec<u8>),
+        now: u64,
+    ) -> Result<(Vec<u8>, Committed), OpenMiss> {
+        let plain = r
+            .open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b)?
+            .to_vec();
+        let c = r
+            .commit(P, h.key_id, h.counter, ROOM, now)
+            .map_err(OpenMiss::Rejected)?;
+        Ok((plain, c))
+    }
+
     #[test]
     fn media_opens_once_steps_forward_within_bounds_and_reports_missing_keys() {
         let mut r = ReceivedKeys::new(config());
-        let open = |r: &mut ReceivedKeys, (h, mut b): (SealedHeader, Vec<u8>)| {
-            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b, 0)
-                .map(|o| (o.plaintext.to_vec(), o.installed))
+        let open = |r: &mut ReceivedKeys, sealed| {
+            open_commit(r, sealed, 0).map(|(plain, c)| (plain, c.installed))
         };
         let s0 = secret(7);
         let k0 = KeyId::new(0, 0);
@@ -584,21 +635,28 @@ mod tests {
             s = s.ratchet(ROOM);
         }
         let k8 = KeyId::new(0, 8);
+        // Opening alone records nothing: the key is installed only on commit.
+        let (h, mut b) = sealed(&s, k8, 6);
+        assert!(r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b).is_ok());
+        assert!(r.secret(P, k8).is_none());
         assert_eq!(
             open(&mut r, sealed(&s, k8, 6)),
             Ok((b"hello".to_vec(), Some(k8)))
         );
         assert!(r.secret(P, k8).is_some());
         assert_eq!(r.poll_timeout(), Some(10_000), "generation 0 retires");
+        // Beyond reach: we ask for the key (the session re-announces), as when lacking the
+        // epoch.
         let s17 = (0..9).fold(s, |s, _| s.ratchet(ROOM));
         assert_eq!(
             open(&mut r, sealed(&s17, KeyId::new(0, 17), 7)),
-            Err(OpenMiss::NoKey { lacks_epoch: false })
+            Err(OpenMiss::NoKey { lacks_epoch: true })
         );
+
         // A forged body under a generation in reach is rejected, nothing installed.
         let (h, mut b) = sealed(&secret(9), KeyId::new(0, 9), 8);
         assert_eq!(
-            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b, 0)
+            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b)
                 .err(),
             Some(OpenMiss::Rejected(OpenError::Forged))
         );
@@ -610,42 +668,49 @@ mod tests {
     }
 
     #[test]
+    fn an_uncommitted_body_leaves_the_replay_window_alone_and_a_second_commit_is_a_replay() {
+        let mut r = ReceivedKeys::new(config());
+        let s0 = secret(7);
+        let k0 = KeyId::new(0, 0);
+        r.install(P, k0, s0.clone(), ROOM, 0);
+        // A body far ahead that is opened but never committed (its signature failed) does not
+        // push the window: the sender's next real counters still open.
+        let (h, mut b) = sealed(&s0, k0, 1 << 40);
+        assert!(r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b).is_ok());
+        assert!(open_commit(&mut r, sealed(&s0, k0, 3), 0).is_ok());
+        assert_eq!(
+            r.commit(P, k0, 3, ROOM, 0),
+            Err(OpenError::Replayed { counter: 3 })
+        );
+        assert_eq!(
+            r.commit(PeerId(99), k0, 4, ROOM, 0),
+            Err(OpenError::UnknownKey {
+                sender: PeerId(99),
+                key: k0
+            })
+        );
+    }
+
+    #[test]
     fn an_authenticated_body_is_liveness_and_reports_a_silent_sender_back() {
         let mut r = ReceivedKeys::new(config());
         let s0 = secret(7);
         let k0 = KeyId::new(0, 0);
         r.install(P, k0, s0.clone(), ROOM, 0);
         assert_eq!(r.last_opened(P), None);
-        let (h, mut b) = sealed(&s0, k0, 1);
-        let o = r
-            .open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b, 5_000)
-            .unwrap();
-        assert!(!o.revived);
+        let (_, c) = open_commit(&mut r, sealed(&s0, k0, 1), 5_000).unwrap();
+        assert!(!c.revived);
         assert_eq!(r.last_opened(P), Some(5_000));
         r.set_silent(P, true);
         // A replay or a forgery is no sign of life.
-        let (h2, mut b2) = sealed(&s0, k0, 1);
-        assert!(
-            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h2, &mut b2, 6_000)
-                .is_err()
-        );
-        let (h3, mut b3) = sealed(&secret(8), k0, 2);
-        assert!(
-            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h3, &mut b3, 6_000)
-                .is_err()
-        );
+        assert!(open_commit(&mut r, sealed(&s0, k0, 1), 6_000).is_err());
+        assert!(open_commit(&mut r, sealed(&secret(8), k0, 2), 6_000).is_err());
         assert_eq!(r.last_opened(P), Some(5_000));
-        let (h4, mut b4) = sealed(&s0, k0, 3);
-        let o = r
-            .open(P, DatagramKind::Audio, Some(ME), ROOM, &h4, &mut b4, 7_000)
-            .unwrap();
-        assert!(o.revived);
+        let (_, c) = open_commit(&mut r, sealed(&s0, k0, 3), 7_000).unwrap();
+        assert!(c.revived);
         assert_eq!(r.last_opened(P), Some(7_000));
-        let (h5, mut b5) = sealed(&s0, k0, 4);
-        let o = r
-            .open(P, DatagramKind::Audio, Some(ME), ROOM, &h5, &mut b5, 8_000)
-            .unwrap();
-        assert!(!o.revived, "reported once");
+        let (_, c) = open_commit(&mut r, sealed(&s0, k0, 4), 8_000).unwrap();
+        assert!(!c.revived, "reported once");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use vcall_proto::e2ee::KeyId;
+use vcall_proto::e2ee::{KeyId, MediaAad};
 use vcall_proto::{DatagramKind, PeerId};
 
 use crate::media::{MediaKey, SealError, SenderSecret};
@@ -115,7 +115,9 @@ impl SenderKeys {
         self.current.id
     }
 
-    /// Seals under the current key with the next counter (see [`MediaKey::seal_in_place`]).
+    /// Seals under the current key with the next counter (see [`MediaKey::seal_in_place_with`];
+    /// `trailer` appends the signature trailer).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn seal_in_place(
         &mut self,
         me: PeerId,
@@ -124,10 +126,18 @@ impl SenderKeys {
         room_id: &[u8],
         buf: &mut Vec<u8>,
         start: usize,
+        trailer: impl FnOnce(&MediaAad, &mut Vec<u8>),
     ) -> Result<(), SealError> {
-        self.current
-            .media
-            .seal_in_place(self.counter, me, kind, target, room_id, buf, start)?;
+        self.current.media.seal_in_place_with(
+            self.counter,
+            me,
+            kind,
+            target,
+            room_id,
+            buf,
+            start,
+            trailer,
+        )?;
         self.counter += 1;
         self.current.used = true;
         Ok(())
@@ -425,7 +435,7 @@ mod tests {
             "never given nor sealed with: no step"
         );
         let mut buf = vec![0u8; vcall_proto::e2ee::SealedHeader::LEN];
-        k.seal_in_place(A, DatagramKind::Audio, None, ROOM, &mut buf, 0)
+        k.seal_in_place(A, DatagramKind::Audio, None, ROOM, &mut buf, 0, |_, _| {})
             .unwrap();
         assert_eq!(
             k.ratchet_on_join(ROOM),

@@ -10,8 +10,9 @@ use super::*;
 use crate::{HandshakeEvent, Rejection};
 
 /// SHA-256 of the transcript. History: `29a44843…` was the original `session.rs` (before the
-/// split, nets without heartbeats); see the git log of this file for each change since.
-const EXPECTED: &str = "e5fcce4a22ff71406afd724029ba834787f3a27bc8ade3e4c34048157f112291";
+/// split, nets without heartbeats); see the git log of this file for each change since
+/// (the latest: protocol v2 sender signatures in every sealed body).
+const EXPECTED: &str = "46e68d5e9ce73857819f6368ad96f745167ed34089ab72ed3360f234dcac8805";
 
 /// The peer of a log line as a wire id (0: none).
 fn log_peer(e: &HandshakeEvent) -> u32 {
@@ -190,7 +191,7 @@ fn scenario_spies_and_open_room(t: &mut Transcript) {
     net.advance(5_000);
     t.checkpoint(&net, "spies joined");
     for (a, b) in [(0, 2), (0, 3), (2, 0), (3, 1), (0, 1)] {
-        let d = net.seal_datagram(a, DatagramKind::Audio, b"spied");
+        let d = net.seal_datagram(a, DatagramKind::Feedback, b"spied");
         let r = net.open_datagram(b, &d);
         t.line(format_args!("open {a}->{b} {r:?}"));
     }

@@ -71,7 +71,7 @@ fn a_spy_without_the_secret_gets_no_keys_and_decrypts_nothing() {
     assert_eq!(net.clients[0].s.security_code(), code);
     assert_eq!(net.clients[1].s.security_code(), code);
     // Members still talk to each other.
-    let d = net.seal_datagram(0, DatagramKind::Audio, b"a");
+    let d = net.seal_datagram(0, DatagramKind::Feedback, b"a");
     assert_eq!(net.open_datagram(1, &d), Ok(b"a".to_vec()));
 }
 
@@ -92,7 +92,7 @@ fn after_a_leave_the_leaver_cannot_decrypt_new_media() {
     }
     // The relay keeps forwarding to Casey: she opens nothing new.
     for m in [0, 1] {
-        let d = net.seal_datagram(m, DatagramKind::Audio, b"after");
+        let d = net.seal_datagram(m, DatagramKind::Feedback, b"after");
         assert!(matches!(
             net.open_datagram(2, &d),
             Err(OpenError::UnknownKey { .. })
@@ -122,7 +122,7 @@ fn a_newcomer_cannot_decrypt_media_from_before_it_joined() {
     let room = secret_room("r");
     let mut net = keyed_room(&["Alice", "Bob"], &room);
     let before: Vec<Vec<u8>> = (0..3)
-        .map(|i| net.seal_datagram(0, DatagramKind::Audio, format!("old {i}").as_bytes()))
+        .map(|i| net.seal_datagram(0, DatagramKind::Feedback, format!("old {i}").as_bytes()))
         .collect();
     let casey = net.join("Casey", identity(2), room.clone());
     net.advance(2_000);
@@ -186,7 +186,7 @@ fn a_leave_and_a_join_at_the_same_moment_never_give_two_keys_one_id() {
     net.advance(3_000);
     assert_key_ids_unique(&net);
     net.assert_all_decrypt();
-    let d = net.seal_datagram(0, DatagramKind::Audio, b"x");
+    let d = net.seal_datagram(0, DatagramKind::Feedback, b"x");
     assert!(net.open_datagram(dave, &d).is_err());
     assert!(net.open_datagram(erin, &d).is_ok());
 }
@@ -254,7 +254,7 @@ proptest! {
             net.clients[0].s.test_ratchet(now);
         }
         while net.clients[0].s.poll_action().is_some() {}
-        let old = net.seal_datagram(0, DatagramKind::Audio, b"x");
+        let old = net.seal_datagram(0, DatagramKind::Feedback, b"x");
         let r = net.open_datagram(1, &old);
         if steps <= 8 {
             prop_assert_eq!(r, Ok(b"x".to_vec()));
@@ -265,7 +265,7 @@ proptest! {
             net.clients[0].s.test_ratchet(now);
         }
         while net.clients[0].s.poll_action().is_some() {}
-        let d = net.seal_datagram(0, DatagramKind::Audio, b"y");
+        let d = net.seal_datagram(0, DatagramKind::Feedback, b"y");
         let r = net.open_datagram(1, &d);
         prop_assert_eq!(r.is_ok(), steps <= 8 && again <= 8, "{:?}", r);
     }
@@ -305,7 +305,7 @@ proptest! {
             net.drain(0);
         }
         net.run();
-        let d = net.seal_datagram(1, DatagramKind::Audio, b"still fine");
+        let d = net.seal_datagram(1, DatagramKind::Feedback, b"still fine");
         prop_assert_eq!(net.open_datagram(0, &d), Ok(b"still fine".to_vec()));
     }
 }

@@ -235,7 +235,7 @@ fn key_messages_redirected_altered_or_replayed_are_rejected_before_rsa() {
 fn media_replayed_resent_relabelled_moved_or_flipped_is_rejected() {
     let mut net = room_of_three();
     let (alice, casey) = (net.clients[0].id, net.clients[2].id);
-    let d = net.seal_datagram(0, DatagramKind::Audio, b"opus frame");
+    let d = net.seal_datagram(0, DatagramKind::Feedback, b"opus frame");
     assert_eq!(net.open_datagram(1, &d), Ok(b"opus frame".to_vec()));
     // Replay.
     assert_eq!(
@@ -328,3 +328,146 @@ fn d_counter(d: &[u8]) -> u64 {
 
 use crate::KeyId;
 use crate::session::HandshakeEvent;
+
+/// Finding 3 of the second security review: every member holds Bob's sender key, so before
+/// signatures Casey (a member, with the relay's help for the sender stamp) could seal frames
+/// as Bob, and push Bob's counter far ahead so his real packets failed as replays. Now every
+/// body must carry Bob's own Ed25519 signature (audio through batches) before it is played or
+/// its counter recorded.
+#[test]
+fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
+    use crate::sender_auth::{AudioBatcher, TRAILER_NONE, append_trailer};
+    use vcall_proto::e2ee::SealedHeader;
+
+    let mut net = room_of_three();
+    let (alice, bob, casey) = (0, 1, 2);
+    let bob_id = net.clients[bob].id;
+    let (key, _) = net.clients[bob].s.own_key_check();
+    let secret = net.clients[casey]
+        .s
+        .held_secret(bob_id, key)
+        .expect("Casey holds Bob's key, as every member does");
+    let room_id = net.clients[casey].s.room().room_id().to_vec();
+    let media = MediaKey::derive(key, &secret, &room_id);
+    let casey_identity = identity(2);
+    // Casey seals `app` as Bob under `counter`, signed by `signer` (Casey's own key), or with
+    // `raw` as the whole trailer.
+    let mut batch = AudioBatcher::default();
+    let mut forge = |kind: DatagramKind, counter: u64, app: &[u8], raw: Option<&[u8]>| {
+        let mut buf = vec![0u8; SealedHeader::LEN];
+        buf.extend_from_slice(app);
+        media
+            .seal_in_place_with(counter, bob_id, kind, None, &room_id, &mut buf, 0, |aad, b| {
+                match raw {
+                    Some(t) => b.extend_from_slice(t),
+                    None => {
+                        append_trailer(kind, aad, SealedHeader::LEN, b, &casey_identity, &mut batch)
+                    }
+                }
+            })
+            .unwrap();
+        buf
+    };
+    let open_at_alice = |net: &mut Net, kind: DatagramKind, mut body: Vec<u8>| {
+        let now = net.now;
+        let r = net.clients[alice]
+            .s
+            .open(bob_id, kind, None, &mut body, now)
+            .map(|p| p.to_vec());
+        net.drain(alice);
+        r
+    };
+    let far = 1u64 << 40;
+    // Video and heartbeats signed by Casey, unsigned, or with a zero signature.
+    for kind in [DatagramKind::Video, DatagramKind::Heartbeat, DatagramKind::Feedback] {
+        let signed_by_casey = forge(kind, far, b"forged by Casey", None);
+        assert_eq!(
+            open_at_alice(&mut net, kind, signed_by_casey),
+            Err(OpenError::BadSignature),
+            "{kind:?} signed by Casey"
+        );
+        let mut zero = vec![0u8; 64];
+        zero.push(crate::sender_auth::TRAILER_SIGNATURE);
+        assert_eq!(
+            open_at_alice(&mut net, kind, forge(kind, far + 1, b"x", Some(&zero))),
+            Err(OpenError::BadSignature),
+            "{kind:?} with a zero signature"
+        );
+        assert_eq!(
+            open_at_alice(&mut net, kind, forge(kind, far + 2, b"x", Some(&[TRAILER_NONE]))),
+            Err(OpenError::Malformed),
+            "{kind:?} without a signature"
+        );
+    }
+    // Bob's genuine frame, re-sealed by Casey under a far counter with Bob's own trailer:
+    // Bob's signature covers the counter, so it does not vouch for the copy.
+    let genuine = net.seal_datagram(bob, DatagramKind::Heartbeat, b"bob's heartbeat");
+    let (_, off) = DatagramHeader::decode(&genuine).unwrap();
+    let mut body = genuine[off..].to_vec();
+    let header = SealedHeader::decode(&body).unwrap();
+    let plain_with_trailer = media
+        .open_in_place(&header, bob_id, DatagramKind::Heartbeat, None, &room_id, &mut body)
+        .unwrap()
+        .to_vec();
+    let (app, trailer) = plain_with_trailer.split_at(b"bob's heartbeat".len());
+    let copied = forge(DatagramKind::Heartbeat, far + 3, app, Some(trailer));
+    assert_eq!(
+        open_at_alice(&mut net, DatagramKind::Heartbeat, copied),
+        Err(OpenError::BadSignature)
+    );
+    // Nothing pushed Bob's counter: his genuine packets still open at Alice.
+    assert_eq!(
+        net.open_datagram(alice, &genuine),
+        Ok(b"bob's heartbeat".to_vec())
+    );
+    net.assert_all_decrypt();
+
+    // Audio: Casey's packets wait for a batch that never vouches for them; her own batch
+    // signature fails; Bob's genuine audio is released by Bob's batches, and only his.
+    let before = net.clients[alice].s.attribution_stats();
+    for i in 0..6u64 {
+        let body = forge(DatagramKind::Audio, far + 10 + i, b"casey audio", Some(&[TRAILER_NONE]));
+        assert_eq!(
+            open_at_alice(&mut net, DatagramKind::Audio, body),
+            Err(OpenError::AwaitingSignature)
+        );
+    }
+    let mut casey_batch = Err(OpenError::Malformed);
+    for i in 0..5u64 {
+        casey_batch = open_at_alice(
+            &mut net,
+            DatagramKind::Audio,
+            forge(DatagramKind::Audio, far + 20 + i, b"casey audio", None),
+        );
+    }
+    assert_eq!(casey_batch, Err(OpenError::BadSignature), "Casey's own batch");
+    let mut played = Vec::new();
+    for i in 0..10u8 {
+        let d = net.seal_datagram(bob, DatagramKind::Audio, &[b'b', i]);
+        match net.open_datagram(alice, &d) {
+            Ok(p) => played.push(p),
+            Err(e) => assert_eq!(e, OpenError::AwaitingSignature),
+        }
+        let now = net.now;
+        while let Some(a) = net.clients[alice].s.take_attributed(now) {
+            assert_eq!(a.sender, bob_id);
+            played.push(a.plaintext.clone());
+            net.clients[alice].s.recycle(a);
+        }
+    }
+    played.sort();
+    assert_eq!(played, (0..10u8).map(|i| vec![b'b', i]).collect::<Vec<_>>());
+    // Casey's waiting packets expire unplayed.
+    net.advance(1_000);
+    let after = net.clients[alice].s.attribution_stats();
+    assert!(
+        after.audio_unattributed >= before.audio_unattributed + 10,
+        "{after:?}"
+    );
+    assert_eq!(
+        after.audio_released - before.audio_released,
+        8,
+        "Bob's first four of each batch"
+    );
+    net.assert_all_decrypt();
+}

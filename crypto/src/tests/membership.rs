@@ -75,7 +75,7 @@ fn a_member_the_relay_never_announced_gets_no_keys_and_is_not_in_the_code() {
             Action::Rejected { peer, reason: Rejection::NotInRoster } if *peer == eve_id)));
     }
     for m in 0..3 {
-        let d = net.seal_datagram(m, DatagramKind::Audio, b"not for eve");
+        let d = net.seal_datagram(m, DatagramKind::Feedback, b"not for eve");
         assert!(net.open_datagram(eve, &d).is_err());
     }
     net.assert_decrypt_among(&[0, 1, 2]);
@@ -107,7 +107,7 @@ fn a_member_that_went_away_without_a_leave_is_rekeyed_out_after_ten_silent_secon
         );
     }
     for m in [0, casey] {
-        let d = net.seal_datagram(m, DatagramKind::Audio, b"after bob went away");
+        let d = net.seal_datagram(m, DatagramKind::Feedback, b"after bob went away");
         assert!(
             matches!(
                 net.open_datagram(bob, &d),
@@ -193,7 +193,7 @@ fn a_newcomer_cannot_open_what_was_sealed_while_the_sender_was_alone() {
     let alice = net.join("Alice", identity(0), room.clone());
     net.advance(3_000);
     let alone: Vec<Vec<u8>> = (0..3)
-        .map(|i| net.seal_datagram(alice, DatagramKind::Audio, format!("alone {i}").as_bytes()))
+        .map(|i| net.seal_datagram(alice, DatagramKind::Feedback, format!("alone {i}").as_bytes()))
         .collect();
     let bob = net.join("Bob", identity(1), room.clone());
     net.advance(2_000);
@@ -210,7 +210,7 @@ fn a_newcomer_cannot_open_what_was_sealed_while_the_sender_was_alone() {
     let wrong = RoomKeys::derive("membership", Some(&RoomSecret::Key([8; 32]))).unwrap();
     net.join("Spy", identity(3), wrong.with_room_id(room.room_id()));
     net.advance(3_000);
-    let before_bob = net.seal_datagram(alice, DatagramKind::Audio, b"spy only");
+    let before_bob = net.seal_datagram(alice, DatagramKind::Feedback, b"spy only");
     let bob = net.join("Bob", identity(1), room);
     net.advance(2_000);
     assert!(matches!(
@@ -226,7 +226,7 @@ fn a_newcomer_after_the_last_generation_gets_a_fresh_epoch_and_never_the_used_ke
     net.clients[0].s.exhaust_generations();
     let last = net.clients[0].s.sender_key_id();
     assert_eq!(last.generation, u16::MAX);
-    let before = net.seal_datagram(0, DatagramKind::Audio, b"before casey");
+    let before = net.seal_datagram(0, DatagramKind::Feedback, b"before casey");
     let casey = net.join("Casey", identity(2), room);
     net.advance(3_000);
     let alice_id = net.clients[0].id;

@@ -91,7 +91,11 @@ impl LocalMedia {
     /// bytes, `meta`, the access unit, with room for the tag (one allocation).
     pub fn video(meta: VideoMeta, access_unit: &[u8]) -> Self {
         let mut frame = Vec::with_capacity(
-            SealedHeader::LEN + VideoMeta::LEN + access_unit.len() + vcall_crypto::SEAL_OVERHEAD,
+            SealedHeader::LEN
+                + VideoMeta::LEN
+                + access_unit.len()
+                + vcall_crypto::SEAL_OVERHEAD
+                + vcall_crypto::sender_auth::MAX_TRAILER_LEN,
         );
         frame.extend_from_slice(&[0; SealedHeader::LEN]);
         meta.append(&mut frame);
@@ -242,6 +246,8 @@ pub struct CallCore {
     scratch: Vec<u8>,
     counters: CoreCounters,
     started_unix_ms: u64,
+    /// Set when the core itself ends the call (the E2EE session ended); see `take_end`.
+    ending: Option<EndReason>,
 }
 
 impl CallCore {
@@ -284,12 +290,19 @@ impl CallCore {
             scratch: Vec::with_capacity(MAX_DATAGRAM_SIZE),
             counters: CoreCounters::default(),
             started_unix_ms,
+            ending: None,
         };
         for peer in core.roster.keys().copied().collect::<Vec<_>>() {
             core.remotes.insert(peer, RemotePeer::default());
         }
         core.drain_session(now);
         core
+    }
+
+    /// Why the core ended the call by itself, once (then the shell stops driving it). The
+    /// `Leave` frame is already queued as an output.
+    pub fn take_end(&mut self) -> Option<EndReason> {
+        self.ending.take()
     }
 
     /// Our peer id in this call.
@@ -413,8 +426,10 @@ impl CallCore {
                 return ControlFlow::Break(EndReason::RelayShutDown { code, message });
             }
             ControlFrame::Error { code, message } => {
-                // A signal that raced with its addressee leaving is harmless.
-                if code != ErrorCode::UnknownPeer {
+                // A signal that raced with its addressee leaving is harmless, and a rate-limit
+                // notice only says datagrams were dropped (the relay closes the connection
+                // when it means to end it).
+                if !matches!(code, ErrorCode::UnknownPeer | ErrorCode::RateLimited) {
                     return ControlFlow::Break(EndReason::RelayRefused { code, message });
                 }
             }
@@ -637,13 +652,15 @@ impl CallCore {
         let now_ms = self.clock.unix_ms(now);
         self.scratch.clear();
         self.scratch.extend_from_slice(body);
-        let plain = match self
+        let opened = self
             .session
-            .open(sender, kind, target, &mut self.scratch, now_ms)
-        {
+            .open(sender, kind, target, &mut self.scratch, now_ms);
+        let plain = match opened {
             Ok(plain) => plain,
             Err(e) => {
                 self.note_open_error(sender, &e);
+                // Audio held for its batch signature may have been released by this body.
+                self.play_attributed_audio(now_ms);
                 // A body under an unknown key makes the session re-announce.
                 self.drain_session(now);
                 return;
@@ -662,6 +679,9 @@ impl CallCore {
                         opus: opus.to_vec(),
                     }));
                 }
+                // This packet's batch signature attributed the held ones it covers.
+                self.play_attributed_audio(now_ms);
+                self.drain_session(now);
             }
             DatagramKind::Heartbeat => {
                 if let Ok(hb) = Heartbeat::decode(plain) {
@@ -688,10 +708,31 @@ impl CallCore {
         }
     }
 
+    /// Plays the held audio packets that a batch signature attributed to their sender.
+    fn play_attributed_audio(&mut self, now_ms: u64) {
+        while let Some(audio) = self.session.take_attributed(now_ms) {
+            if let Some(remote) = self.remotes.get_mut(&audio.sender)
+                && let Ok((meta, opus)) = AudioMeta::decode(&audio.plaintext)
+            {
+                remote.note_audio_sequence(meta.sequence);
+                self.outputs.push_back(Output::Play(AudioToPlay {
+                    peer: audio.sender,
+                    meta,
+                    opus: opus.to_vec(),
+                }));
+            }
+            self.session.recycle(audio);
+        }
+    }
+
     fn note_open_error(&mut self, sender: PeerId, e: &OpenError) {
         match e {
-            // No key yet (the session re-announces) or not addressed to us: not a failure.
-            OpenError::UnknownKey { .. } | OpenError::NotForMe | OpenError::NotJoined => {}
+            // No key yet (the session re-announces), not addressed to us, or audio waiting for
+            // its batch signature: not a failure.
+            OpenError::UnknownKey { .. }
+            | OpenError::NotForMe
+            | OpenError::NotJoined
+            | OpenError::AwaitingSignature => {}
             _ => {
                 if let Some(r) = self.remotes.get_mut(&sender) {
                     r.decrypt_failures += 1;
@@ -756,7 +797,12 @@ impl CallCore {
     /// Seals one datagram body and queues it; false if it could not be sealed or is too large.
     fn send_sealed(&mut self, kind: DatagramKind, target: Option<PeerId>, plain: &[u8]) -> bool {
         let header = DatagramHeader::new(kind, target);
-        let mut out = Vec::with_capacity(header.len() + plain.len() + vcall_crypto::SEAL_OVERHEAD);
+        let mut out = Vec::with_capacity(
+            header.len()
+                + plain.len()
+                + vcall_crypto::SEAL_OVERHEAD
+                + vcall_crypto::sender_auth::MAX_TRAILER_LEN,
+        );
         header.append(&mut out);
         if self.session.seal(kind, target, plain, &mut out).is_err()
             || out.len() > self.datagram_limit
@@ -805,11 +851,11 @@ impl CallCore {
                 | Action::PeerChanged { .. }
                 | Action::PeerSilent { .. } => peers_changed = true,
                 Action::Fatal(fatal) => {
-                    // The session can no longer seal: say so; nothing more is sent.
-                    let text = fatal.to_string();
-                    if !self.state.errors.contains(&text) {
-                        self.state.errors.push(text);
-                    }
+                    // The session can no longer seal: the call ends with the reason.
+                    let reason = EndReason::EncryptionEnded(fatal.to_string());
+                    self.outputs.push_back(Output::Control(ControlFrame::Leave));
+                    self.state.phase = CallPhase::Ended(reason.clone());
+                    self.ending = Some(reason);
                     self.publish_now = true;
                 }
             }

@@ -346,18 +346,20 @@ fn datagrams_from_strangers_and_garbage_are_counted_not_delivered() {
 }
 
 #[test]
-fn a_relay_error_ends_the_call_with_its_code_and_unknown_peer_does_not() {
+fn a_relay_error_ends_the_call_with_its_code_and_unknown_peer_or_rate_limited_does_not() {
     let (mut call, ids) = keyed_call(1, 9);
     let now = call.now;
     let core = &mut call.member_mut(ids[0]).core;
-    let flow = core.handle_control(
-        now,
-        ControlFrame::Error {
-            code: ErrorCode::UnknownPeer,
-            message: "gone".into(),
-        },
-    );
-    assert_eq!(flow, ControlFlow::Continue(()));
+    for code in [ErrorCode::UnknownPeer, ErrorCode::RateLimited] {
+        let flow = core.handle_control(
+            now,
+            ControlFrame::Error {
+                code,
+                message: "notice".into(),
+            },
+        );
+        assert_eq!(flow, ControlFlow::Continue(()), "{code:?}");
+    }
     let flow = core.handle_control(
         now,
         ControlFrame::GoAway {
