@@ -230,7 +230,15 @@ fn audio_batch(c: &mut Criterion) {
                 out.extend_from_slice(&[0; SealedHeader::LEN]);
                 out.extend_from_slice(&plaintext);
                 unsigned
-                    .seal_in_place(counter, PAIR_SENDER, DatagramKind::Audio, None, ROOM, &mut out, 0)
+                    .seal_in_place(
+                        counter,
+                        PAIR_SENDER,
+                        DatagramKind::Audio,
+                        None,
+                        ROOM,
+                        &mut out,
+                        0,
+                    )
                     .expect("seal");
                 black_box(&out);
             }
@@ -283,7 +291,15 @@ fn audio_batch(c: &mut Criterion) {
                         let mut body = vec![0u8; SealedHeader::LEN];
                         body.extend_from_slice(&plaintext);
                         unsigned
-                            .seal_in_place(counter, PAIR_SENDER, DatagramKind::Audio, None, ROOM, &mut body, 0)
+                            .seal_in_place(
+                                counter,
+                                PAIR_SENDER,
+                                DatagramKind::Audio,
+                                None,
+                                ROOM,
+                                &mut body,
+                                0,
+                            )
                             .expect("seal");
                         body
                     })

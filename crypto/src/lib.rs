@@ -57,6 +57,7 @@ pub use link::{InviteLink, LinkError, RoomKeys, RoomSecret};
 pub use media::{MediaKey, OpenError, ReplayWindow, SEAL_OVERHEAD, SealError, SenderSecret};
 pub use random::{OsRandom, RandomSource, SeededRandom};
 pub use session::{
-    Action, AttributedAudio, AttributionStats, Fatal, HandshakeEvent, HandshakeEventKind, PeerInfo, Rejection, Session, SessionConfig,
+    Action, AttributedAudio, AttributionStats, Fatal, HandshakeEvent, HandshakeEventKind, PeerInfo,
+    Rejection, Session, SessionConfig,
 };
 pub use vcall_proto::e2ee::KeyId;

@@ -151,7 +151,16 @@ impl MediaKey {
         buf: &mut Vec<u8>,
         start: usize,
     ) -> Result<(), SealError> {
-        self.seal_in_place_with(counter, sender, kind, target, room_id, buf, start, |_, _| {})
+        self.seal_in_place_with(
+            counter,
+            sender,
+            kind,
+            target,
+            room_id,
+            buf,
+            start,
+            |_, _| {},
+        )
     }
 
     /// [`MediaKey::seal_in_place`], calling `trailer` with the packet's AAD just before

@@ -218,8 +218,7 @@ pub fn verify_batch(
     digests: &[u8],
     signature: &[u8; SIGNATURE_LEN],
 ) -> bool {
-    if digests.len() < DIGEST_LEN || digests[digests.len() - DIGEST_LEN..] != digest[..DIGEST_LEN]
-    {
+    if digests.len() < DIGEST_LEN || digests[digests.len() - DIGEST_LEN..] != digest[..DIGEST_LEN] {
         return false;
     }
     let (m, n) = batch_message(digests);
@@ -293,7 +292,10 @@ mod tests {
             digests.push(short_digest(&digest));
             match t {
                 Trailer::None => assert_ne!(counter % 5, 4, "packet {counter}"),
-                Trailer::Batch { digests: listed, signature } => {
+                Trailer::Batch {
+                    digests: listed,
+                    signature,
+                } => {
                     assert_eq!(counter % 5, 4, "packet {counter}");
                     let from = digests.len().saturating_sub(BATCH_WINDOW);
                     assert_eq!(listed, digests[from..].concat().as_slice());
@@ -324,6 +326,9 @@ mod tests {
                 "n {n}"
             );
         }
-        assert!(split(DatagramKind::Audio, &mut [9, 9, 7]).is_err(), "unknown type");
+        assert!(
+            split(DatagramKind::Audio, &mut [9, 9, 7]).is_err(),
+            "unknown type"
+        );
     }
 }

@@ -43,8 +43,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use vcall_proto::e2ee::{
-    E2eeSignal, KeyAck, KeyId, KeyMessage, MAX_DISPLAY_NAME, MediaAad, SealedHeader,
-    decode_signal,
+    E2eeSignal, KeyAck, KeyId, KeyMessage, MAX_DISPLAY_NAME, MediaAad, SealedHeader, decode_signal,
 };
 use vcall_proto::{DatagramKind, PeerId, Recipient};
 

@@ -343,10 +343,7 @@ impl ReceivedKeys {
     /// The secret of `key` stepped forward from the newest generation of its epoch we hold,
     /// when it is within `max_ratchet_steps` (and we do not hold `key` itself).
     fn stepped_secret(&self, p: &FromPeer, key: KeyId, room_id: &[u8]) -> Option<SenderSecret> {
-        let (base_id, base) = p
-            .keys
-            .range(KeyId::new(key.epoch, 0)..key)
-            .next_back()?;
+        let (base_id, base) = p.keys.range(KeyId::new(key.epoch, 0)..key).next_back()?;
         let steps = key.generation - base_id.generation;
         if steps > self.config.max_ratchet_steps {
             return None;
@@ -637,7 +634,10 @@ mod tests {
         let k8 = KeyId::new(0, 8);
         // Opening alone records nothing: the key is installed only on commit.
         let (h, mut b) = sealed(&s, k8, 6);
-        assert!(r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b).is_ok());
+        assert!(
+            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b)
+                .is_ok()
+        );
         assert!(r.secret(P, k8).is_none());
         assert_eq!(
             open(&mut r, sealed(&s, k8, 6)),
@@ -676,7 +676,10 @@ mod tests {
         // A body far ahead that is opened but never committed (its signature failed) does not
         // push the window: the sender's next real counters still open.
         let (h, mut b) = sealed(&s0, k0, 1 << 40);
-        assert!(r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b).is_ok());
+        assert!(
+            r.open(P, DatagramKind::Audio, Some(ME), ROOM, &h, &mut b)
+                .is_ok()
+        );
         assert!(open_commit(&mut r, sealed(&s0, k0, 3), 0).is_ok());
         assert_eq!(
             r.commit(P, k0, 3, ROOM, 0),

@@ -357,14 +357,21 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
         let mut buf = vec![0u8; SealedHeader::LEN];
         buf.extend_from_slice(app);
         media
-            .seal_in_place_with(counter, bob_id, kind, None, &room_id, &mut buf, 0, |aad, b| {
-                match raw {
+            .seal_in_place_with(
+                counter,
+                bob_id,
+                kind,
+                None,
+                &room_id,
+                &mut buf,
+                0,
+                |aad, b| match raw {
                     Some(t) => b.extend_from_slice(t),
                     None => {
                         append_trailer(kind, aad, SealedHeader::LEN, b, &casey_identity, &mut batch)
                     }
-                }
-            })
+                },
+            )
             .unwrap();
         buf
     };
@@ -379,7 +386,11 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
     };
     let far = 1u64 << 40;
     // Video and heartbeats signed by Casey, unsigned, or with a zero signature.
-    for kind in [DatagramKind::Video, DatagramKind::Heartbeat, DatagramKind::Feedback] {
+    for kind in [
+        DatagramKind::Video,
+        DatagramKind::Heartbeat,
+        DatagramKind::Feedback,
+    ] {
         let signed_by_casey = forge(kind, far, b"forged by Casey", None);
         assert_eq!(
             open_at_alice(&mut net, kind, signed_by_casey),
@@ -394,7 +405,11 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
             "{kind:?} with a zero signature"
         );
         assert_eq!(
-            open_at_alice(&mut net, kind, forge(kind, far + 2, b"x", Some(&[TRAILER_NONE]))),
+            open_at_alice(
+                &mut net,
+                kind,
+                forge(kind, far + 2, b"x", Some(&[TRAILER_NONE]))
+            ),
             Err(OpenError::Malformed),
             "{kind:?} without a signature"
         );
@@ -406,7 +421,14 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
     let mut body = genuine[off..].to_vec();
     let header = SealedHeader::decode(&body).unwrap();
     let plain_with_trailer = media
-        .open_in_place(&header, bob_id, DatagramKind::Heartbeat, None, &room_id, &mut body)
+        .open_in_place(
+            &header,
+            bob_id,
+            DatagramKind::Heartbeat,
+            None,
+            &room_id,
+            &mut body,
+        )
         .unwrap()
         .to_vec();
     let (app, trailer) = plain_with_trailer.split_at(b"bob's heartbeat".len());
@@ -426,7 +448,12 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
     // signature fails; Bob's genuine audio is released by Bob's batches, and only his.
     let before = net.clients[alice].s.attribution_stats();
     for i in 0..6u64 {
-        let body = forge(DatagramKind::Audio, far + 10 + i, b"casey audio", Some(&[TRAILER_NONE]));
+        let body = forge(
+            DatagramKind::Audio,
+            far + 10 + i,
+            b"casey audio",
+            Some(&[TRAILER_NONE]),
+        );
         assert_eq!(
             open_at_alice(&mut net, DatagramKind::Audio, body),
             Err(OpenError::AwaitingSignature)
@@ -440,7 +467,11 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
             forge(DatagramKind::Audio, far + 20 + i, b"casey audio", None),
         );
     }
-    assert_eq!(casey_batch, Err(OpenError::BadSignature), "Casey's own batch");
+    assert_eq!(
+        casey_batch,
+        Err(OpenError::BadSignature),
+        "Casey's own batch"
+    );
     let mut played = Vec::new();
     for i in 0..10u8 {
         let d = net.seal_datagram(bob, DatagramKind::Audio, &[b'b', i]);

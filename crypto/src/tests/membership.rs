@@ -193,7 +193,13 @@ fn a_newcomer_cannot_open_what_was_sealed_while_the_sender_was_alone() {
     let alice = net.join("Alice", identity(0), room.clone());
     net.advance(3_000);
     let alone: Vec<Vec<u8>> = (0..3)
-        .map(|i| net.seal_datagram(alice, DatagramKind::Feedback, format!("alone {i}").as_bytes()))
+        .map(|i| {
+            net.seal_datagram(
+                alice,
+                DatagramKind::Feedback,
+                format!("alone {i}").as_bytes(),
+            )
+        })
         .collect();
     let bob = net.join("Bob", identity(1), room.clone());
     net.advance(2_000);
