@@ -146,7 +146,8 @@ impl Heartbeat {
 ///
 /// ```text
 /// 0  1  type   1 = keyframe request, 2 = receiver report
-/// keyframe request:  1..5  last_frame_number u32 BE (last frame decoded, 0 if none)
+/// keyframe request:  1..5  last_frame_number u32 BE (highest frame_number received from that
+///                           sender since its first keyframe, 0 if none; informational)
 /// receiver report:   1..5  video_frames_received u32 BE (cumulative)
 ///                    5..9  video_frames_lost     u32 BE (cumulative)
 ///                    9..13 audio_frames_lost     u32 BE (cumulative)

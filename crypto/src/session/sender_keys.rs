@@ -214,8 +214,9 @@ impl SenderKeys {
     }
 
     /// Starts a new epoch with a fresh random secret, awaiting acks from `members` (to whom the
-    /// caller then sends it). Returns its id, or `None` when epoch ids are exhausted (65535
-    /// rekeys: the current key stays, a documented limit). Either way the rotation period
+    /// caller then sends it). Returns its id, or `None` when epoch ids are exhausted (after
+    /// 65,534 new epochs, ids 1..=65534; epoch 65535 is never used): the current key stays
+    /// and the session ends itself (`Fatal::EpochsExhausted`). Either way the rotation period
     /// restarts.
     pub(crate) fn start_epoch(
         &mut self,
