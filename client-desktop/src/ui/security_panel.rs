@@ -204,7 +204,7 @@ fn security_code(ui: &mut Ui, state: &CallState, listed_people: usize) {
 /// warnings, and the whole fingerprint.
 fn member_row(ui: &mut Ui, member: &Member) {
     let (mark, colour) = match (member.is_self, member.has_link) {
-        (true, _) => ("●", Color32::GRAY),
+        (true, _) => ("✔", Color32::GRAY),
         (false, true) => ("✔", GREEN),
         (false, false) => ("⚠", AMBER),
     };
