@@ -87,8 +87,11 @@ fn starting_a_call_shows_the_invite_link() {
     );
     harness.get_by_label(&format!("Invite link: {link}"));
     harness.get_by_label("Copy invite link");
-    // The test tone is a voice: the tile may add ", speaking".
-    harness.get_by_label_contains("Ada (you): microphone on, camera on");
+    // Our tile carries our fingerprint tag; the test tone is a voice: it may add ", speaking".
+    let my_tag = state
+        .and_then(|s| fingerprint_tag(&s.security.my_fingerprint))
+        .expect("our fingerprint");
+    harness.get_by_label_contains(&format!("Ada (you) · {my_tag}: microphone on, camera on"));
 }
 
 #[test]
