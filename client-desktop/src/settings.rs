@@ -1,11 +1,14 @@
 //! The app's persisted choices (name, devices, relay, recent links) in a TOML file in the XDG
-//! config directory, written with mode 0600 because invite links carry room secrets.
+//! config directory, written with mode 0600. Recent links are stored without their secret
+//! fragment ([`InviteLink::without_secret`]: `#k` / `#p` with no value), so the file never holds
+//! a room secret; a saved link needs the full invite link again to join.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use vcall_crypto::{InviteLink, LinkError};
 
 /// How many recent links the lobby remembers.
 pub const MAX_RECENT_LINKS: usize = 5;
@@ -51,28 +54,52 @@ pub struct Settings {
     /// SHA-256 fingerprint (hex) of that relay's self-signed certificate; empty when the relay
     /// has a certificate from a public CA.
     pub relay_fingerprint: String,
-    /// Most recent first; they contain room secrets, hence the file's mode.
+    /// Most recent first, without their secrets (see [`storable_link`]).
     pub recent_links: Vec<String>,
     /// Show the per-tile statistics overlay.
     pub show_stats: bool,
 }
 
 impl Settings {
-    /// Puts `link` first in the recent links, without duplicates, keeping at most
-    /// [`MAX_RECENT_LINKS`].
+    /// Puts `link`, without its secret, first in the recent links, without duplicates,
+    /// keeping at most [`MAX_RECENT_LINKS`]. A link that is not valid is not remembered.
     pub fn remember_link(&mut self, link: &str) {
-        let link = link.trim();
-        if link.is_empty() {
+        let Some(link) = storable_link(link) else {
             return;
-        }
-        self.recent_links.retain(|known| known != link);
-        self.recent_links.insert(0, link.to_owned());
+        };
+        self.recent_links.retain(|known| *known != link);
+        self.recent_links.insert(0, link);
         self.recent_links.truncate(MAX_RECENT_LINKS);
+    }
+
+    /// Removes the secret from every recent link (and drops those that cannot be read, as
+    /// they may hide one); true when something changed, e.g. in a file of an older version.
+    pub fn strip_link_secrets(&mut self) -> bool {
+        let before = self.recent_links.clone();
+        let mut stripped: Vec<String> = Vec::with_capacity(before.len());
+        for link in before.iter().filter_map(|link| storable_link(link)) {
+            if !stripped.contains(&link) {
+                stripped.push(link);
+            }
+        }
+        self.recent_links = stripped;
+        self.recent_links != before
     }
 
     /// True when calls are hosted on the relay embedded in the app.
     pub fn uses_embedded_relay(&self) -> bool {
         self.relay_address.trim().is_empty()
+    }
+}
+
+/// `link` as it may be saved: without its secret fragment (`#k=…` becomes `#k`, `#p=…` becomes
+/// `#p`); a link already saved that way stays; `None` for a link that cannot be parsed.
+pub fn storable_link(link: &str) -> Option<String> {
+    let link = link.trim();
+    match InviteLink::parse(link) {
+        Ok(parsed) => Some(parsed.without_secret()),
+        Err(LinkError::SecretRemoved) => Some(link.to_owned()),
+        Err(_) => None,
     }
 }
 
@@ -135,9 +162,12 @@ impl SettingsStore {
     }
 
     /// Writes the settings atomically (temporary file + rename), readable only by the user:
-    /// the directory gets mode 0700 when created and the file mode 0600.
+    /// the directory gets mode 0700 when created and the file mode 0600. Recent links are
+    /// written without their secrets whatever `settings` holds.
     pub fn save(&self, settings: &Settings) -> Result<(), SettingsError> {
-        let text = toml::to_string_pretty(settings)?;
+        let mut settings = settings.clone();
+        settings.strip_link_secrets();
+        let text = toml::to_string_pretty(&settings)?;
         if let Some(dir) = self.path.parent() {
             create_private_dir(dir).map_err(|source| self.io_error(source))?;
         }
@@ -219,7 +249,7 @@ mod tests {
             relay_address: "relay.example.org:4433".into(),
             ..Settings::default()
         };
-        settings.remember_link("vcall://h:1/r#k=secret");
+        settings.remember_link("vcall://h:1/r");
         store.save(&settings).unwrap();
         assert_eq!(store.load().unwrap(), settings);
 
@@ -280,6 +310,63 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    const KEY: &str = "BwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSY";
+    const PASSPHRASE: &str = "correct-horse-battery-staple-orbit-lantern";
+
+    #[test]
+    fn recent_links_are_remembered_without_their_secret() {
+        let mut settings = Settings::default();
+        settings.remember_link(&format!("vcall://h:1/keyed?fp={}#k={KEY}", "ab".repeat(32)));
+        settings.remember_link(&format!("vcall://h:1/spoken#p={PASSPHRASE}"));
+        settings.remember_link("vcall://h:1/open");
+        settings.remember_link("not a link #k=whatever");
+        assert_eq!(
+            settings.recent_links,
+            vec![
+                "vcall://h:1/open".to_owned(),
+                "vcall://h:1/spoken#p".to_owned(),
+                format!("vcall://h:1/keyed?fp={}#k", "ab".repeat(32)),
+            ]
+        );
+        // A remembered link is refused until the secret is pasted again.
+        assert!(matches!(
+            InviteLink::parse(&settings.recent_links[1]),
+            Err(LinkError::SecretRemoved)
+        ));
+        // Remembering the stripped link again does not duplicate it.
+        let stripped = settings.recent_links[2].clone();
+        settings.remember_link(&stripped);
+        assert_eq!(settings.recent_links.len(), 3);
+        assert_eq!(settings.recent_links[0], stripped);
+    }
+
+    #[test]
+    fn secrets_in_an_older_file_are_removed_and_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        fs::write(
+            &path,
+            format!(
+                "recent_links = [\"vcall://h:1/a#k={KEY}\", \"vcall://h:1/b#p={PASSPHRASE}\", \"vcall://h:1/a#k={KEY}\", \"junk#k=x\"]\n"
+            ),
+        )
+        .unwrap();
+        let store = SettingsStore::at(&path);
+        let mut loaded = store.load().unwrap();
+        // Saving what was loaded, untouched, already writes no secret.
+        store.save(&loaded).unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(KEY) && !text.contains(PASSPHRASE), "{text}");
+        assert!(!text.contains("#k=") && !text.contains("#p="), "{text}");
+        assert!(loaded.strip_link_secrets());
+        assert_eq!(
+            loaded.recent_links,
+            vec!["vcall://h:1/a#k".to_owned(), "vcall://h:1/b#p".to_owned()]
+        );
+        assert!(!loaded.strip_link_secrets(), "nothing left to strip");
+        assert_eq!(store.load().unwrap(), loaded);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use common::Bot;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use vcall_desktop::ui::embedded_relay::{EmbeddedRelay, new_room_link};
+use vcall_desktop::ui::names::fingerprint_tag;
 use vcall_desktop::ui::{LaunchOptions, VcallApp};
 use vcall_engine::{AudioInput, CallConfig, CallPhase, VideoInput, VideoSettings};
 use vcall_relay::RelayConfig;
@@ -86,8 +87,11 @@ fn starting_a_call_shows_the_invite_link() {
     );
     harness.get_by_label(&format!("Invite link: {link}"));
     harness.get_by_label("Copy invite link");
-    // The test tone is a voice: the tile may add ", speaking".
-    harness.get_by_label_contains("Ada (you): microphone on, camera on");
+    // Our tile carries our fingerprint tag; the test tone is a voice: it may add ", speaking".
+    let my_tag = state
+        .and_then(|s| fingerprint_tag(&s.security.my_fingerprint))
+        .expect("our fingerprint");
+    harness.get_by_label_contains(&format!("Ada (you) · {my_tag}: microphone on, camera on"));
 }
 
 #[test]
@@ -109,28 +113,36 @@ fn a_bot_joins_two_named_tiles_mute_badge_and_matching_security_code() {
     });
     let bot = Bot::start(bot_config(&link, "Bot"), Duration::from_secs(25));
 
-    // Two tiles with names, the bot verified.
+    // Two tiles with names and fingerprint tags, the bot proved it has the link and is
+    // covered by the security code.
     let both = step_until(&mut harness, |h| {
-        h.query_by_label_contains("Ada (you):").is_some()
-            && h.query_by_label_contains("Bot:").is_some()
+        h.query_by_label_contains("Ada (you) · ").is_some()
+            && h.query_by_label_contains("Bot · ").is_some()
             && h.state()
                 .call_state()
-                .is_some_and(|s| s.peers.iter().any(|p| p.verified))
+                .is_some_and(|s| s.peers.iter().any(|p| p.verified && p.member))
     });
     let state = harness.state().call_state().cloned();
     assert!(both, "two tiles expected; state: {state:?}");
-    harness.get_by_label("End-to-end encryption: verified");
+    let state = state.expect("a call state");
+    assert_eq!(
+        state.security.member_count, 2,
+        "the code covers Ada and the bot"
+    );
+    harness.get_by_label("End-to-end encryption: everyone has the room link");
+    let my_tag = fingerprint_tag(&state.security.my_fingerprint).expect("our fingerprint");
 
     // Mute: the engine confirms and the badge follows.
     harness.get_by_label("Mute microphone").click();
+    let muted = format!("Ada (you) · {my_tag}: microphone muted, camera on");
     assert!(step_until(&mut harness, |h| h
-        .query_by_label("Ada (you): microphone muted, camera on")
+        .query_by_label(&muted)
         .is_some()));
     harness.get_by_label("Unmute microphone");
 
     // The security panel's code, compared with the bot's report.
     harness
-        .get_by_label("End-to-end encryption: verified")
+        .get_by_label("End-to-end encryption: everyone has the room link")
         .click();
     harness.step();
     harness.step();
@@ -141,6 +153,8 @@ fn a_bot_joins_two_named_tiles_mute_badge_and_matching_security_code() {
         .unwrap_or_default();
     assert!(!code.is_empty());
     harness.get_by_label(&format!("Room security code: {code}"));
+    harness.get_by_label("Compare all 6 groups with every member");
+    harness.get_by_label("This code covers 2 members: you and the 1 marked “in the code” below.");
 
     let report = bot.finish(DEADLINE).expect("the bot finishes its call");
     assert!(

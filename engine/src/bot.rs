@@ -182,6 +182,7 @@ mod tests {
                 room_secret: true,
                 my_fingerprint: "ab".into(),
                 room_security_code: "12345".into(),
+                ..SecurityState::default()
             },
             peers: vec![PeerState {
                 peer_id: PeerId(2),

@@ -93,6 +93,8 @@ pub struct SecurityState {
     pub my_fingerprint: String,
     /// Identical for every member that sees the same set of members.
     pub room_security_code: String,
+    /// How many members (distinct fingerprints, ourselves included) the code covers.
+    pub member_count: usize,
 }
 
 /// Capture→decoded latency summary in milliseconds.
@@ -133,6 +135,10 @@ pub struct PeerState {
     pub verified: bool,
     pub key_received: bool,
     pub key_sent: bool,
+    /// It receives our keys and is covered by the security code.
+    pub member: bool,
+    /// Nothing authenticated came from it for the liveness timeout: treated as gone.
+    pub silent: bool,
     pub mic_muted: bool,
     pub camera_off: bool,
     pub speaking: bool,

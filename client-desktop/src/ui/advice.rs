@@ -37,7 +37,7 @@ pub fn explain_end(reason: &EndReason) -> Explanation {
         ),
         EndReason::ConnectionLost(_) => (
             "The connection to the call was lost",
-            "Check your network, then rejoin with the same link (it is under “Recent calls”).",
+            "Check your network, then rejoin with the same invite link (“Copy” beside “Last invite link” below has it).",
         ),
         EndReason::Protocol(_) => (
             "The relay sent something vcall doesn't understand",

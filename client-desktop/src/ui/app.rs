@@ -209,6 +209,8 @@ impl VcallApp {
             },
             None => (Settings::default(), None),
         };
+        // A file of an older version may hold links with their secrets: rewrite it without.
+        let scrubbed = settings.strip_link_secrets();
         if let Some(name) = &options.name {
             settings.display_name = name.clone();
         }
@@ -279,6 +281,9 @@ impl VcallApp {
         }
         if app.pending == Pending::Host {
             app.start_relay_if_needed();
+        }
+        if scrubbed {
+            app.save_settings();
         }
         app
     }
@@ -493,7 +498,8 @@ impl VcallApp {
         }
     }
 
-    /// Joins `link` with the devices currently open.
+    /// Joins `link` with the devices currently open. The link is remembered without its
+    /// secret (the full link stays in memory only, as [`VcallApp::last_link`]).
     fn join(&mut self, link: String) {
         let hosted_here = self.settings.uses_embedded_relay()
             && matches!(&self.relay, RelayState::Running(_, info) if InviteLink::parse(&link).is_ok_and(|l| l.port == info.public_addr.port()));

@@ -50,6 +50,7 @@ pub fn synthetic_state(peers: usize, width: u32, height: u32, fps: f64) -> CallS
             room_secret: true,
             my_fingerprint: "1111 2222 3333 4444".into(),
             room_security_code: "12345 67890 12345".into(),
+            member_count: peers + 1,
         },
         peers: (1..=peers)
             .map(|n| PeerState {
@@ -59,6 +60,7 @@ pub fn synthetic_state(peers: usize, width: u32, height: u32, fps: f64) -> CallS
                 verified: true,
                 key_received: true,
                 key_sent: true,
+                member: true,
                 stats: PeerStats {
                     width,
                     height,

@@ -1,10 +1,11 @@
 //! The call screen: a top bar (room, E2EE badge, invite link, duration), the responsive grid
-//! of video tiles (self included; letterboxed video or initials, name, muted / camera-off /
-//! unverified badges, a ring around whoever speaks, optional stats), the toolbar and the
-//! security panel.
+//! of video tiles (self included; letterboxed video or initials, sanitized name with its
+//! fingerprint tag, muted / camera-off / no-link-proof / same-name / not-responding badges, a
+//! ring around whoever speaks, optional stats), the toolbar and the security panel.
 
 use std::time::Duration;
 
+use egui::text::{LayoutJob, TextFormat};
 use egui::{
     Align2, Color32, FontId, Rect, RichText, Role, Sense, Stroke, StrokeKind, Ui, Vec2, pos2,
 };
@@ -12,6 +13,7 @@ use vcall_engine::{CallPhase, CallState, Stream};
 
 use super::app::{UiAction, VcallApp};
 use super::lobby::redact;
+use super::members::{Member, members};
 use super::security_panel::{SecurityLevel, security_badge};
 use super::stats_overlay::{peer_stats_text, self_stats_text};
 use super::textures::physical_size;
@@ -23,19 +25,22 @@ use super::widgets::{
 /// What one tile shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileModel {
-    /// Whose picture it shows ([`Stream::Local`] for yourself).
-    pub stream: Stream,
-    pub name: String,
-    pub is_self: bool,
+    /// Whose tile it is: name, tag and security standing.
+    pub member: Member,
     pub mic_muted: bool,
     pub camera_off: bool,
     pub speaking: bool,
-    pub verified: bool,
     pub stats: Option<String>,
 }
 
 impl TileModel {
-    /// The tile's accessible description, e.g. "Ada (you): microphone muted, camera on".
+    /// Whose picture it shows ([`Stream::Local`] for yourself).
+    pub fn stream(&self) -> Stream {
+        self.member.stream
+    }
+
+    /// The tile's accessible description, e.g.
+    /// "Ada (you) · a1b2 c3d4: microphone muted, camera on".
     pub fn accessible_label(&self) -> String {
         let mut parts = vec![
             if self.mic_muted {
@@ -49,22 +54,24 @@ impl TileModel {
                 "camera on"
             },
         ];
-        if !self.verified {
-            parts.push("unverified");
+        if !self.member.has_link {
+            parts.push("could not prove they have the room link");
+        }
+        if self.member.same_name {
+            parts.push("same name as another member");
+        }
+        if self.member.silent {
+            parts.push("not responding");
         }
         if self.speaking {
             parts.push("speaking");
         }
-        format!("{}: {}", self.display_name(), parts.join(", "))
+        format!("{}: {}", self.member.name_with_tag(), parts.join(", "))
     }
 
     /// The name as shown ("Ada (you)" for yourself).
     pub fn display_name(&self) -> String {
-        if self.is_self {
-            format!("{} (you)", self.name)
-        } else {
-            self.name.clone()
-        }
+        self.member.shown_name()
     }
 }
 
@@ -74,32 +81,30 @@ pub fn tiles_for(
     show_stats: bool,
     self_stats: Option<String>,
 ) -> Vec<TileModel> {
-    let mut tiles = vec![TileModel {
-        stream: Stream::Local,
-        name: state.my_name.clone(),
-        is_self: true,
-        mic_muted: state.mic_muted,
-        camera_off: state.camera_off,
-        speaking: state.speaking && !state.mic_muted,
-        verified: true,
-        stats: if show_stats { self_stats } else { None },
-    }];
-    tiles.extend(state.peers.iter().map(|peer| {
-        TileModel {
-            stream: Stream::Remote(peer.peer_id),
-            name: peer
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("Participant {}", peer.peer_id)),
-            is_self: false,
-            mic_muted: peer.mic_muted,
-            camera_off: peer.camera_off,
-            speaking: peer.speaking && !peer.mic_muted,
-            verified: peer.verified,
-            stats: show_stats.then(|| peer_stats_text(&peer.stats)),
-        }
-    }));
-    tiles
+    let mut self_stats = if show_stats { self_stats } else { None };
+    members(state)
+        .into_iter()
+        .map(|member| {
+            let peer = match member.stream {
+                Stream::Remote(id) => state.peers.iter().find(|p| p.peer_id == id),
+                Stream::Local => None,
+            };
+            let (mic_muted, camera_off, speaking) = match peer {
+                Some(p) => (p.mic_muted, p.camera_off, p.speaking),
+                None => (state.mic_muted, state.camera_off, state.speaking),
+            };
+            TileModel {
+                member,
+                mic_muted,
+                camera_off,
+                speaking: speaking && !mic_muted,
+                stats: match peer {
+                    Some(p) => show_stats.then(|| peer_stats_text(&p.stats)),
+                    None => self_stats.take(),
+                },
+            }
+        })
+        .collect()
 }
 
 impl VcallApp {
@@ -182,7 +187,7 @@ impl VcallApp {
     }
 
     fn draw_tile(&mut self, ui: &mut Ui, tile: &TileModel, rect: Rect) {
-        let id = ui.scope_id().with(("tile", tile.stream));
+        let id = ui.scope_id().with(("tile", tile.stream()));
         let response = ui.interact(rect, id, Sense::hover());
         set_label(&response, Role::Group, &tile.accessible_label());
         let painter = ui.painter_at(rect);
@@ -199,7 +204,7 @@ impl VcallApp {
                         .refresh(
                             ui.ctx(),
                             &frames,
-                            tile.stream,
+                            tile.stream(),
                             physical_size(ui.ctx(), rect),
                         )
                         .map(|t| (t.id(), t.size_vec2()))
@@ -217,24 +222,33 @@ impl VcallApp {
             }
             None => {
                 let radius = (rect.height() * 0.2).min(rect.width() * 0.2);
-                painter.circle_filled(rect.center(), radius, avatar_colour(&tile.name));
+                painter.circle_filled(rect.center(), radius, avatar_colour(&tile.member.name));
                 painter.text(
                     rect.center(),
                     Align2::CENTER_CENTER,
-                    widgets::initials(&tile.name),
+                    widgets::initials(&tile.member.name),
                     FontId::proportional(radius * 0.8),
                     Color32::WHITE,
                 );
             }
         }
 
-        // Name (bottom left) with the muted icon.
-        let name = if tile.mic_muted {
-            format!("🔇 {}", tile.display_name())
-        } else {
-            tile.display_name()
-        };
-        let galley = painter.layout_no_wrap(name, FontId::proportional(14.0), Color32::WHITE);
+        // Name (bottom left) with the muted icon and the fingerprint tag.
+        let mut job = LayoutJob::default();
+        let muted = if tile.mic_muted { "🔇 " } else { "" };
+        job.append(
+            &format!("{muted}{}", tile.display_name()),
+            0.0,
+            TextFormat::simple(FontId::proportional(14.0), Color32::WHITE),
+        );
+        if let Some(tag) = &tile.member.tag {
+            job.append(
+                tag,
+                8.0,
+                TextFormat::simple(FontId::monospace(12.0), Color32::from_gray(190)),
+            );
+        }
+        let galley = painter.layout_job(job);
         let name_rect = Rect::from_min_size(
             pos2(
                 rect.left() + 8.0,
@@ -245,16 +259,22 @@ impl VcallApp {
         painter.rect_filled(name_rect, 6.0, Color32::from_black_alpha(160));
         painter.galley(name_rect.min + Vec2::new(6.0, 3.0), galley, Color32::WHITE);
 
-        // Badges (top right).
+        // Badges (top right; the security ones rightmost, so a narrow tile keeps them).
         let mut badges: Vec<(&str, Color32)> = Vec::new();
+        if tile.member.same_name {
+            badges.push(("⚠ Same name as another member", AMBER));
+        }
+        if !tile.member.has_link {
+            badges.push(("⚠ No proof of the room link", AMBER));
+        }
+        if tile.member.silent {
+            badges.push(("⏸ Not responding", Color32::from_gray(90)));
+        }
         if tile.mic_muted {
             badges.push(("Muted", RED));
         }
         if tile.camera_off {
             badges.push(("Camera off", Color32::from_gray(90)));
-        }
-        if !tile.verified {
-            badges.push(("⚠ Unverified", AMBER));
         }
         let mut right = rect.right() - 8.0;
         for (text, colour) in badges {
@@ -375,9 +395,47 @@ mod tests {
         );
         assert_eq!(
             tiles[1].accessible_label(),
-            "Bob: microphone on, camera off, unverified, speaking"
+            "Bob: microphone on, camera off, could not prove they have the room link, speaking"
         );
         assert!(tiles.iter().all(|t| t.stats.is_none()));
+    }
+
+    #[test]
+    fn tiles_show_sanitized_names_tags_and_same_name_warnings() {
+        let state = CallState {
+            my_name: "Ada".into(),
+            security: vcall_engine::SecurityState {
+                my_fingerprint: "0a0b0c0d".repeat(8),
+                ..Default::default()
+            },
+            peers: vec![
+                PeerState {
+                    peer_id: PeerId(3),
+                    name: Some("\u{2067}ada\u{2069} (you)".into()),
+                    fingerprint: Some("f1f2f3f4".repeat(8)),
+                    verified: true,
+                    silent: true,
+                    ..PeerState::default()
+                },
+                PeerState {
+                    peer_id: PeerId(4),
+                    name: Some("Bob".into()),
+                    verified: true,
+                    ..PeerState::default()
+                },
+            ],
+            ..CallState::default()
+        };
+        let tiles = tiles_for(&state, false, None);
+        assert_eq!(
+            tiles[0].accessible_label(),
+            "Ada (you) · 0a0b 0c0d: microphone on, camera on, same name as another member"
+        );
+        assert_eq!(
+            tiles[1].accessible_label(),
+            "ada · f1f2 f3f4: microphone on, camera on, same name as another member, not responding"
+        );
+        assert_eq!(tiles[2].accessible_label(), "Bob: microphone on, camera on");
     }
 
     #[test]

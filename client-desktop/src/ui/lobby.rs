@@ -249,6 +249,11 @@ impl VcallApp {
         if !self.settings.recent_links.is_empty() {
             ui.add_space(12.0);
             ui.label(RichText::new("Recent calls").strong());
+            ui.label(
+                RichText::new("Saved without their secret: to rejoin, paste the full invite link (or add its #k=… / #p=… part).")
+                    .small()
+                    .weak(),
+            );
             for link in self.settings.recent_links.clone() {
                 let shown = short_link(&link);
                 if ui

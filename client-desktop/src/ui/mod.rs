@@ -16,6 +16,8 @@ pub mod frame_timer;
 pub mod jobs;
 pub mod launch;
 pub mod lobby;
+pub mod members;
+pub mod names;
 pub mod security_panel;
 pub mod settings_window;
 pub mod stats_overlay;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use egui::{Key, Modifiers};
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use vcall_proto::PeerId;
 
 use crate::settings::DeviceChoice;
@@ -48,12 +48,16 @@ fn two_person_call() -> CallState {
             room_secret: true,
             my_fingerprint: "AAAA BBBB CCCC".into(),
             room_security_code: "31415 92653 58979".into(),
+            member_count: 2,
         },
         peers: vec![PeerState {
             peer_id: PeerId(2),
             name: Some("Bob".into()),
             fingerprint: Some("DDDD EEEE FFFF".into()),
             verified: true,
+            key_received: true,
+            key_sent: true,
+            member: true,
             ..PeerState::default()
         }],
         ..CallState::default()
@@ -151,9 +155,9 @@ fn joining_with_a_bad_link_explains_the_problem() {
 #[test]
 fn call_shows_a_tile_per_person_with_names() {
     let (harness, _fake) = in_call_harness(two_person_call());
-    harness.get_by_label("Ada (you): microphone on, camera on");
-    harness.get_by_label("Bob: microphone on, camera on");
-    harness.get_by_label("End-to-end encryption: verified");
+    harness.get_by_label("Ada (you) · aaaa bbbb: microphone on, camera on");
+    harness.get_by_label("Bob · dddd eeee: microphone on, camera on");
+    harness.get_by_label("End-to-end encryption: everyone has the room link");
     harness.get_by_label("Leave call");
 }
 
@@ -168,7 +172,7 @@ fn mute_button_sends_the_command_and_the_badge_follows_the_engine() {
     ));
     fake.edit(|state| state.mic_muted = true);
     harness.step();
-    harness.get_by_label("Ada (you): microphone muted, camera on");
+    harness.get_by_label("Ada (you) · aaaa bbbb: microphone muted, camera on");
     harness.get_by_label("Unmute microphone");
 }
 
@@ -195,7 +199,7 @@ fn keyboard_shortcuts_toggle_microphone_camera_and_stats() {
 }
 
 #[test]
-fn remote_badges_show_muted_camera_off_speaking_and_unverified() {
+fn remote_badges_show_muted_camera_off_speaking_and_no_link_proof() {
     let mut state = two_person_call();
     state.peers[0].mic_muted = true;
     state.peers[0].camera_off = true;
@@ -207,23 +211,136 @@ fn remote_badges_show_muted_camera_off_speaking_and_unverified() {
         ..PeerState::default()
     });
     let (harness, _fake) = in_call_harness(state);
-    harness.get_by_label("Bob: microphone muted, camera off");
-    harness.get_by_label("Mallory: microphone on, camera on, unverified, speaking");
-    harness.get_by_label("End-to-end encryption: 1 participant unverified");
+    harness.get_by_label("Bob · dddd eeee: microphone muted, camera off");
+    harness.get_by_label(
+        "Mallory: microphone on, camera on, could not prove they have the room link, speaking",
+    );
+    harness.get_by_label(
+        "End-to-end encryption: 1 participant could not prove they have the room link",
+    );
 }
 
 #[test]
 fn security_panel_shows_code_and_fingerprints() {
     let (mut harness, _fake) = in_call_harness(two_person_call());
     harness
-        .get_by_label("End-to-end encryption: verified")
+        .get_by_label("End-to-end encryption: everyone has the room link")
         .click();
     harness.step();
     harness.step();
     harness.get_by_label("Room security code: 31415 92653 58979");
+    harness.get_by_label("Compare all 3 groups with every member");
+    for group in ["31415", "92653", "58979"] {
+        harness.get_by_label(group);
+    }
+    harness.get_by_label("This code covers 2 members: you and the 1 marked “in the code” below.");
     harness.get_by_label("Your fingerprint: AAAA BBBB CCCC");
-    harness.get_by_label("Bob: verified");
+    harness.get_by_label("Bob · dddd eeee: has the room link, holds your key, in the code");
     harness.get_by_label_contains("DDDD EEEE FFFF");
+    assert!(
+        harness
+            .query_by_label_contains("covers 2 members, but")
+            .is_none()
+    );
+}
+
+/// Three people besides you: two both called "Alice", one whose name carries a
+/// right-to-left override, a bell, an isolate and a fake "(you)".
+fn namesake_call() -> CallState {
+    let mut state = two_person_call();
+    state.peers = [
+        (2, "Alice", "a1a1a1a1"),
+        (3, "alice\u{200B}", "b2b2b2b2"),
+        (4, "\u{202E}Mal\u{0007}lory\u{2066} (you)", "c3c3c3c3"),
+    ]
+    .into_iter()
+    .map(|(id, name, fingerprint)| PeerState {
+        peer_id: PeerId(id),
+        name: Some(name.into()),
+        fingerprint: Some(fingerprint.repeat(8)),
+        verified: true,
+        key_sent: true,
+        member: true,
+        ..PeerState::default()
+    })
+    .collect();
+    state.security.room_security_code = "11111 22222 33333 44444 55555 66666".into();
+    state.security.member_count = 4;
+    state
+}
+
+#[test]
+fn namesakes_are_flagged_names_sanitized_and_tags_tell_them_apart() {
+    let (mut harness, _fake) = in_call_harness(namesake_call());
+    let same = ": microphone on, camera on, same name as another member";
+    harness.get_by_label(&format!("Alice · a1a1 a1a1{same}"));
+    harness.get_by_label(&format!("alice · b2b2 b2b2{same}"));
+    // Control and bidi characters gone, the spoofed marker removed, no same-name flag.
+    harness.get_by_label("Mallory · c3c3 c3c3: microphone on, camera on");
+    harness.get_by_label("Ada (you) · aaaa bbbb: microphone on, camera on");
+    let tile_labels: Vec<String> = harness
+        .query_all_by_label_contains(": microphone")
+        .filter_map(|node| node.accesskit_node().label())
+        .collect();
+    assert_eq!(tile_labels.len(), 4, "{tile_labels:?}");
+    let bad = ['\u{202E}', '\u{2066}', '\u{0007}', '\u{200B}'];
+    assert!(
+        tile_labels.iter().all(|l| !l.contains(bad)),
+        "{tile_labels:?}"
+    );
+    assert_eq!(
+        tile_labels.iter().filter(|l| l.contains("(you)")).count(),
+        1,
+        "only your own tile says (you): {tile_labels:?}"
+    );
+    // The two Alices' tags differ.
+    let tags: std::collections::BTreeSet<&str> = tile_labels
+        .iter()
+        .filter(|l| l.to_lowercase().starts_with("alice · "))
+        .filter_map(|l| l.split(" · ").nth(1)?.split(':').next())
+        .collect();
+    assert_eq!(tags.len(), 2, "{tile_labels:?}");
+
+    // The security panel says the same, and shows the whole code.
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::K);
+    harness.step();
+    harness.step();
+    harness.get_by_label("Warning: some people show the same name");
+    let row = ": has the room link, holds your key, in the code, same name as another member";
+    harness.get_by_label(&format!("Alice · a1a1 a1a1{row}"));
+    harness.get_by_label(&format!("alice · b2b2 b2b2{row}"));
+    harness.get_by_label("Mallory · c3c3 c3c3: has the room link, holds your key, in the code");
+    harness.get_by_label("Room security code: 11111 22222 33333 44444 55555 66666");
+    harness.get_by_label("Compare all 6 groups with every member");
+    harness.get_by_label("This code covers 4 members: you and the 3 marked “in the code” below.");
+}
+
+#[test]
+fn a_code_covering_someone_not_listed_is_flagged() {
+    let mut state = namesake_call();
+    state.security.member_count = 5;
+    // One peer went silent: listed, but out of the code.
+    state.peers[2].member = false;
+    state.peers[2].silent = true;
+    let (mut harness, fake) = in_call_harness(state);
+    harness.get_by_label_contains("Mallory · c3c3 c3c3: microphone on, camera on, not responding");
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::K);
+    harness.step();
+    harness.step();
+    harness.get_by_label_contains("The code covers 5 members, but 3 are listed as in the code");
+    harness.get_by_label(
+        "Mallory · c3c3 c3c3: has the room link, holds your key, not in the code, not responding",
+    );
+    // Once the code covers exactly the listed people, the warning goes.
+    fake.edit(|state| state.security.member_count = 3);
+    harness.step();
+    harness.step();
+    assert!(
+        harness
+            .query_by_label_contains("but 3 are listed")
+            .is_none()
+    );
+    harness.get_by_label("This code covers 3 members: you and the 2 marked “in the code” below.");
 }
 
 #[test]
@@ -385,4 +502,40 @@ fn without_a_camera_the_demo_uses_the_test_pattern_and_says_so() {
     assert!(step_until(&mut harness, |h| h
         .query_by_label("Self preview: test pattern")
         .is_some()));
+}
+
+#[test]
+fn joining_with_a_secret_link_saves_it_without_the_secret() {
+    const KEY: &str = "BwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSY";
+    let link = format!("vcall://127.0.0.1:9/room-abc#k={KEY}");
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::settings::SettingsStore::at(dir.path().join("vcall/settings.toml"));
+    let mut harness = harness(LaunchOptions {
+        settings_store: Some(store.clone()),
+        name: Some("Ada".into()),
+        ..LaunchOptions::hermetic()
+    });
+    harness.step();
+    harness.get_by_label("Invite link").focus();
+    harness.get_by_label("Invite link").type_text(&link);
+    harness.step();
+    harness.get_by_label("Join").click();
+    let saved = |store: &crate::settings::SettingsStore| {
+        store
+            .load()
+            .is_ok_and(|s| s.recent_links.iter().any(|l| l.contains("room-abc")))
+    };
+    assert!(step_until(&mut harness, |_| saved(&store)));
+    assert!(harness.state().in_call(), "the join went ahead");
+    let text = std::fs::read_to_string(store.path()).unwrap();
+    assert!(!text.contains(KEY), "the secret was saved: {text}");
+    assert!(!text.contains("#k=") && !text.contains("#p="), "{text}");
+    assert_eq!(
+        store.load().unwrap().recent_links,
+        vec!["vcall://127.0.0.1:9/room-abc#k".to_owned()]
+    );
+    // The full link is still at hand for this run (to copy or rejoin), not on disk.
+    assert_eq!(harness.state().last_link.as_deref(), Some(link.as_str()));
+    harness.state_mut().apply(super::UiAction::Leave);
+    harness.step();
 }

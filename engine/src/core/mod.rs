@@ -891,6 +891,8 @@ impl CallCore {
                 verified: info.is_some_and(|i| i.verified),
                 key_received: info.is_some_and(|i| i.key_received),
                 key_sent: info.is_some_and(|i| i.key_sent),
+                member: info.is_some_and(|i| i.member),
+                silent: info.is_some_and(|i| i.silent),
                 mic_muted: hb.mic_muted,
                 camera_off: hb.camera_off,
                 speaking: hb.speaking,
@@ -901,6 +903,7 @@ impl CallCore {
         }
         self.state.peers = list;
         self.state.security.room_security_code = self.session.security_code().digits();
+        self.state.security.member_count = self.session.member_count();
     }
 
     /// Recomputes rates and per-peer statistics and publishes them.
