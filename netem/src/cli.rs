@@ -17,7 +17,7 @@ pub const DEFAULT_BURST_LEN: f64 = 3.0;
 /// upstream→client). Flags without a direction apply to both; --up-*/--down-* override them
 /// (blackouts add up). Decisions are seeded and come from vcall-netsim's link model.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "vcall-netem", version, about, long_about = None)]
+#[command(name = "vcall-netem", version)]
 pub struct Args {
     /// Address clients send to (e.g. 127.0.0.1:4434; port 0 picks a free one).
     #[arg(long)]
