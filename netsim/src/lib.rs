@@ -1,7 +1,9 @@
 //! A deterministic in-memory network for tests and benchmarks: one [`SimLink`] is one
 //! direction of a path, with seeded delay, jitter, random or burst (Gilbert–Elliott) loss,
 //! reordering, duplication and a rate cap with a bounded queue. Time is passed in; nothing
-//! here sleeps, spawns or touches a socket, so the same seed gives the same run.
+//! here sleeps, spawns or touches a socket, so the same seed gives the same run. The
+//! decisions themselves are a [`LinkModel`] (packet size + time → drop reason or delivery
+//! times), which the real-time UDP proxy `vcall-netem` drives with the wall clock.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -69,7 +71,8 @@ pub struct LinkConfig {
     pub rate_bps: Option<u64>,
     /// Bytes the rate-capped queue holds before tail drop.
     pub queue_bytes: usize,
-    /// Intervals (relative to the link's creation) in which every packet is lost.
+    /// Intervals `(from, to)`, relative to the link's origin (its first packet unless
+    /// [`LinkModel::with_origin`] sets it), in which every packet is lost.
     pub blackouts: Vec<(Duration, Duration)>,
 }
 
@@ -117,36 +120,78 @@ impl LinkStats {
     }
 }
 
-/// One direction of a simulated path carrying packets of type `T`.
-pub struct SimLink<T> {
+/// Why a [`LinkModel`] dropped a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Independent random loss (`LinkConfig::loss`).
+    Random,
+    /// Gilbert–Elliott burst loss (`LinkConfig::burst`).
+    Burst,
+    /// Sent inside a scheduled blackout.
+    Blackout,
+    /// The rate-capped queue was full (tail drop).
+    QueueFull,
+}
+
+/// What a [`LinkModel`] decided for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    Dropped(DropReason),
+    /// Delivered at `at`, and a second copy at `duplicate_at` if it was duplicated;
+    /// `reordered`: held back by `LinkConfig::reorder_delay`.
+    Delivered {
+        at: Instant,
+        duplicate_at: Option<Instant>,
+        reordered: bool,
+    },
+}
+
+impl Fate {
+    /// The drop reason, if dropped.
+    pub fn dropped(&self) -> Option<DropReason> {
+        match self {
+            Fate::Dropped(reason) => Some(*reason),
+            Fate::Delivered { .. } => None,
+        }
+    }
+}
+
+/// The decisions of one direction of a path, without the packets: given a packet's size and
+/// the time it is offered, whether it is dropped (and why) or when it (and any duplicate)
+/// arrives. [`SimLink`] is this model plus an in-flight queue; `vcall-netem` drives the same
+/// model with the wall clock, so a seed gives the same decisions in both.
+pub struct LinkModel {
     config: LinkConfig,
     rng: StdRng,
-    /// In flight, by (delivery time, send order).
-    in_flight: BTreeMap<(Instant, u64), T>,
-    next_order: u64,
     /// When the rate-capped "wire" is free again.
     wire_free_at: Option<Instant>,
-    created: Option<Instant>,
+    /// Blackouts are relative to this (the first packet's time unless set).
+    origin: Option<Instant>,
     burst_bad: bool,
     stats: LinkStats,
 }
 
-impl<T: Clone> SimLink<T> {
-    /// A link with `config`, its randomness seeded with `seed`.
+impl LinkModel {
+    /// A model with `config`, its randomness seeded with `seed`; blackouts count from the
+    /// first packet offered.
     pub fn new(config: LinkConfig, seed: u64) -> Self {
         Self {
             config,
             rng: StdRng::seed_from_u64(seed),
-            in_flight: BTreeMap::new(),
-            next_order: 0,
             wire_free_at: None,
-            created: None,
+            origin: None,
             burst_bad: false,
             stats: LinkStats::default(),
         }
     }
 
-    /// Changes the impairments from now on (packets in flight keep their times).
+    /// Blackouts count from `origin` instead of the first packet.
+    pub fn with_origin(mut self, origin: Instant) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// Changes the impairments from now on.
     pub fn set_config(&mut self, config: LinkConfig) {
         self.config = config;
     }
@@ -155,15 +200,16 @@ impl<T: Clone> SimLink<T> {
         &self.config
     }
 
+    /// What was decided so far (`delivered` stays 0: the model does not deliver).
     pub fn stats(&self) -> LinkStats {
         self.stats
     }
 
-    /// Offers a packet of `size` bytes at `now`; it is lost, queued or scheduled.
-    pub fn send(&mut self, now: Instant, packet: T, size: usize) {
+    /// Decides the fate of a packet of `size` bytes offered at `now`.
+    pub fn decide(&mut self, now: Instant, size: usize) -> Fate {
         self.stats.sent += 1;
-        let created = *self.created.get_or_insert(now);
-        let since = now.saturating_duration_since(created);
+        let origin = *self.origin.get_or_insert(now);
+        let since = now.saturating_duration_since(origin);
         if self
             .config
             .blackouts
@@ -171,7 +217,7 @@ impl<T: Clone> SimLink<T> {
             .any(|&(from, to)| since >= from && since < to)
         {
             self.stats.lost_blackout += 1;
-            return;
+            return Fate::Dropped(DropReason::Blackout);
         }
         if let Some(burst) = self.config.burst {
             let flip = if self.burst_bad {
@@ -189,12 +235,12 @@ impl<T: Clone> SimLink<T> {
             };
             if self.rng.random_bool(p.clamp(0.0, 1.0)) {
                 self.stats.lost_burst += 1;
-                return;
+                return Fate::Dropped(DropReason::Burst);
             }
         }
         if self.config.loss > 0.0 && self.rng.random_bool(self.config.loss.clamp(0.0, 1.0)) {
             self.stats.lost_random += 1;
-            return;
+            return Fate::Dropped(DropReason::Random);
         }
         // Rate cap: the packet leaves the queue when the wire has sent everything before it.
         let mut departs = now;
@@ -203,25 +249,31 @@ impl<T: Clone> SimLink<T> {
             let queued_bytes = (free - now).as_secs_f64() * rate as f64 / 8.0;
             if queued_bytes + size as f64 > self.config.queue_bytes as f64 {
                 self.stats.dropped_queue_full += 1;
-                return;
+                return Fate::Dropped(DropReason::QueueFull);
             }
             let serialise = Duration::from_secs_f64(size as f64 * 8.0 / rate as f64);
             departs = free + serialise;
             self.wire_free_at = Some(departs);
         }
-        let mut arrives = departs + self.config.delay + self.random_jitter();
-        if self.config.reorder > 0.0 && self.rng.random_bool(self.config.reorder.clamp(0.0, 1.0)) {
+        let mut at = departs + self.config.delay + self.random_jitter();
+        let reordered =
+            self.config.reorder > 0.0 && self.rng.random_bool(self.config.reorder.clamp(0.0, 1.0));
+        if reordered {
             self.stats.reordered += 1;
-            arrives += self.config.reorder_delay;
+            at += self.config.reorder_delay;
         }
+        let mut duplicate_at = None;
         if self.config.duplicate > 0.0
             && self.rng.random_bool(self.config.duplicate.clamp(0.0, 1.0))
         {
             self.stats.duplicated += 1;
-            let again = arrives + self.random_jitter();
-            self.schedule(again, packet.clone());
+            duplicate_at = Some(at + self.random_jitter());
         }
-        self.schedule(arrives, packet);
+        Fate::Delivered {
+            at,
+            duplicate_at,
+            reordered,
+        }
     }
 
     fn random_jitter(&mut self) -> Duration {
@@ -230,6 +282,65 @@ impl<T: Clone> SimLink<T> {
             return Duration::ZERO;
         }
         Duration::from_micros(self.rng.random_range(0..=max))
+    }
+}
+
+/// One direction of a simulated path carrying packets of type `T`: a [`LinkModel`] and the
+/// packets in flight.
+pub struct SimLink<T> {
+    model: LinkModel,
+    /// In flight, by (delivery time, send order).
+    in_flight: BTreeMap<(Instant, u64), T>,
+    next_order: u64,
+    delivered: u64,
+}
+
+impl<T: Clone> SimLink<T> {
+    /// A link with `config`, its randomness seeded with `seed`.
+    pub fn new(config: LinkConfig, seed: u64) -> Self {
+        Self::from_model(LinkModel::new(config, seed))
+    }
+
+    /// A link driven by `model` (e.g. one made [`LinkModel::with_origin`]).
+    pub fn from_model(model: LinkModel) -> Self {
+        Self {
+            model,
+            in_flight: BTreeMap::new(),
+            next_order: 0,
+            delivered: 0,
+        }
+    }
+
+    /// Changes the impairments from now on (packets in flight keep their times).
+    pub fn set_config(&mut self, config: LinkConfig) {
+        self.model.set_config(config);
+    }
+
+    pub fn config(&self) -> &LinkConfig {
+        self.model.config()
+    }
+
+    pub fn stats(&self) -> LinkStats {
+        LinkStats {
+            delivered: self.delivered,
+            ..self.model.stats()
+        }
+    }
+
+    /// Offers a packet of `size` bytes at `now`; it is lost, queued or scheduled, as the
+    /// returned fate says.
+    pub fn send(&mut self, now: Instant, packet: T, size: usize) -> Fate {
+        let fate = self.model.decide(now, size);
+        if let Fate::Delivered {
+            at, duplicate_at, ..
+        } = fate
+        {
+            if let Some(again) = duplicate_at {
+                self.schedule(again, packet.clone());
+            }
+            self.schedule(at, packet);
+        }
+        fate
     }
 
     fn schedule(&mut self, at: Instant, packet: T) {
@@ -243,7 +354,7 @@ impl<T: Clone> SimLink<T> {
         if at > now {
             return None;
         }
-        self.stats.delivered += 1;
+        self.delivered += 1;
         self.in_flight.pop_first().map(|(_, p)| p)
     }
 
@@ -372,5 +483,63 @@ mod tests {
         let (out, stats) = run(config, 1, 300, Duration::from_millis(1));
         assert_eq!(stats.lost_blackout, 100);
         assert!(out.iter().all(|&p| !(100..200).contains(&p)));
+    }
+
+    #[test]
+    fn a_link_makes_exactly_its_models_decisions() {
+        let config = LinkConfig {
+            loss: 0.1,
+            burst: Some(BurstLoss::with_average(0.05, 3.0)),
+            jitter: Duration::from_millis(4),
+            reorder: 0.05,
+            duplicate: 0.05,
+            rate_bps: Some(4_000_000),
+            queue_bytes: 8_000,
+            blackouts: vec![(Duration::from_millis(300), Duration::from_millis(350))],
+            ..LinkConfig::perfect()
+        };
+        let t0 = Instant::now();
+        let mut model = LinkModel::new(config.clone(), 77);
+        let mut link = SimLink::new(config, 77);
+        for i in 0..2_000u32 {
+            let now = t0 + Duration::from_micros(u64::from(i) * 250);
+            let size = 200 + (i as usize * 37) % 1000;
+            assert_eq!(
+                link.send(now, i, size),
+                model.decide(now, size),
+                "packet {i}"
+            );
+        }
+        let (l, m) = (link.stats(), model.stats());
+        assert_eq!(LinkStats { delivered: 0, ..l }, m);
+        assert!(m.lost_random > 0 && m.lost_burst > 0 && m.lost_blackout > 0);
+        assert!(
+            m.dropped_queue_full > 0 && m.duplicated > 0 && m.reordered > 0,
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn blackouts_count_from_a_given_origin() {
+        let t0 = Instant::now();
+        let config = LinkConfig {
+            blackouts: vec![(Duration::from_millis(100), Duration::from_millis(200))],
+            ..LinkConfig::perfect()
+        };
+        let mut model = LinkModel::new(config, 1).with_origin(t0);
+        let ms = Duration::from_millis;
+        assert!(matches!(
+            model.decide(t0 + ms(150), 10),
+            Fate::Dropped(DropReason::Blackout)
+        ));
+        assert_eq!(model.decide(t0 + ms(99), 10).dropped(), None);
+        assert_eq!(model.decide(t0 + ms(200), 10).dropped(), None);
+        // Without an origin the first packet is the origin.
+        let mut lazy = LinkModel::new(model.config().clone(), 1);
+        assert_eq!(lazy.decide(t0 + ms(150), 10).dropped(), None);
+        assert_eq!(
+            lazy.decide(t0 + ms(300), 10).dropped(),
+            Some(DropReason::Blackout)
+        );
     }
 }
