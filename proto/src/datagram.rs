@@ -197,7 +197,7 @@ mod tests {
         };
         let mut d = Vec::new();
         h.append(&mut d);
-        assert_eq!(d, [1, 4, 1, 1, 2, 3, 4, 0, 0, 0, 9]);
+        assert_eq!(d, [2, 4, 1, 1, 2, 3, 4, 0, 0, 0, 9]);
     }
 
     #[test]
@@ -221,26 +221,26 @@ mod tests {
     #[test]
     fn rejects_bad_headers_with_typed_errors() {
         assert!(matches!(
-            DatagramHeader::decode(&[1, 2, 0, 0]),
+            DatagramHeader::decode(&[2, 2, 0, 0]),
             Err(DecodeError::Truncated { .. })
         ));
         assert_eq!(
-            DatagramHeader::decode(&[2, 2, 0, 0, 0, 0, 0]),
-            Err(DecodeError::UnknownVersion(2))
+            DatagramHeader::decode(&[1, 2, 0, 0, 0, 0, 0]),
+            Err(DecodeError::UnknownVersion(1))
         );
         assert!(matches!(
-            DatagramHeader::decode(&[1, 9, 0, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[2, 9, 0, 0, 0, 0, 0]),
             Err(DecodeError::UnknownKind { value: 9, .. })
         ));
         assert!(matches!(
-            DatagramHeader::decode(&[1, 2, 0x80, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[2, 2, 0x80, 0, 0, 0, 0]),
             Err(DecodeError::Invalid { .. })
         ));
         assert!(matches!(
-            DatagramHeader::decode(&[1, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[2, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(DecodeError::Invalid { .. })
         ));
-        let big = vec![1u8; MAX_DATAGRAM_SIZE + 1];
+        let big = vec![2u8; MAX_DATAGRAM_SIZE + 1];
         assert!(matches!(
             DatagramHeader::decode(&big),
             Err(DecodeError::TooLarge { .. })
