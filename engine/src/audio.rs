@@ -161,8 +161,14 @@ impl AudioEngine {
                 let entry = match peers.entry(peer) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => {
-                        let Ok(playout) = PeerAudioPlayout::new(JitterBufferConfig::default())
-                        else {
+                        let Ok(playout) = PeerAudioPlayout::new(JitterBufferConfig {
+                            // Audio arrives released in batches of up to 5 packets once its
+                            // sender's batch signature vouches for it (vcall_crypto::sender_auth):
+                            // start 80 ms later than the default so a batch's wait is no underrun.
+                            initial_delay_ms: 120,
+                            max_delay_ms: 280,
+                            ..JitterBufferConfig::default()
+                        }) else {
                             continue;
                         };
                         let recorder = record_dir.as_ref().and_then(|dir| {
