@@ -13,7 +13,9 @@
 # Prints ONE table: per scenario, video frames decoded / expected and audio frames decoded /
 # expected over both receivers (from the bots' JSON reports, docs/BOT-REPORT.md: video
 # expected = peers[].video_frames_expected; audio expected = the sender's sent.audio_frames),
-# and the loss the proxy actually applied (its --json report).
+# video freezes (their total as a share of the call time, and the longest), the recovery
+# work (NACKs sent, fragments resent, frames rebuilt by FEC, frames given up on), and the
+# loss the proxy actually applied (its --json report).
 #
 # Usage: scripts/bench-network.sh
 # Env:   BENCH_SECONDS=30 (per scenario)  SCENARIOS="none loss5 burst5 loss20"  SEED=1
@@ -156,6 +158,7 @@ for name in scenarios:
             notes.append(f"{name}: bot{i} wrote no report ({e})")
     sent_audio = {r.get("peer_id"): r.get("sent", {}).get("audio_frames", 0) for r in reports}
     v_dec = v_exp = a_dec = a_exp = 0
+    freeze_ms = call_ms = max_freeze = nacks = resent = fec = given_up = 0
     for r in reports:
         for e in r.get("errors", []):
             notes.append(f"{name}: {r.get('name')}: {e}")
@@ -164,6 +167,15 @@ for name in scenarios:
             v_exp += p.get("video_frames_expected", 0)
             a_dec += p.get("audio_frames_decoded", 0)
             a_exp += sent_audio.get(p.get("peer_id"), 0)
+            freeze_ms += p.get("video_freeze_ms_total", 0)
+            max_freeze = max(max_freeze, p.get("video_max_freeze_ms", 0))
+            call_ms += 1000.0 * r.get("duration_s", 0)
+            nacks += p.get("nacks_sent", 0)
+            resent += p.get("retransmissions", 0)
+            fec += p.get("fec_recovered", 0)
+            given_up += p.get("video_frames_given_up", 0)
+    freezes = f"{100.0 * freeze_ms / call_ms:.1f}% (max {max_freeze} ms)" if call_ms else "-"
+    recovery = f"{nacks}/{resent}/{fec}/{given_up}"
     link = "-"
     try:
         with open(os.path.join(d, "netem.out")) as f:
@@ -176,10 +188,11 @@ for name in scenarios:
         link = " / ".join(parts)
     except (OSError, ValueError, KeyError, IndexError) as e:
         notes.append(f"{name}: no proxy report ({e})")
-    rows.append((name, pct(v_dec, v_exp), pct(a_dec, a_exp), link))
+    rows.append((name, pct(v_dec, v_exp), freezes, pct(a_dec, a_exp), recovery, link))
 
-head = ("scenario", "video decoded/expected", "audio decoded/expected", "proxy drop up/down")
-widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(4)]
+head = ("scenario", "video decoded/expected", "video frozen", "audio decoded/expected",
+        "NACKs/resent/FEC/given up", "proxy drop up/down")
+widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
 line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
 print()
 print(line(head))

@@ -12,6 +12,9 @@ pub struct SentReport {
     pub audio_frames: u64,
     pub datagrams: u64,
     pub bytes: u64,
+    pub nacks_received: u64,
+    pub retransmissions: u64,
+    pub retransmissions_refused: u64,
 }
 
 /// Capture→decoded latency in milliseconds.
@@ -50,6 +53,13 @@ pub struct PeerReport {
     pub latency_ms: LatencyReport,
     pub datagrams_lost: u64,
     pub decrypt_failures: u64,
+    pub video_freeze_count: u64,
+    pub video_freeze_ms_total: u64,
+    pub video_max_freeze_ms: u64,
+    pub nacks_sent: u64,
+    pub retransmissions: u64,
+    pub fec_recovered: u64,
+    pub video_frames_given_up: u64,
     pub width: u32,
     pub height: u32,
     /// The peer left before this report was written (its figures are from when it left).
@@ -110,6 +120,9 @@ impl Report {
                 audio_frames: state.sent.audio_frames,
                 datagrams: state.sent.datagrams,
                 bytes: state.sent.bytes,
+                nacks_received: state.sent.nacks_received,
+                retransmissions: state.sent.retransmissions,
+                retransmissions_refused: state.sent.retransmissions_refused,
             },
             peers: state
                 .peers
@@ -132,6 +145,13 @@ impl Report {
                     latency_ms: p.stats.latency_ms.into(),
                     datagrams_lost: p.stats.datagrams_lost,
                     decrypt_failures: p.stats.decrypt_failures,
+                    video_freeze_count: p.stats.video_freeze_count,
+                    video_freeze_ms_total: p.stats.video_freeze_ms_total,
+                    video_max_freeze_ms: p.stats.video_max_freeze_ms,
+                    nacks_sent: p.stats.nacks_sent,
+                    retransmissions: p.stats.retransmissions,
+                    fec_recovered: p.stats.fec_recovered,
+                    video_frames_given_up: p.stats.video_frames_given_up,
                     width: p.stats.width,
                     height: p.stats.height,
                     left,
@@ -205,7 +225,15 @@ mod tests {
         ] {
             assert!(json.get(key).is_some(), "missing {key}");
         }
-        for key in ["video_frames", "audio_frames", "datagrams", "bytes"] {
+        for key in [
+            "video_frames",
+            "audio_frames",
+            "datagrams",
+            "bytes",
+            "nacks_received",
+            "retransmissions",
+            "retransmissions_refused",
+        ] {
             assert!(json["sent"].get(key).is_some(), "missing sent.{key}");
         }
         let peer = &json["peers"][0];
@@ -225,6 +253,13 @@ mod tests {
             "latency_ms",
             "datagrams_lost",
             "decrypt_failures",
+            "video_freeze_count",
+            "video_freeze_ms_total",
+            "video_max_freeze_ms",
+            "nacks_sent",
+            "retransmissions",
+            "fec_recovered",
+            "video_frames_given_up",
         ] {
             assert!(peer.get(key).is_some(), "missing peers[].{key}");
         }

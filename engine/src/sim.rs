@@ -117,10 +117,15 @@ enum SignalKind {
     Ack,
 }
 
+/// A predicate over a datagram at the relay: (sender, clear header, body).
+pub type DatagramFilter = Box<dyn FnMut(PeerId, &DatagramHeader, &[u8]) -> bool>;
+
 /// A simulated call: a relay and its members, member `i` having peer id `i + 1`.
 pub struct SimCall {
     pub now: Instant,
     pub relay: RelayCounters,
+    /// Decides, per datagram reaching the relay (sender, header, body), to lose it there.
+    pub relay_loses: Option<DatagramFilter>,
     clock: Clock,
     members: Vec<SimMember>,
     seed: u64,
@@ -133,6 +138,7 @@ impl SimCall {
         Self {
             now,
             relay: RelayCounters::default(),
+            relay_loses: None,
             clock: Clock::new(now, SIM_UNIX_US),
             members: Vec::new(),
             seed,
@@ -417,6 +423,11 @@ impl SimCall {
             return;
         };
         let stamped = stamped.freeze();
+        if let Some(loses) = &mut self.relay_loses
+            && loses(from, &header, &stamped[header.len()..])
+        {
+            return;
+        }
         let now = self.now;
         for (i, m) in self.members.iter_mut().enumerate() {
             let to = PeerId(i as u32 + 1);

@@ -122,6 +122,18 @@ pub struct PeerStats {
     pub latency_ms: LatencyStats,
     pub datagrams_lost: u64,
     pub decrypt_failures: u64,
+    /// Inter-frame gaps longer than max(3 × the mean frame interval, mean + 150 ms), as in
+    /// WebRTC's statistics: how many, their total and the longest, in milliseconds.
+    pub video_freeze_count: u64,
+    pub video_freeze_ms_total: u64,
+    pub video_max_freeze_ms: u64,
+    /// NACK messages we sent this peer, and the fragments it resent to us that arrived.
+    pub nacks_sent: u64,
+    pub retransmissions: u64,
+    /// Its frames rebuilt from repair (FEC) fragments.
+    pub fec_recovered: u64,
+    /// Its frames given up on (not recovered in time).
+    pub video_frames_given_up: u64,
 }
 
 /// One remote peer as this client knows it.
@@ -157,6 +169,10 @@ pub struct SentStats {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
+    /// NACKs received, fragments resent in answer, and requested fragments refused.
+    pub nacks_received: u64,
+    pub retransmissions: u64,
+    pub retransmissions_refused: u64,
 }
 
 /// One entry of the key-exchange log (names match the bot report).

@@ -21,6 +21,9 @@ pub struct PeerMedia {
     pub latency_samples_ms: Vec<f32>,
     latency_next: usize,
     decoded_times: Vec<Instant>,
+    pub freeze_count: u64,
+    pub freeze_ms_total: u64,
+    pub max_freeze_ms: u64,
 }
 
 impl PeerMedia {
@@ -33,11 +36,34 @@ impl PeerMedia {
             self.latency_samples_ms[self.latency_next] = latency_ms;
             self.latency_next = (self.latency_next + 1) % MAX_LATENCY_SAMPLES;
         }
+        self.note_freeze(now);
         self.decoded_times.push(now);
         let horizon = now.checked_sub(Duration::from_secs(1));
         if let Some(h) = horizon {
             let stale = self.decoded_times.iter().take_while(|t| **t < h).count();
             self.decoded_times.drain(..stale);
+        }
+    }
+
+    /// Counts the gap since the last decoded frame as a freeze when it is longer than
+    /// max(3 × the mean interval, mean + 150 ms) over the last second's frames.
+    fn note_freeze(&mut self, now: Instant) {
+        let (Some(first), Some(last)) = (self.decoded_times.first(), self.decoded_times.last())
+        else {
+            return;
+        };
+        let gap = now.saturating_duration_since(*last);
+        let intervals = self.decoded_times.len() - 1;
+        if intervals == 0 {
+            return;
+        }
+        let mean = last.saturating_duration_since(*first) / intervals as u32;
+        let threshold = (mean * 3).max(mean + Duration::from_millis(150));
+        if gap > threshold {
+            let ms = gap.as_millis() as u64;
+            self.freeze_count += 1;
+            self.freeze_ms_total += ms;
+            self.max_freeze_ms = self.max_freeze_ms.max(ms);
         }
     }
 
@@ -88,6 +114,34 @@ mod tests {
         assert!((s.p50 - 50.0).abs() <= 1.0, "{}", s.p50);
         assert!((s.p95 - 95.0).abs() <= 1.0, "{}", s.p95);
         assert_eq!(latency_summary(&[]), LatencyStats::default());
+    }
+
+    #[test]
+    fn long_gaps_between_decoded_frames_count_as_freezes() {
+        let mut m = PeerMedia::default();
+        let t0 = Instant::now();
+        let mut t = t0;
+        for _ in 0..30 {
+            m.record_decoded(t, 1.0);
+            t += Duration::from_millis(33);
+        }
+        // 150 ms at ~33 ms frames is below mean + 150 ms: not a freeze.
+        t += Duration::from_millis(117);
+        m.record_decoded(t, 1.0);
+        assert_eq!(m.freeze_count, 0);
+        for _ in 0..30 {
+            t += Duration::from_millis(33);
+            m.record_decoded(t, 1.0);
+        }
+        t += Duration::from_millis(400);
+        m.record_decoded(t, 1.0);
+        t += Duration::from_millis(33);
+        m.record_decoded(t, 1.0);
+        t += Duration::from_millis(250);
+        m.record_decoded(t, 1.0);
+        assert_eq!(m.freeze_count, 2);
+        assert_eq!(m.freeze_ms_total, 400 + 250);
+        assert_eq!(m.max_freeze_ms, 400);
     }
 
     #[test]

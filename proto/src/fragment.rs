@@ -8,13 +8,15 @@
 //! 6      2    count      u16 BE, 1..=MAX_FRAGMENTS data fragments in this frame
 //! 8      ..   chunk      1+ bytes of the sealed frame
 //! ```
-//! Fragments `0..count-1` carry equal chunk sizes; the last carries the rest. Indices
-//! `>= count` are reserved for repair (FEC) fragments: today's receivers drop them.
+//! Fragments `0..count-1` carry equal chunk sizes; the last carries the rest (1..=chunk size).
+//! Indices `count..count + repair_count` are Reed–Solomon repair fragments (see
+//! [`crate::repair`]): any `count` of the `count + repair_count` fragments rebuild the frame.
 
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use crate::repair::{self, MAX_REPAIR, REPAIR_HEADER_LEN, RepairHeader};
 use crate::wire::Reader;
 use crate::{DatagramHeader, DecodeError};
 
@@ -39,6 +41,11 @@ impl FragmentHeader {
         out[6..8].copy_from_slice(&self.count.to_be_bytes());
     }
 
+    /// A Reed–Solomon repair fragment (its chunk starts with a [`RepairHeader`]).
+    pub fn is_repair(&self) -> bool {
+        self.index >= self.count
+    }
+
     /// Parses a `Video` datagram body into its header and chunk.
     pub fn decode(body: &[u8]) -> Result<(Self, &[u8]), DecodeError> {
         let mut r = Reader::new(body);
@@ -51,10 +58,10 @@ impl FragmentHeader {
                 why: "must be 1..=1024",
             });
         }
-        if index >= count {
+        if usize::from(index) >= usize::from(count) + MAX_REPAIR {
             return Err(DecodeError::Invalid {
                 what: "fragment index",
-                why: "repair fragments (index >= count) are not supported",
+                why: "must be below count + 128",
             });
         }
         let chunk = r.rest();
@@ -81,6 +88,8 @@ pub enum FragmentError {
     Empty,
     #[error("max datagram size {0} leaves no room for data")]
     DatagramTooSmall(usize),
+    #[error("the repair fragments could not be computed")]
+    Repair,
 }
 
 /// Splits `sealed_frame` into complete `Video` datagrams of at most `max_datagram` bytes each
@@ -91,14 +100,35 @@ pub fn fragment_frame(
     sealed_frame: &[u8],
     max_datagram: usize,
 ) -> Result<Fragments, FragmentError> {
+    fragment_frame_with_repair(header, frame_id, sealed_frame, max_datagram, 0)
+}
+
+/// Like [`fragment_frame`], followed by `repair` Reed–Solomon repair datagrams (at most
+/// [`MAX_REPAIR`]): the receiver rebuilds the frame from any `count` of them. With repair, data
+/// chunks are sized so a repair datagram (6 more header bytes, an even shard) fits too.
+pub fn fragment_frame_with_repair(
+    header: &DatagramHeader,
+    frame_id: u32,
+    sealed_frame: &[u8],
+    max_datagram: usize,
+    repair: usize,
+) -> Result<Fragments, FragmentError> {
     if sealed_frame.is_empty() {
         return Err(FragmentError::Empty);
     }
+    let repair = repair.min(MAX_REPAIR);
     let overhead = header.len() + FRAGMENT_HEADER_LEN;
-    let room = max_datagram
+    let mut room = max_datagram
         .checked_sub(overhead)
         .filter(|r| *r > 0)
         .ok_or(FragmentError::DatagramTooSmall(max_datagram))?;
+    if repair > 0 {
+        room = room
+            .checked_sub(REPAIR_HEADER_LEN)
+            .map(|r| r & !1)
+            .filter(|r| *r > 0)
+            .ok_or(FragmentError::DatagramTooSmall(max_datagram))?;
+    }
     let count = sealed_frame.len().div_ceil(room);
     if count > MAX_FRAGMENTS {
         return Err(FragmentError::FrameTooLarge {
@@ -107,11 +137,19 @@ pub fn fragment_frame(
     }
     // Equal chunks, so the last datagram is not a runt when it can be avoided.
     let chunk = sealed_frame.len().div_ceil(count);
-    let mut buf = BytesMut::with_capacity(sealed_frame.len() + count * overhead);
+    let repair_head = RepairHeader {
+        repair_count: repair as u16,
+        chunk_len: chunk as u16,
+        last_len: (sealed_frame.len() - (count - 1) * chunk) as u16,
+    };
+    let total = count + repair;
+    let mut buf = BytesMut::with_capacity(
+        sealed_frame.len() + total * overhead + repair * (REPAIR_HEADER_LEN + chunk + 1),
+    );
     let mut head = [0u8; DatagramHeader::MAX_LEN];
     let head_len = header.write(&mut head);
-    let mut lens = Vec::with_capacity(count);
-    for (index, part) in sealed_frame.chunks(chunk).enumerate() {
+    let mut lens = Vec::with_capacity(total);
+    let mut put = |buf: &mut BytesMut, index: usize, parts: [&[u8]; 2]| {
         let start = buf.len();
         buf.extend_from_slice(&head[..head_len]);
         let mut fh = [0u8; FRAGMENT_HEADER_LEN];
@@ -122,8 +160,23 @@ pub fn fragment_frame(
         }
         .write(&mut fh);
         buf.extend_from_slice(&fh);
-        buf.extend_from_slice(part);
+        for part in parts {
+            buf.extend_from_slice(part);
+        }
         lens.push(buf.len() - start);
+    };
+    for (index, part) in sealed_frame.chunks(chunk).enumerate() {
+        put(&mut buf, index, [part, &[]]);
+    }
+    if repair > 0 {
+        let mut rh = [0u8; REPAIR_HEADER_LEN];
+        repair_head.write(&mut rh);
+        let mut index = count;
+        repair::encode_repair(repair_head, sealed_frame.chunks(chunk), |shard| {
+            put(&mut buf, index, [&rh, shard]);
+            index += 1;
+        })
+        .map_err(|_| FragmentError::Repair)?;
     }
     Ok(Fragments {
         buf,
@@ -169,7 +222,8 @@ pub struct ReassemblyConfig {
 impl Default for ReassemblyConfig {
     fn default() -> Self {
         Self {
-            max_frames_in_flight: 8,
+            // About half a second at 30 fps: room for retransmissions to arrive.
+            max_frames_in_flight: 16,
             timeout: Duration::from_millis(1000),
         }
     }
@@ -180,6 +234,8 @@ impl Default for ReassemblyConfig {
 pub struct CompleteFrame {
     pub frame_id: u32,
     pub data: Vec<u8>,
+    /// Data fragments rebuilt from repair fragments (0 when all arrived).
+    pub repaired: u16,
 }
 
 /// Counters of what a [`Reassembler`] did.
@@ -191,6 +247,10 @@ pub struct ReassemblyStats {
     pub fragments_duplicate: u64,
     /// Fragments of frames already completed or given up on, or inconsistent with their frame.
     pub fragments_stale: u64,
+    /// Frames completed with the help of repair fragments.
+    pub frames_repaired: u64,
+    /// Data fragments rebuilt from repair fragments.
+    pub fragments_repaired: u64,
 }
 
 #[derive(Debug)]
@@ -198,14 +258,58 @@ struct PartialFrame {
     frame_id: u32,
     count: u16,
     received: u16,
+    repairs_received: u16,
+    /// The highest fragment index received so far (data or repair).
+    highest_index: u16,
     first_seen: Instant,
     /// Chunks in arrival order.
     data: Vec<u8>,
-    /// Per index: (offset in `data`, length); length 0 = missing.
+    /// Per data index: (offset in `data`, length); length 0 = missing.
     spans: Vec<(u32, u32)>,
+    /// What the frame's repair fragments say (from the first one received).
+    repair: Option<RepairHeader>,
+    /// Per repair index: (offset in `data`, length); length 0 = missing.
+    repair_spans: Vec<(u32, u32)>,
 }
 
-/// Reassembles one sender's fragments into frames, with bounded memory and a timeout.
+impl PartialFrame {
+    /// Whether data chunk `index` of length `len` agrees with the repair header.
+    fn fits(repair: &RepairHeader, count: u16, index: u16, len: usize) -> bool {
+        repair.data_len(index, count) == len
+    }
+
+    fn chunk(&self, span: (u32, u32)) -> &[u8] {
+        &self.data[span.0 as usize..(span.0 + span.1) as usize]
+    }
+}
+
+/// An incomplete frame as the loss recovery sees it (see [`Reassembler::incomplete`]).
+#[derive(Debug, Clone, Copy)]
+pub struct IncompleteFrame<'a> {
+    pub frame_id: u32,
+    /// Data fragments in the frame.
+    pub count: u16,
+    /// The highest fragment index received (data or repair).
+    pub highest_index: u16,
+    /// Fragments (data or repair) still needed before the frame can be rebuilt.
+    pub needed: u16,
+    pub first_seen: Instant,
+    spans: &'a [(u32, u32)],
+}
+
+impl IncompleteFrame<'_> {
+    /// The data fragment indices not received, in order.
+    pub fn missing(&self) -> impl Iterator<Item = u16> + '_ {
+        self.spans
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.1 == 0)
+            .map(|(i, _)| i as u16)
+    }
+}
+
+/// Reassembles one sender's fragments into frames, with bounded memory and a timeout, and
+/// rebuilds lost data fragments from repair fragments.
 #[derive(Debug)]
 pub struct Reassembler {
     config: ReassemblyConfig,
@@ -233,6 +337,31 @@ impl Reassembler {
         self.stats
     }
 
+    /// Whether `frame_id` was completed or given up on recently (its fragments are stale).
+    pub fn is_finished(&self, frame_id: u32) -> bool {
+        self.finished.contains(&Some(frame_id))
+    }
+
+    /// The frames being assembled, for loss recovery (NACKs).
+    pub fn incomplete(&self) -> impl Iterator<Item = IncompleteFrame<'_>> {
+        self.in_flight.iter().map(|p| {
+            let have = p.received
+                + if p.repair.is_some() {
+                    p.repairs_received
+                } else {
+                    0
+                };
+            IncompleteFrame {
+                frame_id: p.frame_id,
+                count: p.count,
+                highest_index: p.highest_index,
+                needed: p.count.saturating_sub(have),
+                first_seen: p.first_seen,
+                spans: &p.spans,
+            }
+        })
+    }
+
     /// Adds one fragment received at `now`; returns the frame when this completes it.
     pub fn insert(
         &mut self,
@@ -241,10 +370,25 @@ impl Reassembler {
         chunk: &[u8],
     ) -> Option<CompleteFrame> {
         self.expire(now);
-        if self.finished.contains(&Some(frag.frame_id)) {
+        if self.is_finished(frag.frame_id) {
             self.stats.fragments_stale += 1;
             return None;
         }
+        let repair = if frag.is_repair() {
+            match RepairHeader::decode(chunk) {
+                Ok((h, _))
+                    if usize::from(frag.index - frag.count) < usize::from(h.repair_count) =>
+                {
+                    Some(h)
+                }
+                _ => {
+                    self.stats.fragments_stale += 1;
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
         let pos = match self
             .in_flight
             .iter()
@@ -264,41 +408,137 @@ impl Reassembler {
                     frame_id: frag.frame_id,
                     count: frag.count,
                     received: 0,
+                    repairs_received: 0,
+                    highest_index: 0,
                     first_seen: now,
                     data,
                     spans: vec![(0, 0); frag.count as usize],
+                    repair: None,
+                    repair_spans: Vec::new(),
                 });
                 self.in_flight.len() - 1
             }
         };
         let p = &mut self.in_flight[pos];
-        if p.count != frag.count || frag.index >= p.count || chunk.is_empty() {
+        if p.count != frag.count || chunk.is_empty() {
             self.stats.fragments_stale += 1;
             return None;
         }
-        let span = &mut p.spans[frag.index as usize];
-        if span.1 != 0 {
-            self.stats.fragments_duplicate += 1;
-            return None;
+        if let Some(h) = repair {
+            match p.repair {
+                None => {
+                    // The first repair fragment fixes the layout: every data chunk so far
+                    // must agree with it.
+                    let consistent = p.spans.iter().enumerate().all(|(i, s)| {
+                        s.1 == 0 || PartialFrame::fits(&h, p.count, i as u16, s.1 as usize)
+                    });
+                    if !consistent {
+                        self.stats.fragments_stale += 1;
+                        return None;
+                    }
+                    p.repair = Some(h);
+                    p.repair_spans = vec![(0, 0); usize::from(h.repair_count)];
+                }
+                Some(known) if known != h => {
+                    self.stats.fragments_stale += 1;
+                    return None;
+                }
+                Some(_) => {}
+            }
+            let span = &mut p.repair_spans[usize::from(frag.index - frag.count)];
+            if span.1 != 0 {
+                self.stats.fragments_duplicate += 1;
+                return None;
+            }
+            let shard = &chunk[REPAIR_HEADER_LEN..];
+            *span = (p.data.len() as u32, shard.len() as u32);
+            p.data.extend_from_slice(shard);
+            p.repairs_received += 1;
+        } else {
+            if p.repair
+                .is_some_and(|h| !PartialFrame::fits(&h, p.count, frag.index, chunk.len()))
+            {
+                self.stats.fragments_stale += 1;
+                return None;
+            }
+            let span = &mut p.spans[frag.index as usize];
+            if span.1 != 0 {
+                self.stats.fragments_duplicate += 1;
+                return None;
+            }
+            *span = (p.data.len() as u32, chunk.len() as u32);
+            p.data.extend_from_slice(chunk);
+            p.received += 1;
         }
-        *span = (p.data.len() as u32, chunk.len() as u32);
-        p.data.extend_from_slice(chunk);
-        p.received += 1;
-        if p.received < p.count {
+        p.highest_index = p.highest_index.max(frag.index);
+        let repaired = if p.received == p.count {
+            0
+        } else if p.repair.is_some() && p.received + p.repairs_received >= p.count {
+            match Self::rebuild(p) {
+                Some(n) => n,
+                None => {
+                    // Inconsistent repair data: the frame cannot be trusted to rebuild.
+                    self.stats.fragments_stale += 1;
+                    return None;
+                }
+            }
+        } else {
             return None;
-        }
+        };
         let p = self.in_flight.swap_remove(pos);
         let mut out = Vec::with_capacity(p.data.len());
-        for &(off, len) in &p.spans {
-            out.extend_from_slice(&p.data[off as usize..(off + len) as usize]);
+        for &span in &p.spans {
+            out.extend_from_slice(p.chunk(span));
         }
         self.mark_finished(p.frame_id);
         self.spare.push(p.data);
         self.stats.frames_completed += 1;
+        if repaired > 0 {
+            self.stats.frames_repaired += 1;
+            self.stats.fragments_repaired += u64::from(repaired);
+        }
         Some(CompleteFrame {
             frame_id: p.frame_id,
             data: out,
+            repaired,
         })
+    }
+
+    /// Rebuilds the missing data chunks of `p` from its repair shards, appending them to its
+    /// data; returns how many were rebuilt.
+    fn rebuild(p: &mut PartialFrame) -> Option<u16> {
+        let header = p.repair?;
+        let mut rebuilt: Vec<(u16, Vec<u8>)> = Vec::new();
+        let spans = &p.spans;
+        let data = &p.data;
+        let chunk = |s: (u32, u32)| &data[s.0 as usize..(s.0 + s.1) as usize];
+        repair::recover(
+            header,
+            p.count,
+            spans
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.1 != 0)
+                .map(|(i, s)| (i as u16, chunk(*s))),
+            p.repair_spans
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.1 != 0)
+                .map(|(i, s)| (i as u16, chunk(*s))),
+            |index, bytes| rebuilt.push((index, bytes.to_vec())),
+        )
+        .ok()?;
+        let n = rebuilt.len() as u16;
+        for (index, bytes) in rebuilt {
+            let span = &mut p.spans[usize::from(index)];
+            if span.1 != 0 {
+                continue;
+            }
+            *span = (p.data.len() as u32, bytes.len() as u32);
+            p.data.extend_from_slice(&bytes);
+            p.received += 1;
+        }
+        (p.received == p.count).then_some(n)
     }
 
     /// Drops frames older than the timeout; returns how many were dropped.
@@ -314,6 +554,15 @@ impl Reassembler {
             }
         }
         dropped
+    }
+
+    /// Gives up on `frame_id` now (loss recovery decided it is unrecoverable).
+    pub fn abandon(&mut self, frame_id: u32) {
+        if let Some(i) = self.in_flight.iter().position(|p| p.frame_id == frame_id) {
+            self.drop_partial(i);
+        } else if !self.is_finished(frame_id) {
+            self.mark_finished(frame_id);
+        }
     }
 
     /// Frames currently incomplete.
@@ -377,7 +626,8 @@ mod tests {
             done,
             Some(CompleteFrame {
                 frame_id: 9,
-                data: data.clone()
+                data: data.clone(),
+                repaired: 0,
             })
         );
         // A late duplicate of a completed frame is stale, not a second frame.
@@ -385,6 +635,117 @@ mod tests {
         assert_eq!(r.insert(now, fh, chunk), None);
         assert_eq!(r.stats().fragments_stale, 1);
         assert_eq!(r.stats().frames_completed, 1);
+    }
+
+    fn split_with_repair(frame_id: u32, data: &[u8], repair: usize) -> Vec<Bytes> {
+        let h = DatagramHeader::new(DatagramKind::Video, None);
+        fragment_frame_with_repair(&h, frame_id, data, MAX_DATAGRAM_SIZE, repair)
+            .unwrap()
+            .collect()
+    }
+
+    #[test]
+    fn a_frame_missing_up_to_its_repair_count_is_rebuilt() {
+        let data = frame(30_001);
+        let dgrams = split_with_repair(4, &data, 3);
+        assert!(dgrams.iter().all(|d| d.len() <= MAX_DATAGRAM_SIZE));
+        let count = body(&dgrams[0]).0.count as usize;
+        assert_eq!(dgrams.len(), count + 3);
+        // Lose three data fragments (the last among them): three repairs rebuild them.
+        let lost = [1, 7, count - 1];
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let now = Instant::now();
+        let mut done = None;
+        for (i, d) in dgrams.iter().enumerate() {
+            if lost.contains(&i) {
+                continue;
+            }
+            let (fh, chunk) = body(d);
+            if let Some(f) = r.insert(now, fh, chunk) {
+                assert!(done.is_none(), "one frame, once");
+                done = Some(f);
+            }
+        }
+        let f = done.expect("rebuilt");
+        assert_eq!(f.data, data);
+        assert_eq!(f.repaired, 3);
+        assert_eq!(r.stats().frames_repaired, 1);
+        assert_eq!(r.stats().fragments_repaired, 3);
+    }
+
+    #[test]
+    fn too_few_fragments_leave_the_frame_incomplete_with_its_missing_indices() {
+        let data = frame(12_000);
+        let dgrams = split_with_repair(8, &data, 1);
+        let count = body(&dgrams[0]).0.count;
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let now = Instant::now();
+        for (i, d) in dgrams.iter().enumerate() {
+            if i == 2 || i == 5 {
+                continue;
+            }
+            let (fh, chunk) = body(d);
+            assert!(r.insert(now, fh, chunk).is_none());
+        }
+        let inc: Vec<_> = r.incomplete().collect();
+        assert_eq!(inc.len(), 1);
+        assert_eq!(
+            (inc[0].frame_id, inc[0].count, inc[0].needed),
+            (8, count, 1)
+        );
+        assert_eq!(inc[0].missing().collect::<Vec<_>>(), vec![2, 5]);
+        assert_eq!(inc[0].highest_index, count); // the repair fragment
+        // A retransmission of one of them completes it (with the repair's help).
+        let (fh, chunk) = body(&dgrams[5]);
+        assert_eq!(r.insert(now, fh, chunk).unwrap().data, data);
+    }
+
+    #[test]
+    fn lying_repair_fragments_are_refused_not_trusted() {
+        let data = frame(6_000);
+        let dgrams = split_with_repair(3, &data, 2);
+        let count = body(&dgrams[0]).0.count as usize;
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let now = Instant::now();
+        let (fh, chunk) = body(&dgrams[0]);
+        assert!(r.insert(now, fh, chunk).is_none());
+        // A repair fragment whose header claims other chunk lengths than fragment 0 has.
+        let (rfh, rchunk) = body(&dgrams[count]);
+        let mut forged = rchunk.to_vec();
+        forged[2..4].copy_from_slice(&100u16.to_be_bytes());
+        forged.truncate(REPAIR_HEADER_LEN + 100);
+        assert!(r.insert(now, rfh, &forged).is_none());
+        assert_eq!(r.stats().fragments_stale, 1);
+        // A repair index beyond the repair count it states.
+        let beyond = FragmentHeader {
+            index: (count + 2) as u16,
+            ..rfh
+        };
+        assert!(r.insert(now, beyond, rchunk).is_none());
+        assert_eq!(r.stats().fragments_stale, 2);
+        // The genuine fragments still rebuild the frame.
+        let mut done = None;
+        for d in &dgrams[2..] {
+            let (fh, chunk) = body(d);
+            done = done.or(r.insert(now, fh, chunk));
+        }
+        assert_eq!(done.unwrap().data, data);
+    }
+
+    #[test]
+    fn abandoned_frames_take_no_more_fragments() {
+        let dgrams = split(11, &frame(5000));
+        let mut r = Reassembler::new(ReassemblyConfig::default());
+        let now = Instant::now();
+        let (fh, chunk) = body(&dgrams[0]);
+        r.insert(now, fh, chunk);
+        r.abandon(11);
+        assert_eq!(r.in_flight(), 0);
+        assert!(r.is_finished(11));
+        r.abandon(12); // never seen: its fragments are refused when they come
+        let late = split(12, &[1, 2, 3]);
+        let (fh, chunk) = body(&late[0]);
+        assert!(r.insert(now, fh, chunk).is_none());
     }
 
     #[test]
@@ -452,7 +813,7 @@ mod tests {
     #[test]
     fn invalid_fragment_headers_are_rejected() {
         assert!(FragmentHeader::decode(&[0, 0, 0, 1, 0, 0, 0, 0, 9]).is_err()); // count 0
-        assert!(FragmentHeader::decode(&[0, 0, 0, 1, 0, 2, 0, 2, 9]).is_err()); // index >= count
+        assert!(FragmentHeader::decode(&[0, 0, 0, 1, 0, 130, 0, 2, 9]).is_err()); // index >= count + 128
         assert!(FragmentHeader::decode(&[0, 0, 0, 1, 0, 0, 0, 1]).is_err()); // empty chunk
         assert!(FragmentHeader::decode(&[0, 0, 0, 1, 0, 0, 0x04, 0x01, 9]).is_err()); // > 1024
         assert!(FragmentHeader::decode(&[0, 0, 0]).is_err());

@@ -17,6 +17,7 @@ pub mod e2ee;
 pub mod error;
 pub mod fragment;
 pub mod media;
+pub mod repair;
 mod wire;
 
 pub use control::{ControlDecoder, ControlFrame, ErrorCode, Recipient};

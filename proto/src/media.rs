@@ -145,15 +145,22 @@ impl Heartbeat {
 /// Receiver feedback plaintext (in an addressed `Feedback` datagram to the media's sender).
 ///
 /// ```text
-/// 0  1  type   1 = keyframe request, 2 = receiver report
+/// 0  1  type   1 = keyframe request, 2 = receiver report, 3 = NACK
 /// keyframe request:  1..5  last_frame_number u32 BE (highest frame_number received from that
 ///                           sender since its first keyframe, 0 if none; informational)
 /// receiver report:   1..5  video_frames_received u32 BE (cumulative)
 ///                    5..9  video_frames_lost     u32 BE (cumulative)
 ///                    9..13 audio_frames_lost     u32 BE (cumulative)
 ///                    13..21 echo_time_us         u64 BE (the sender's last heartbeat time, for RTT)
+/// NACK:              1..2  n u8, 1..=32 entries, then n times (8 bytes each):
+///                          frame_id u32 BE, first u16 BE, mask u16 BE
+///                          first = 0xFFFF: every fragment of the frame (mask 0), else the
+///                          fragment `first` and `first + 1 + b` for each set bit b of mask
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// A NACK list is 260 bytes inline: feedback lives briefly on the stack, and boxing it would
+// allocate per NACK instead.
+#[allow(clippy::large_enum_variant)]
 pub enum Feedback {
     KeyframeRequest {
         last_frame_number: u32,
@@ -164,6 +171,95 @@ pub enum Feedback {
         audio_frames_lost: u32,
         echo_time_us: u64,
     },
+    /// Fragments to send again (retransmissions are the same sealed bytes).
+    Nack(NackList),
+}
+
+/// One NACK entry: fragments of one frame to send again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NackEntry {
+    pub frame_id: u32,
+    /// The first fragment index, or [`NackEntry::WHOLE_FRAME`].
+    pub first: u16,
+    /// Bit b set: fragment `first + 1 + b` too.
+    pub mask: u16,
+}
+
+impl NackEntry {
+    /// `first` value meaning every fragment of the frame (none of it arrived).
+    pub const WHOLE_FRAME: u16 = 0xFFFF;
+
+    /// The whole frame.
+    pub fn whole_frame(frame_id: u32) -> Self {
+        Self {
+            frame_id,
+            first: Self::WHOLE_FRAME,
+            mask: 0,
+        }
+    }
+
+    pub fn is_whole_frame(&self) -> bool {
+        self.first == Self::WHOLE_FRAME
+    }
+
+    /// The fragment indices named (empty for a whole frame: see [`Self::is_whole_frame`]).
+    pub fn indices(&self) -> impl Iterator<Item = u16> + '_ {
+        let whole = self.is_whole_frame();
+        std::iter::once(self.first)
+            .chain(
+                (0..16u16)
+                    .filter(|b| self.mask & (1 << b) != 0)
+                    .map(|b| self.first.saturating_add(1 + b)),
+            )
+            .filter(move |_| !whole)
+    }
+}
+
+/// Up to [`NackList::MAX`] NACK entries, without allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NackList {
+    len: u8,
+    entries: [NackEntry; NackList::MAX],
+}
+
+impl NackList {
+    pub const MAX: usize = 32;
+
+    /// Adds an entry; false when the list is full.
+    pub fn push(&mut self, entry: NackEntry) -> bool {
+        if usize::from(self.len) >= Self::MAX {
+            return false;
+        }
+        self.entries[usize::from(self.len)] = entry;
+        self.len += 1;
+        true
+    }
+
+    /// Adds fragment `index` of `frame_id`, into the last entry when it fits there.
+    pub fn push_fragment(&mut self, frame_id: u32, index: u16) -> bool {
+        if let Some(last) = self.entries[..usize::from(self.len)].last_mut()
+            && last.frame_id == frame_id
+            && !last.is_whole_frame()
+            && index > last.first
+            && index - last.first <= 16
+        {
+            last.mask |= 1 << (index - last.first - 1);
+            return true;
+        }
+        self.push(NackEntry {
+            frame_id,
+            first: index,
+            mask: 0,
+        })
+    }
+
+    pub fn entries(&self) -> &[NackEntry] {
+        &self.entries[..usize::from(self.len)]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Feedback {
@@ -185,6 +281,15 @@ impl Feedback {
                 out.extend_from_slice(&audio_frames_lost.to_be_bytes());
                 out.extend_from_slice(&echo_time_us.to_be_bytes());
             }
+            Self::Nack(list) => {
+                out.push(3);
+                out.push(list.len);
+                for e in list.entries() {
+                    out.extend_from_slice(&e.frame_id.to_be_bytes());
+                    out.extend_from_slice(&e.first.to_be_bytes());
+                    out.extend_from_slice(&e.mask.to_be_bytes());
+                }
+            }
         }
     }
 
@@ -200,6 +305,31 @@ impl Feedback {
                 audio_frames_lost: r.u32()?,
                 echo_time_us: r.u64()?,
             },
+            3 => {
+                let n = r.u8()?;
+                if n == 0 || usize::from(n) > NackList::MAX {
+                    return Err(DecodeError::Invalid {
+                        what: "NACK entries",
+                        why: "must be 1..=32",
+                    });
+                }
+                let mut list = NackList::default();
+                for _ in 0..n {
+                    let e = NackEntry {
+                        frame_id: r.u32()?,
+                        first: r.u16()?,
+                        mask: r.u16()?,
+                    };
+                    if e.is_whole_frame() && e.mask != 0 {
+                        return Err(DecodeError::Invalid {
+                            what: "NACK entry",
+                            why: "a whole-frame entry has no mask",
+                        });
+                    }
+                    list.push(e);
+                }
+                Self::Nack(list)
+            }
             value => {
                 return Err(DecodeError::UnknownKind {
                     what: "feedback type",
@@ -313,7 +443,44 @@ mod tests {
             b.push(0);
             assert!(Feedback::decode(&b).is_err());
         }
-        assert!(Feedback::decode(&[3]).is_err());
+        assert!(Feedback::decode(&[4]).is_err());
         assert!(Feedback::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn nacks_round_trip_pack_indices_and_reject_nonsense() {
+        let mut list = NackList::default();
+        for i in [3u16, 4, 9, 19, 20, 40] {
+            assert!(list.push_fragment(7, i));
+        }
+        assert!(list.push(NackEntry::whole_frame(8)));
+        // 3 carries 4, 9, 19 (3 + 16); 20 starts a new entry, as does 40.
+        assert_eq!(list.entries().len(), 4);
+        let named: Vec<u16> = list.entries()[..3]
+            .iter()
+            .flat_map(|e| e.indices())
+            .collect();
+        assert_eq!(named, vec![3, 4, 9, 19, 20, 40]);
+        assert!(list.entries()[3].is_whole_frame());
+        assert_eq!(list.entries()[3].indices().count(), 0);
+        let fb = Feedback::Nack(list);
+        let mut b = Vec::new();
+        fb.append(&mut b);
+        assert_eq!(b.len(), 2 + 4 * 8);
+        assert_eq!(Feedback::decode(&b).unwrap(), fb);
+        assert!(Feedback::decode(&b[..b.len() - 1]).is_err());
+        assert!(Feedback::decode(&[3, 0]).is_err(), "no entries");
+        let mut too_many = vec![3, 33];
+        too_many.extend_from_slice(&[0; 33 * 8]);
+        assert!(Feedback::decode(&too_many).is_err());
+        assert!(
+            Feedback::decode(&[3, 1, 0, 0, 0, 1, 0xFF, 0xFF, 0, 1]).is_err(),
+            "whole+mask"
+        );
+        let mut full = NackList::default();
+        for f in 0..NackList::MAX as u32 {
+            assert!(full.push(NackEntry::whole_frame(f)));
+        }
+        assert!(!full.push_fragment(99, 0));
     }
 }

@@ -14,7 +14,9 @@
 //! ```
 
 mod keyframes;
+mod recovery;
 mod remote;
+mod retransmit;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::{ControlFlow, Range};
@@ -25,12 +27,16 @@ use bytes::Bytes;
 use vcall_crypto::{Action, OpenError, Session};
 use vcall_proto::control::{ControlFrame, ErrorCode, RosterEntry};
 use vcall_proto::e2ee::SealedHeader;
-use vcall_proto::fragment::{FragmentHeader, fragment_frame};
-use vcall_proto::media::{AudioMeta, Feedback, Heartbeat, VideoMeta};
+use vcall_proto::fragment::{FragmentHeader, fragment_frame_with_repair};
+use vcall_proto::media::{AudioMeta, Feedback, Heartbeat, NackList, VideoMeta};
 use vcall_proto::{DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE, PeerId};
 
 pub use keyframes::{FORCE_INTERVAL, KeyframeNeed, KeyframePolicy, REQUEST_INTERVAL};
+use recovery::Ordered;
+pub use recovery::RecoveryTiming;
 use remote::RemotePeer;
+pub use retransmit::RetransmitCounters;
+use retransmit::SentHistory;
 
 use crate::state::{
     CallPhase, CallState, EndReason, HandshakeLogEntry, MAX_HANDSHAKE_LOG, PeerState,
@@ -40,6 +46,8 @@ use crate::state::{
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Statistics are published this often (discrete changes at once).
 pub const STATS_INTERVAL: Duration = Duration::from_millis(250);
+/// Loss recovery (NACKs, giving up on late frames) runs this often.
+pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(20);
 /// Departed peers remembered in the state (for reports).
 const MAX_DEPARTED: usize = 64;
 /// Non-fatal problems remembered in the state.
@@ -233,6 +241,11 @@ pub struct CallCore {
     datagram_limit: usize,
     rtt: Duration,
     frame_id: u32,
+    /// Our sealed video fragments, for NACKs.
+    history: SentHistory,
+    next_recovery: Instant,
+    /// Reused list of what the frame order decided.
+    ordered: Vec<Ordered<VideoToDecode>>,
     next_heartbeat: Instant,
     next_stats: Instant,
     stats_at: Instant,
@@ -279,6 +292,9 @@ impl CallCore {
             datagram_limit: MAX_DATAGRAM_SIZE,
             rtt: Duration::ZERO,
             frame_id: 0,
+            history: SentHistory::default(),
+            next_recovery: now + RECOVERY_INTERVAL,
+            ordered: Vec::new(),
             next_heartbeat: now,
             next_stats: now + STATS_INTERVAL,
             stats_at: now,
@@ -328,6 +344,11 @@ impl CallCore {
         &self.keyframes
     }
 
+    /// What our retransmission history did with receivers' NACKs.
+    pub fn retransmit_counters(&self) -> RetransmitCounters {
+        self.history.counters()
+    }
+
     /// The state as the core sees it now (what the next `Publish` will carry, minus stats
     /// computed at publish time).
     pub fn state(&self) -> &CallState {
@@ -355,7 +376,10 @@ impl CallCore {
     /// When `handle_timeout` must be called next: the soonest of the heartbeat, the stats
     /// interval (which also sweeps stale reassembly) and the session's own timers.
     pub fn poll_timeout(&self) -> Instant {
-        let mut next = self.next_heartbeat.min(self.next_stats);
+        let mut next = self
+            .next_heartbeat
+            .min(self.next_stats)
+            .min(self.next_recovery);
         if let Some(ms) = self.session.next_timeout() {
             next = next.min(self.clock.instant_of_unix_ms(ms));
         }
@@ -372,6 +396,10 @@ impl CallCore {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + HEARTBEAT_INTERVAL;
             self.send_heartbeat(now);
+        }
+        if now >= self.next_recovery {
+            self.next_recovery = now + RECOVERY_INTERVAL;
+            self.run_recovery(now);
         }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
@@ -401,6 +429,7 @@ impl CallCore {
             ControlFrame::PeerLeft { peer } => {
                 if self.roster.remove(&peer).is_some() {
                     self.remotes.remove(&peer);
+                    self.history.forget(peer);
                     self.keyframes.forget(peer);
                     if let Some(i) = self.state.peers.iter().position(|p| p.peer_id == peer) {
                         let gone = self.state.peers.remove(i);
@@ -485,7 +514,7 @@ impl CallCore {
                 }
                 self.state.sent.width = u32::from(meta.width);
                 self.state.sent.height = u32::from(meta.height);
-                self.send_video(now, frame);
+                self.send_video(now, meta.keyframe, frame);
             }
             LocalMedia::Audio { plain } => {
                 // Mute is enforced here, where packets leave: whatever was queued before the
@@ -573,7 +602,12 @@ impl CallCore {
         remote.bytes_in += datagram.len() as u64;
         let body = &datagram[offset..];
         match header.kind {
-            DatagramKind::Video => self.on_video_fragment(now, sender, body),
+            DatagramKind::Video => {
+                if header.target == Some(self.me) {
+                    remote.retransmissions_received += 1;
+                }
+                self.on_video_fragment(now, sender, body)
+            }
             kind => self.on_small_datagram(now, sender, kind, header.target, body),
         }
     }
@@ -587,16 +621,10 @@ impl CallCore {
             remote.decrypt_failures += 1;
             return;
         };
-        let dropped_before = remote.reassembler.stats().frames_dropped;
-        let complete = remote.reassembler.insert(now, fragment, chunk);
-        let dropped = remote.reassembler.stats().frames_dropped > dropped_before;
-        let Some(mut frame) = complete else {
-            if dropped {
-                self.request_keyframe(now, sender, KeyframeNeed::FrameLost);
-            }
+        remote.nacks.on_fragment(fragment.frame_id);
+        let Some(mut frame) = remote.reassembler.insert(now, fragment, chunk) else {
             return;
         };
-        let gap = remote.note_frame_id(frame.frame_id);
         let base = frame.data.as_ptr() as usize;
         let plain =
             match self
@@ -630,15 +658,88 @@ impl CallCore {
         }
         remote.video_frames_received += 1;
         remote.last_frame_number = remote.last_frame_number.max(meta.frame_number);
-        self.outputs.push_back(Output::Decode(VideoToDecode {
+        let to_decode = VideoToDecode {
             peer: sender,
             meta,
             access_unit: plain.start + VideoMeta::LEN..plain.end,
             frame: frame.data,
-        }));
-        if gap {
+        };
+        let mut ordered = std::mem::take(&mut self.ordered);
+        remote
+            .order
+            .push(now, frame.frame_id, meta.keyframe, to_decode, &mut |o| {
+                ordered.push(o)
+            });
+        self.apply_order(now, sender, &mut ordered);
+        self.ordered = ordered;
+    }
+
+    /// Performs what `sender`'s frame order decided: frames to decode, and frames given up on
+    /// (forgotten by reassembly and NACKs; a keyframe request unless a keyframe follows).
+    fn apply_order(
+        &mut self,
+        now: Instant,
+        sender: PeerId,
+        ordered: &mut Vec<Ordered<VideoToDecode>>,
+    ) {
+        let mut need_keyframe = false;
+        for o in ordered.drain(..) {
+            match o {
+                Ordered::Deliver(frame) => {
+                    need_keyframe &= !frame.meta.keyframe;
+                    self.outputs.push_back(Output::Decode(frame));
+                }
+                Ordered::GaveUp { from, to } => {
+                    need_keyframe = true;
+                    if let Some(remote) = self.remotes.get_mut(&sender) {
+                        let mut id = from;
+                        while id != to {
+                            remote.reassembler.abandon(id);
+                            id = id.wrapping_add(1);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(remote) = self.remotes.get_mut(&sender)
+            && let Some(next) = remote.order.next()
+        {
+            remote.nacks.set_floor(next);
+        }
+        if need_keyframe {
             self.request_keyframe(now, sender, KeyframeNeed::FrameLost);
         }
+    }
+
+    /// Timer: NACKs what is missing, and gives up on frames waited for too long.
+    fn run_recovery(&mut self, now: Instant) {
+        let timing = RecoveryTiming::from_rtt(self.rtt);
+        let peers: Vec<PeerId> = self.remotes.keys().copied().collect();
+        let mut ordered = std::mem::take(&mut self.ordered);
+        for peer in peers {
+            let Some(remote) = self.remotes.get_mut(&peer) else {
+                continue;
+            };
+            remote
+                .order
+                .poll(now, timing.give_up, &mut |o| ordered.push(o));
+            if !ordered.is_empty() {
+                self.apply_order(now, peer, &mut ordered);
+            }
+            let Some(remote) = self.remotes.get_mut(&peer) else {
+                continue;
+            };
+            if let Some(list) = remote.nacks.poll(now, &remote.reassembler, timing) {
+                self.send_nack(peer, list);
+            }
+        }
+        self.ordered = ordered;
+    }
+
+    fn send_nack(&mut self, peer: PeerId, list: NackList) {
+        let mut plain = Vec::with_capacity(2 + 8 * list.entries().len());
+        Feedback::Nack(list).append(&mut plain);
+        self.send_sealed(DatagramKind::Feedback, Some(peer), &plain);
     }
 
     fn on_small_datagram(
@@ -697,13 +798,23 @@ impl CallCore {
                     }
                 }
             }
-            DatagramKind::Feedback => {
-                if let Ok(Feedback::KeyframeRequest { .. }) = Feedback::decode(plain)
-                    && self.keyframes.on_request_received(now)
-                {
-                    self.outputs.push_back(Output::ForceKeyframe);
+            DatagramKind::Feedback => match Feedback::decode(plain) {
+                Ok(Feedback::KeyframeRequest { .. }) => {
+                    if self.keyframes.on_request_received(now) {
+                        self.outputs.push_back(Output::ForceKeyframe);
+                    }
                 }
-            }
+                Ok(Feedback::Nack(list)) => {
+                    let outputs = &mut self.outputs;
+                    let sent = &mut self.state.sent;
+                    self.history.on_nack(sender, &list, |d| {
+                        sent.datagrams += 1;
+                        sent.bytes += d.len() as u64;
+                        outputs.push_back(Output::Datagram(d));
+                    });
+                }
+                Ok(Feedback::ReceiverReport { .. }) | Err(_) => {}
+            },
             DatagramKind::Video => {}
         }
     }
@@ -765,8 +876,8 @@ impl CallCore {
     }
 
     /// Seals a frame in place (its first `SealedHeader::LEN` bytes are reserved), fragments it
-    /// and queues the datagrams.
-    fn send_video(&mut self, now: Instant, mut frame: Vec<u8>) {
+    /// (keyframes with repair fragments), queues the datagrams and keeps them for NACKs.
+    fn send_video(&mut self, now: Instant, keyframe: bool, mut frame: Vec<u8>) {
         if self
             .session
             .seal_in_place(DatagramKind::Video, None, &mut frame, 0)
@@ -776,7 +887,13 @@ impl CallCore {
             return;
         }
         let header = DatagramHeader::new(DatagramKind::Video, None);
-        let Ok(fragments) = fragment_frame(&header, self.frame_id, &frame, self.datagram_limit)
+        let repair = if keyframe {
+            keyframe_repair(frame.len(), self.datagram_limit)
+        } else {
+            0
+        };
+        let Ok(fragments) =
+            fragment_frame_with_repair(&header, self.frame_id, &frame, self.datagram_limit, repair)
         else {
             self.counters.not_sent += 1;
             self.handle_media_event(
@@ -785,12 +902,15 @@ impl CallCore {
             );
             return;
         };
-        self.frame_id = self.frame_id.wrapping_add(1);
+        let mut kept = Vec::with_capacity(fragments.len());
         for datagram in fragments {
             self.state.sent.datagrams += 1;
             self.state.sent.bytes += datagram.len() as u64;
+            kept.push(datagram.clone());
             self.outputs.push_back(Output::Datagram(datagram));
         }
+        self.history.record(self.frame_id, kept);
+        self.frame_id = self.frame_id.wrapping_add(1);
         self.state.sent.video_frames += 1;
     }
 
@@ -924,6 +1044,10 @@ impl CallCore {
         }
         self.bytes_sent_at_stats = sent.bytes;
         self.frames_sent_at_stats = sent.video_frames;
+        let resent = self.history.counters();
+        sent.nacks_received = resent.nacks_received;
+        sent.retransmissions = resent.fragments_resent;
+        sent.retransmissions_refused = resent.requests_refused;
         self.refresh_peers();
         for peer in &mut self.state.peers {
             let Some(remote) = self.remotes.get_mut(&peer.peer_id) else {
@@ -949,11 +1073,27 @@ impl CallCore {
             s.audio_frames_decoded = media.audio_frames_decoded;
             s.audio_peak_hz = media.audio_peak_hz;
             s.latency_ms = media.latency();
-            s.datagrams_lost = remote.audio_gaps + remote.reassembler.stats().frames_dropped;
+            let reassembly = remote.reassembler.stats();
+            s.datagrams_lost = remote.audio_gaps + reassembly.frames_dropped;
             s.decrypt_failures = remote.decrypt_failures;
+            s.video_freeze_count = media.freeze_count;
+            s.video_freeze_ms_total = media.freeze_ms_total;
+            s.video_max_freeze_ms = media.max_freeze_ms;
+            s.nacks_sent = remote.nacks.nacks_sent;
+            s.retransmissions = remote.retransmissions_received;
+            s.fec_recovered = reassembly.frames_repaired;
+            s.video_frames_given_up = remote.order.given_up;
         }
         self.publish_now = true;
     }
+}
+
+/// Repair fragments for a keyframe of `len` sealed bytes: about one per five data fragments,
+/// at least one. A lost keyframe costs a freeze of at least a round trip, and keyframes are
+/// rare, so they are the frames worth protecting ahead of time.
+fn keyframe_repair(len: usize, max_datagram: usize) -> usize {
+    let count = len.div_ceil(max_datagram.saturating_sub(30).max(1));
+    count.div_ceil(5).max(1)
 }
 
 #[cfg(test)]

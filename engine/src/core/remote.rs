@@ -1,18 +1,24 @@
-//! What the call core knows about one remote peer's media: its fragment reassembler, frame
-//! and sequence continuity, what its heartbeats say, and its media statistics.
+//! What the call core knows about one remote peer's media: its fragment reassembler, loss
+//! recovery (NACKs, frame order), sequence continuity, what its heartbeats say, and its
+//! media statistics.
 
 use std::time::Instant;
 
 use vcall_proto::fragment::{Reassembler, ReassemblyConfig};
 use vcall_proto::media::Heartbeat;
 
+use super::VideoToDecode;
+use super::recovery::{FrameOrder, NackScheduler};
 use crate::stats::PeerMedia;
 
 /// Receive-side state of one remote peer (created when the relay announces it).
 pub struct RemotePeer {
     pub reassembler: Reassembler,
-    /// The last reassembled frame id (gaps mean a lost frame).
-    pub last_frame_id: Option<u32>,
+    pub nacks: NackScheduler,
+    /// Its frames in frame-id order, waiting for late ones.
+    pub order: FrameOrder<VideoToDecode>,
+    /// Video fragments it resent to us (addressed to us) that arrived.
+    pub retransmissions_received: u64,
     /// The frame number of the first keyframe we accepted (nothing before it is decodable).
     pub first_keyframe_number: Option<u32>,
     pub last_frame_number: u32,
@@ -31,7 +37,9 @@ impl Default for RemotePeer {
     fn default() -> Self {
         Self {
             reassembler: Reassembler::new(ReassemblyConfig::default()),
-            last_frame_id: None,
+            nacks: NackScheduler::default(),
+            order: FrameOrder::default(),
+            retransmissions_received: 0,
             first_keyframe_number: None,
             last_frame_number: 0,
             video_frames_received: 0,
@@ -48,15 +56,6 @@ impl Default for RemotePeer {
 }
 
 impl RemotePeer {
-    /// Notes a reassembled frame id; true when frames were skipped since the last one.
-    pub fn note_frame_id(&mut self, frame_id: u32) -> bool {
-        let gap = self
-            .last_frame_id
-            .is_some_and(|last| frame_id != last.wrapping_add(1));
-        self.last_frame_id = Some(frame_id);
-        gap
-    }
-
     /// Notes an audio sequence number, counting the frames skipped since the last one
     /// (a jump of 1000 or more is a restart, not a loss).
     pub fn note_audio_sequence(&mut self, sequence: u32) {
@@ -82,12 +81,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frame_id_gaps_and_audio_losses_are_counted() {
+    fn audio_losses_are_counted() {
         let mut p = RemotePeer::default();
-        assert!(!p.note_frame_id(7));
-        assert!(!p.note_frame_id(8));
-        assert!(p.note_frame_id(10));
-        assert!(!p.note_frame_id(11));
         p.note_audio_sequence(1);
         p.note_audio_sequence(2);
         p.note_audio_sequence(5);

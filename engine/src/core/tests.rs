@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use vcall_crypto::{Identity, OsRandom, RoomKeys, RoomSecret};
 use vcall_netsim::LinkConfig;
-use vcall_proto::media::{AudioMeta, VideoMeta};
+use vcall_proto::fragment::FragmentHeader;
+use vcall_proto::media::{AudioMeta, NackList, VideoMeta};
 use vcall_proto::{DatagramKind, PeerId};
 
 use super::*;
@@ -225,12 +226,13 @@ fn a_stream_that_starts_without_a_keyframe_gets_a_keyframe_request() {
 }
 
 #[test]
-fn a_lost_frame_makes_the_receiver_ask_for_a_keyframe_once_per_interval() {
+fn an_outage_longer_than_recovery_makes_the_receiver_ask_for_a_keyframe_once_per_interval() {
     let (mut call, ids) = keyed_call(2, 4);
     let (a, b) = (ids[0], ids[1]);
     stream(&mut call, a, 0, 5);
     let forced_before = call.member(a).out.keyframes_forced;
-    // Frames 5..15 cross a path that loses everything; then the path heals.
+    // Frames 5..105 (over three seconds) cross a path that loses everything: more than the
+    // sender's history and the receiver's hold. Then the path heals.
     call.member_mut(a).set_links(MemberLinks {
         up: LinkConfig {
             loss: 1.0,
@@ -238,21 +240,115 @@ fn a_lost_frame_makes_the_receiver_ask_for_a_keyframe_once_per_interval() {
         },
         down: lan().down,
     });
-    for n in 5..15 {
+    for n in 5..105 {
         call.send_media(a, video(n, false, 2000));
         call.run_for(Duration::from_millis(33));
     }
     call.member_mut(a).set_links(lan());
-    for n in 15..40 {
+    for n in 105..130 {
         call.send_media(a, video(n, false, 2000));
         call.run_for(Duration::from_millis(33));
     }
-    call.run_for(Duration::from_millis(200));
+    call.run_for(Duration::from_millis(300));
     let got = decoded_from(&call, b, a);
-    assert!(got.contains(&15) && !got.contains(&10), "{got:?}");
+    assert!(got.contains(&110) && !got.contains(&10), "{got:?}");
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order: {got:?}");
     let forced = call.member(a).out.keyframes_forced - forced_before;
-    // 25 frames in ~830 ms after the gap: requests are held to one per 500 ms.
     assert!((1..=2).contains(&forced), "{forced}");
+    let s = state(&call, b);
+    assert!(s.peers[0].stats.video_frames_given_up > 0);
+}
+
+/// Loses, at the relay, the first copy of each listed (frame id, fragment index) that `from`
+/// sends (`None` as index: every fragment of the frame), or every copy with `always`.
+fn lose_at_relay(call: &mut SimCall, from: PeerId, lost: Vec<(u32, Option<u16>)>, always: bool) {
+    let mut seen = std::collections::HashSet::new();
+    call.relay_loses = Some(Box::new(move |sender, header, body| {
+        if sender != from || header.kind != DatagramKind::Video {
+            return false;
+        }
+        let Ok((fh, _)) = FragmentHeader::decode(body) else {
+            return false;
+        };
+        let listed = lost
+            .iter()
+            .any(|&(f, i)| f == fh.frame_id && i.is_none_or(|i| i == fh.index));
+        listed && (always || seen.insert((fh.frame_id, fh.index)))
+    }));
+}
+
+#[test]
+fn lost_fragments_and_frames_are_resent_and_every_frame_decodes_in_order() {
+    let (mut call, ids) = keyed_call(2, 11);
+    let (a, b) = (ids[0], ids[1]);
+    // 3000-byte frames are three fragments: lose one fragment of frame 5 and all of frame 9.
+    lose_at_relay(&mut call, a, vec![(5, Some(1)), (9, None)], false);
+    stream(&mut call, a, 0, 30);
+    call.run_for(Duration::from_millis(500));
+    assert_eq!(decoded_from(&call, b, a), (0..30).collect::<Vec<_>>());
+    let s = state(&call, b);
+    let p = &s.peers[0].stats;
+    assert!(p.nacks_sent >= 2, "{p:?}");
+    assert!(p.retransmissions >= 4, "{p:?}");
+    assert_eq!(p.video_frames_given_up, 0);
+    assert_eq!(
+        call.member(a).out.keyframes_forced,
+        0,
+        "recovered without a keyframe"
+    );
+    let resent = call.member(a).core.retransmit_counters();
+    assert!(resent.fragments_resent >= 4, "{resent:?}");
+    // Nothing resent beyond what was asked: one fragment of 5, three of 9.
+    assert!(resent.fragments_resent <= 4 * 3, "{resent:?}");
+}
+
+#[test]
+fn a_keyframe_missing_fragments_is_rebuilt_from_its_repair_fragments() {
+    let (mut call, ids) = keyed_call(2, 12);
+    let (a, b) = (ids[0], ids[1]);
+    // Every copy lost, so a retransmission cannot help: only the repair fragments can.
+    lose_at_relay(&mut call, a, vec![(0, Some(3)), (0, Some(10))], true);
+    call.send_media(a, video(0, true, 30_000));
+    call.run_for(Duration::from_millis(33));
+    call.send_media(a, video(1, false, 2000));
+    call.run_for(Duration::from_millis(300));
+    assert_eq!(decoded_from(&call, b, a), vec![0, 1]);
+    let s = state(&call, b);
+    assert_eq!(s.peers[0].stats.fec_recovered, 1);
+    let d = &call.member(b).out.decoded[0];
+    assert_eq!(d.access_unit().len(), 30_000);
+    assert_eq!(d.access_unit()[5], 5);
+}
+
+#[test]
+fn a_frame_that_cannot_be_recovered_is_given_up_on_and_a_keyframe_is_asked_for() {
+    let (mut call, ids) = keyed_call(2, 13);
+    let (a, b) = (ids[0], ids[1]);
+    lose_at_relay(&mut call, a, vec![(5, None)], true);
+    stream(&mut call, a, 0, 20);
+    call.run_for(Duration::from_millis(800));
+    let got = decoded_from(&call, b, a);
+    let want: Vec<u32> = (0..20).filter(|&n| n != 5).collect();
+    assert_eq!(got, want, "the rest in order, after the wait");
+    assert_eq!(call.member(a).out.keyframes_forced, 1);
+    let s = state(&call, b);
+    assert_eq!(s.peers[0].stats.video_frames_given_up, 1);
+}
+
+#[test]
+fn nacks_for_frames_never_sent_are_ignored_and_counted() {
+    let (mut call, ids) = keyed_call(2, 14);
+    let (a, b) = (ids[0], ids[1]);
+    stream(&mut call, a, 0, 3);
+    let mut list = NackList::default();
+    list.push(vcall_proto::media::NackEntry::whole_frame(1_000));
+    call.member_mut(b).core.send_nack(a, list);
+    call.run_for(Duration::from_millis(200));
+    let c = call.member(a).core.retransmit_counters();
+    assert_eq!(
+        (c.nacks_received, c.fragments_resent, c.requests_refused),
+        (1, 0, 1)
+    );
 }
 
 #[test]

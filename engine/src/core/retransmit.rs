@@ -1,0 +1,244 @@
+//! The sender's side of video loss recovery: a short history of the sealed fragments we sent,
+//! and the answer to a receiver's NACK. A retransmission is the same sealed bytes behind an
+//! addressed clear header (no new nonce, no new counter), sent only to the peer that asked.
+//!
+//! A NACK can never make us send more than we sent: each receiver has a byte credit that
+//! grows only with what we originally sent (capped) and shrinks with every retransmission to
+//! it, each fragment is resent a bounded number of times, and frames we no longer hold,
+//! unknown indices and oversized requests are ignored and counted.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use vcall_proto::media::NackList;
+use vcall_proto::{DatagramHeader, DatagramKind, PeerId};
+
+/// Frames kept for retransmission (about two seconds at 30 fps).
+pub const HISTORY_FRAMES: usize = 64;
+/// Bytes kept for retransmission at most (oldest frames go first).
+pub const HISTORY_BYTES: usize = 4 << 20;
+/// Times one fragment is resent at most (over all receivers).
+pub const MAX_RESENDS: u8 = 6;
+/// A receiver's retransmission credit never exceeds this many bytes.
+pub const MAX_CREDIT: u64 = 1 << 20;
+
+/// What the history did with NACKs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetransmitCounters {
+    pub nacks_received: u64,
+    pub fragments_resent: u64,
+    pub bytes_resent: u64,
+    /// Requested fragments not resent: frame no longer held, index out of range, resent too
+    /// often, or the receiver's credit spent.
+    pub requests_refused: u64,
+}
+
+struct SentFrame {
+    frame_id: u32,
+    /// The broadcast datagrams as first sent, in index order (data, then repair).
+    datagrams: Vec<Bytes>,
+    resent: Vec<u8>,
+    bytes: usize,
+}
+
+/// The sealed video fragments we sent recently, for NACKs.
+#[derive(Default)]
+pub struct SentHistory {
+    frames: VecDeque<SentFrame>,
+    bytes: usize,
+    /// Per receiver that ever NACKed: bytes it may still make us resend.
+    credit: HashMap<PeerId, u64>,
+    /// Bytes originally sent, for the credit of receivers seen for the first time.
+    recent_bytes: u64,
+    counters: RetransmitCounters,
+}
+
+impl SentHistory {
+    pub fn counters(&self) -> RetransmitCounters {
+        self.counters
+    }
+
+    /// Records the datagrams of one frame as sent.
+    pub fn record(&mut self, frame_id: u32, datagrams: Vec<Bytes>) {
+        let bytes: usize = datagrams.iter().map(Bytes::len).sum();
+        for c in self.credit.values_mut() {
+            *c = (*c + bytes as u64).min(MAX_CREDIT);
+        }
+        self.recent_bytes = (self.recent_bytes + bytes as u64).min(MAX_CREDIT);
+        self.bytes += bytes;
+        self.frames.push_back(SentFrame {
+            frame_id,
+            resent: vec![0; datagrams.len()],
+            datagrams,
+            bytes,
+        });
+        while self.frames.len() > HISTORY_FRAMES || self.bytes > HISTORY_BYTES {
+            let Some(old) = self.frames.pop_front() else {
+                break;
+            };
+            self.bytes -= old.bytes;
+        }
+    }
+
+    /// A receiver left: forget its credit.
+    pub fn forget(&mut self, peer: PeerId) {
+        self.credit.remove(&peer);
+    }
+
+    /// Answers `from`'s NACK: hands each datagram to resend to `send`.
+    pub fn on_nack(&mut self, from: PeerId, list: &NackList, mut send: impl FnMut(Bytes)) {
+        self.counters.nacks_received += 1;
+        let credit = self.credit.entry(from).or_insert(self.recent_bytes);
+        for entry in list.entries() {
+            let Some(frame) = self
+                .frames
+                .iter_mut()
+                .find(|f| f.frame_id == entry.frame_id)
+            else {
+                self.counters.requests_refused += 1;
+                continue;
+            };
+            let mut resend = |index: usize, counters: &mut RetransmitCounters| {
+                let Some(original) = frame.datagrams.get(index) else {
+                    counters.requests_refused += 1;
+                    return;
+                };
+                // The addressed copy is 4 bytes longer (the target): that is what it costs.
+                let cost = original.len() as u64 + 4;
+                if frame.resent[index] >= MAX_RESENDS || *credit < cost {
+                    counters.requests_refused += 1;
+                    return;
+                }
+                frame.resent[index] += 1;
+                *credit -= cost;
+                counters.fragments_resent += 1;
+                counters.bytes_resent += cost;
+                send(addressed(original, from));
+            };
+            if entry.is_whole_frame() {
+                for index in 0..frame.datagrams.len() {
+                    resend(index, &mut self.counters);
+                }
+            } else {
+                for index in entry.indices() {
+                    resend(usize::from(index), &mut self.counters);
+                }
+            }
+        }
+    }
+}
+
+/// The same datagram body behind a header addressed to `to`.
+fn addressed(original: &Bytes, to: PeerId) -> Bytes {
+    let header = DatagramHeader::new(DatagramKind::Video, Some(to));
+    let body = DatagramHeader::decode(original).map_or(&original[..0], |(_, off)| &original[off..]);
+    let mut out = BytesMut::with_capacity(header.len() + body.len());
+    let mut head = [0u8; DatagramHeader::MAX_LEN];
+    let n = header.write(&mut head);
+    out.extend_from_slice(&head[..n]);
+    out.extend_from_slice(body);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vcall_proto::MAX_DATAGRAM_SIZE;
+    use vcall_proto::fragment::fragment_frame;
+    use vcall_proto::media::NackEntry;
+
+    const BOB: PeerId = PeerId(2);
+
+    fn frame(history: &mut SentHistory, frame_id: u32, len: usize) -> Vec<Bytes> {
+        let h = DatagramHeader::new(DatagramKind::Video, None);
+        let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
+        let d: Vec<Bytes> = fragment_frame(&h, frame_id, &data, MAX_DATAGRAM_SIZE)
+            .unwrap()
+            .collect();
+        history.record(frame_id, d.clone());
+        d
+    }
+
+    fn nack(entries: &[NackEntry]) -> NackList {
+        let mut l = NackList::default();
+        for e in entries {
+            l.push(*e);
+        }
+        l
+    }
+
+    #[test]
+    fn a_nacked_fragment_is_resent_as_the_same_body_addressed_to_the_asker() {
+        let mut h = SentHistory::default();
+        let sent = frame(&mut h, 5, 5000);
+        let mut out = Vec::new();
+        let mut list = NackList::default();
+        list.push_fragment(5, 1);
+        list.push_fragment(5, 3);
+        h.on_nack(BOB, &list, |d| out.push(d));
+        assert_eq!(out.len(), 2);
+        for (got, index) in out.iter().zip([1usize, 3]) {
+            let (gh, goff) = DatagramHeader::decode(got).unwrap();
+            let (_, ooff) = DatagramHeader::decode(&sent[index]).unwrap();
+            assert_eq!(gh.target, Some(BOB));
+            assert_eq!(gh.kind, DatagramKind::Video);
+            assert_eq!(&got[goff..], &sent[index][ooff..], "same sealed bytes");
+        }
+        // A whole-frame NACK resends every fragment (sending frame 6 gave Bob the credit).
+        let sent = frame(&mut h, 6, 5000);
+        out.clear();
+        h.on_nack(BOB, &nack(&[NackEntry::whole_frame(6)]), |d| out.push(d));
+        assert_eq!(out.len(), sent.len());
+        assert_eq!(h.counters().fragments_resent, 2 + sent.len() as u64);
+    }
+
+    #[test]
+    fn nacks_never_make_us_send_more_than_we_sent() {
+        let mut h = SentHistory::default();
+        let mut original = 0u64;
+        for id in 0..10 {
+            original += frame(&mut h, id, 3000)
+                .iter()
+                .map(|d| d.len() as u64)
+                .sum::<u64>();
+        }
+        // A hostile receiver NACKs everything, over and over, plus frames we never sent and
+        // indices beyond any frame.
+        let mut resent = 0u64;
+        for _ in 0..100 {
+            let mut list = NackList::default();
+            for id in 0..10 {
+                list.push(NackEntry::whole_frame(id));
+            }
+            list.push(NackEntry::whole_frame(1000));
+            list.push(NackEntry {
+                frame_id: 3,
+                first: 400,
+                mask: 0xFFFF,
+            });
+            h.on_nack(BOB, &list, |d| resent += d.len() as u64);
+        }
+        assert!(resent > 0);
+        assert!(resent <= original, "{resent} resent for {original} sent");
+        let c = h.counters();
+        assert_eq!(c.nacks_received, 100);
+        assert!(c.requests_refused >= 100 * 18, "{c:?}");
+    }
+
+    #[test]
+    fn the_history_is_bounded_and_forgets_old_frames() {
+        let mut h = SentHistory::default();
+        for id in 0..(HISTORY_FRAMES as u32 + 10) {
+            frame(&mut h, id, 100);
+        }
+        let mut out = 0;
+        h.on_nack(BOB, &nack(&[NackEntry::whole_frame(0)]), |_| out += 1);
+        assert_eq!(out, 0, "frame 0 is no longer held");
+        h.on_nack(
+            BOB,
+            &nack(&[NackEntry::whole_frame(HISTORY_FRAMES as u32 + 9)]),
+            |_| out += 1,
+        );
+        assert_eq!(out, 1);
+    }
+}
