@@ -10,8 +10,8 @@
 #   burst5   5 % average loss each way in Gilbert–Elliott bursts (mean burst 3 packets)
 #   loss20   20 % random loss each way
 #
-# Prints ONE table: per scenario, video frames decoded / expected and audio frames decoded /
-# expected over both receivers (from the bots' JSON reports, docs/BOT-REPORT.md: video
+# Prints ONE table: per scenario, video frames decoded / expected and audio frames played from
+# real or Opus-FEC data / expected over both receivers (from the bots' JSON reports, docs/BOT-REPORT.md: video
 # expected = peers[].video_frames_expected; audio expected = the sender's sent.audio_frames),
 # video freezes (their total as a share of the call time, and the longest), the recovery
 # work (NACKs sent, fragments resent, frames rebuilt by FEC, frames given up on), and the
@@ -165,7 +165,7 @@ for name in scenarios:
         for p in r.get("peers", []):
             v_dec += p.get("video_frames_decoded", 0)
             v_exp += p.get("video_frames_expected", 0)
-            a_dec += p.get("audio_frames_decoded", 0)
+            a_dec += p.get("audio_frames_decoded", 0) + p.get("audio_frames_fec", 0)
             a_exp += sent_audio.get(p.get("peer_id"), 0)
             freeze_ms += p.get("video_freeze_ms_total", 0)
             max_freeze = max(max_freeze, p.get("video_max_freeze_ms", 0))
@@ -190,7 +190,7 @@ for name in scenarios:
         notes.append(f"{name}: no proxy report ({e})")
     rows.append((name, pct(v_dec, v_exp), freezes, pct(a_dec, a_exp), recovery, link))
 
-head = ("scenario", "video decoded/expected", "video frozen", "audio decoded/expected",
+head = ("scenario", "video decoded/expected", "video frozen", "audio real+FEC/expected",
         "NACKs/resent/FEC/given up", "proxy drop up/down")
 widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
 line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"

@@ -595,6 +595,16 @@ impl RoomKeys {
         &self.room_name
     }
 
+    /// Moves the keys out, leaving an empty value behind (a session starting over keeps its
+    /// room without copying the secret).
+    pub(crate) fn take(&mut self) -> Self {
+        Self {
+            room_name: std::mem::take(&mut self.room_name),
+            room_id: std::mem::take(&mut self.room_id),
+            announce_key: self.announce_key.take(),
+        }
+    }
+
     /// Whether announcements are sealed and peers can be verified.
     pub fn has_secret(&self) -> bool {
         self.announce_key.is_some()

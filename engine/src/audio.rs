@@ -236,7 +236,13 @@ impl AudioEngine {
                 let real = match p.playout.next_frame(now_ms, &mut p.pcm) {
                     PlayoutSource::Silence => continue,
                     PlayoutSource::Decoded { .. } => true,
-                    PlayoutSource::FecRecovered | PlayoutSource::Concealed => false,
+                    source @ (PlayoutSource::FecRecovered | PlayoutSource::Concealed) => {
+                        let _ = events.send(MediaEvent::AudioRepaired {
+                            peer: *peer,
+                            fec: source == PlayoutSource::FecRecovered,
+                        });
+                        false
+                    }
                 };
                 let frame = &p.pcm[..];
                 mixer.add(frame);

@@ -49,6 +49,8 @@ pub struct PeerReport {
     pub video_frames_decoded: u64,
     pub video_psnr_db: Option<f64>,
     pub audio_frames_decoded: u64,
+    pub audio_frames_fec: u64,
+    pub audio_frames_concealed: u64,
     pub audio_peak_hz: Option<f64>,
     pub latency_ms: LatencyReport,
     pub datagrams_lost: u64,
@@ -93,6 +95,8 @@ pub struct Report {
     pub duration_s: f64,
     /// CPU seconds this process used per second of call (all threads).
     pub cpu_per_second: Option<f64>,
+    /// Times the bot reconnected to the relay by itself after losing the connection.
+    pub reconnects: u32,
 }
 
 impl Report {
@@ -115,6 +119,7 @@ impl Report {
             peer_id: state.my_peer_id.map(|p| p.0),
             fingerprint: state.security.my_fingerprint.clone(),
             room_security_code: state.security.room_security_code.clone(),
+            reconnects: state.reconnects,
             sent: SentReport {
                 video_frames: state.sent.video_frames,
                 audio_frames: state.sent.audio_frames,
@@ -141,6 +146,8 @@ impl Report {
                     video_frames_decoded: p.stats.video_frames_decoded,
                     video_psnr_db: p.stats.video_psnr_db,
                     audio_frames_decoded: p.stats.audio_frames_decoded,
+                    audio_frames_fec: p.stats.audio_frames_fec,
+                    audio_frames_concealed: p.stats.audio_frames_concealed,
                     audio_peak_hz: p.stats.audio_peak_hz,
                     latency_ms: p.stats.latency_ms.into(),
                     datagrams_lost: p.stats.datagrams_lost,
@@ -249,6 +256,8 @@ mod tests {
             "video_frames_decoded",
             "video_psnr_db",
             "audio_frames_decoded",
+            "audio_frames_fec",
+            "audio_frames_concealed",
             "audio_peak_hz",
             "latency_ms",
             "datagrams_lost",

@@ -45,8 +45,9 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// Runs the call until it ends; returns why.
-    pub async fn run(mut self, mut commands: UnboundedReceiver<Command>) -> EndReason {
+    /// Runs the call on the current connection until it ends or the connection is lost;
+    /// returns why.
+    pub async fn run(&mut self, commands: &mut UnboundedReceiver<Command>) -> EndReason {
         let mut read_buf = vec![0u8; 16 * 1024];
         self.update_path();
         let end = loop {
@@ -91,11 +92,62 @@ impl Driver {
             }
         };
         // The Leave frame and the final state.
-        let _ = self.perform_outputs().await;
+        if !end.is_reconnectable() {
+            let _ = self.perform_outputs().await;
+        }
         if end == EndReason::Left {
             let _ = self.send.finish();
         }
         end
+    }
+
+    /// Takes the new connection after a reconnect.
+    pub fn replace_connection(
+        &mut self,
+        conn: quinn::Connection,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+        decoder: ControlDecoder,
+    ) {
+        self.conn = conn;
+        self.send = send;
+        self.recv = recv;
+        self.decoder = decoder;
+    }
+
+    /// While there is no connection: waits `delay`, still obeying commands (a leave ends the
+    /// wait with `Break`), feeding codec events to the core, discarding our encoded media,
+    /// and performing the core's local outputs (the network ones are dropped).
+    pub async fn wait_offline(
+        &mut self,
+        delay: std::time::Duration,
+        commands: &mut UnboundedReceiver<Command>,
+    ) -> ControlFlow<EndReason> {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            self.perform_local_outputs();
+            tokio::select! {
+                _ = &mut sleep => return ControlFlow::Continue(()),
+                command = commands.recv() => {
+                    self.on_command(command.unwrap_or(Command::Leave))?;
+                }
+                Some(_) = self.pipes.media.recv() => {}
+                Some(event) = self.pipes.events.recv() => {
+                    self.core.handle_media_event(Instant::now(), event);
+                }
+            }
+        }
+    }
+
+    /// Performs the core's outputs that need no connection; drops datagrams and frames.
+    pub fn perform_local_outputs(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Datagram(_) | Output::Control(_) => {}
+                other => self.perform_local(other),
+            }
+        }
     }
 
     fn update_path(&mut self) {
@@ -167,31 +219,39 @@ impl Driver {
                         .await
                         .map_err(|e| EndReason::ConnectionLost(e.to_string()))?;
                 }
-                // Full queues drop media (the decoder then asks for a keyframe).
-                Output::Decode(frame) => {
-                    let _ = self.pipes.decode.try_send(frame);
-                }
-                Output::Play(frame) => {
-                    let _ = self.pipes.audio.try_send(frame);
-                }
-                Output::ForceKeyframe => {
-                    let _ = self.pipes.video_control.send(VideoControl::ForceKeyframe);
-                }
-                Output::PeerLeft(peer) => {
-                    let _ = self
-                        .pipes
-                        .decoder_control
-                        .send(DecoderControl::PeerLeft(peer));
-                    let _ = self.pipes.audio_control.send(AudioControl::PeerLeft(peer));
-                }
-                Output::Publish(state) => {
-                    self.publish.send_replace(state);
-                    if let Some(w) = &self.waker {
-                        w();
-                    }
-                }
+                other => self.perform_local(other),
             }
         }
         Ok(())
+    }
+
+    /// Performs one output that stays on this machine (codec threads, the UI).
+    fn perform_local(&mut self, output: Output) {
+        match output {
+            Output::Datagram(_) | Output::Control(_) => {}
+            // Full queues drop media (the decoder then asks for a keyframe).
+            Output::Decode(frame) => {
+                let _ = self.pipes.decode.try_send(frame);
+            }
+            Output::Play(frame) => {
+                let _ = self.pipes.audio.try_send(frame);
+            }
+            Output::ForceKeyframe => {
+                let _ = self.pipes.video_control.send(VideoControl::ForceKeyframe);
+            }
+            Output::PeerLeft(peer) => {
+                let _ = self
+                    .pipes
+                    .decoder_control
+                    .send(DecoderControl::PeerLeft(peer));
+                let _ = self.pipes.audio_control.send(AudioControl::PeerLeft(peer));
+            }
+            Output::Publish(state) => {
+                self.publish.send_replace(state);
+                if let Some(w) = &self.waker {
+                    w();
+                }
+            }
+        }
     }
 }

@@ -5,14 +5,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use std::ops::ControlFlow;
 use tokio::sync::watch;
 use vcall_crypto::{Identity, InviteLink, OsRandom, Session, SessionConfig};
 use vcall_proto::PROTOCOL_VERSION;
-use vcall_proto::control::{ControlDecoder, ControlFrame, DEFAULT_MAX_CONTROL_FRAME};
+
+use vcall_proto::PeerId;
+use vcall_proto::control::{ControlDecoder, ControlFrame, DEFAULT_MAX_CONTROL_FRAME, RosterEntry};
 
 use crate::audio::AudioEngine;
 use crate::config::CallConfig;
-use crate::connect::connect;
+use crate::connect::{ConnectError, connect};
 use crate::core::{CallCore, Clock, CoreConfig};
 use crate::driver::{Driver, Pipes};
 use crate::handle::{CallHandle, Command, ReleasedDevices, VideoFrames, Waker};
@@ -164,10 +167,6 @@ async fn join(
     let (endpoint, conn) = connect(&link.host, link.port, fingerprint.as_deref())
         .await
         .map_err(|e| EndReason::Connect(e.failure()))?;
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| EndReason::ConnectionLost(format!("cannot open the control stream: {e}")))?;
     let room_keys = keys_task
         .await
         .map_err(|e| internal(e.to_string()))?
@@ -183,35 +182,21 @@ async fn join(
         // With a room secret, names travel only inside sealed announcements.
         name: (!room_keys.has_secret()).then(|| config.display_name.clone()),
     };
-    send.write_all(&hello.to_bytes())
-        .await
-        .map_err(|e| EndReason::ConnectionLost(format!("cannot send to the relay: {e}")))?;
-    let mut decoder = ControlDecoder::new(DEFAULT_MAX_CONTROL_FRAME);
-    let first = tokio::time::timeout(ADMIT_TIMEOUT, read_frame(&mut recv, &mut decoder))
-        .await
-        .map_err(|_| EndReason::AdmitTimeout {
-            seconds: ADMIT_TIMEOUT.as_secs(),
-        })??;
-    let (me, roster) = match first {
-        ControlFrame::Welcome { peer, roster } => (peer, roster),
-        ControlFrame::Error { code, message } => {
-            return Err(EndReason::RelayRefused { code, message });
-        }
-        ControlFrame::GoAway { code, message } => {
-            return Err(EndReason::RelayShutDown { code, message });
-        }
-        _ => {
-            return Err(EndReason::Protocol(
-                "the relay answered Hello with an unexpected frame".into(),
-            ));
-        }
-    };
+    let admitted = admit(&conn, &hello).await?;
     let identity = identity_task
         .await
         .map_err(|e| internal(e.to_string()))?
         .map_err(|e| internal(format!("cannot create the session keys: {e}")))?;
+    let identity = Arc::new(identity);
+    let Admitted {
+        send,
+        recv,
+        decoder,
+        me,
+        roster,
+    } = admitted;
     let session = Session::new(
-        Arc::new(identity),
+        Arc::clone(&identity),
         room_keys,
         SessionConfig {
             display_name: config.display_name.clone(),
@@ -290,7 +275,7 @@ async fn join(
         .spawn(move || audio_engine.run())
         .map_err(spawn_error)?;
 
-    let driver = Driver {
+    let mut driver = Driver {
         conn: conn.clone(),
         send,
         recv,
@@ -308,8 +293,23 @@ async fn join(
         publish: publish.clone(),
         waker,
     };
-    let end = driver.run(commands).await;
-    conn.close(0u32.into(), b"bye");
+    let mut commands = commands;
+    let mut endpoint = endpoint;
+    let end = loop {
+        let end = driver.run(&mut commands).await;
+        if !end.is_reconnectable() {
+            break end;
+        }
+        driver.conn.close(0u32.into(), b"reconnecting");
+        tracing::warn!(reason = %end, "connection lost: reconnecting");
+        match reconnect(&mut driver, &link, &hello, &mut commands, end).await {
+            Ok(new_endpoint) => endpoint = new_endpoint,
+            Err(end) => break end,
+        }
+    };
+    driver.conn.close(0u32.into(), b"bye");
+    // Dropping the driver closes every channel to the codec threads, which then end.
+    drop(driver);
     let _ = tokio::time::timeout(Duration::from_millis(500), endpoint.wait_idle()).await;
     // The driver (and with it every channel) is gone: each codec thread ends within a frame.
     let devices = tokio::task::spawn_blocking(move || {
@@ -327,9 +327,133 @@ async fn join(
     Ok((end, devices))
 }
 
+/// What the relay's `Welcome` gave us on one connection.
+struct Admitted {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    decoder: ControlDecoder,
+    me: PeerId,
+    roster: Vec<RosterEntry>,
+}
+
+/// Opens the control stream, sends `hello` and waits for the relay's answer.
+async fn admit(conn: &quinn::Connection, hello: &ControlFrame) -> Result<Admitted, EndReason> {
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| EndReason::ConnectionLost(format!("cannot open the control stream: {e}")))?;
+    send.write_all(&hello.to_bytes())
+        .await
+        .map_err(|e| EndReason::ConnectionLost(format!("cannot send to the relay: {e}")))?;
+    let mut decoder = ControlDecoder::new(DEFAULT_MAX_CONTROL_FRAME);
+    let first = tokio::time::timeout(ADMIT_TIMEOUT, read_frame(&mut recv, &mut decoder))
+        .await
+        .map_err(|_| EndReason::AdmitTimeout {
+            seconds: ADMIT_TIMEOUT.as_secs(),
+        })??;
+    let (me, roster) = match first {
+        ControlFrame::Welcome { peer, roster } => (peer, roster),
+        ControlFrame::Error { code, message } => {
+            return Err(EndReason::RelayRefused { code, message });
+        }
+        ControlFrame::GoAway { code, message } => {
+            return Err(EndReason::RelayShutDown { code, message });
+        }
+        _ => {
+            return Err(EndReason::Protocol(
+                "the relay answered Hello with an unexpected frame".into(),
+            ));
+        }
+    };
+    Ok(Admitted {
+        send,
+        recv,
+        decoder,
+        me,
+        roster,
+    })
+}
+
+/// First wait before reconnecting, doubled per failed attempt up to [`RECONNECT_MAX_DELAY`].
+const RECONNECT_FIRST_DELAY: Duration = Duration::from_millis(200);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
+/// Reconnecting gives up after this long without success.
+const RECONNECT_GIVE_UP: Duration = Duration::from_secs(120);
+
+/// The wait before reconnect attempt `attempt` (from 1).
+fn reconnect_delay(attempt: u32) -> Duration {
+    RECONNECT_FIRST_DELAY
+        .saturating_mul(1 << attempt.saturating_sub(1).min(8))
+        .min(RECONNECT_MAX_DELAY)
+}
+
+/// Reconnects to the relay with backoff and joins again (the core starts a new E2EE session
+/// with the same identity); returns the new endpoint. Fails when the user leaves, when the
+/// relay refuses us or its certificate no longer matches, or after [`RECONNECT_GIVE_UP`].
+async fn reconnect(
+    driver: &mut Driver,
+    link: &InviteLink,
+    hello: &ControlFrame,
+    commands: &mut tokio::sync::mpsc::UnboundedReceiver<Command>,
+    cause: EndReason,
+) -> Result<quinn::Endpoint, EndReason> {
+    let started = Instant::now();
+    let mut last_error = cause.to_string();
+    let fingerprint = link.relay_fingerprint.map(hex::encode);
+    for attempt in 1.. {
+        driver.core.set_reconnecting(attempt, &last_error);
+        if let ControlFlow::Break(end) = driver
+            .wait_offline(reconnect_delay(attempt), commands)
+            .await
+        {
+            return Err(end);
+        }
+        if started.elapsed() >= RECONNECT_GIVE_UP {
+            return Err(EndReason::ConnectionLost(format!(
+                "could not reconnect within {} s: {last_error}",
+                RECONNECT_GIVE_UP.as_secs()
+            )));
+        }
+        let (endpoint, conn) = match connect(&link.host, link.port, fingerprint.as_deref()).await {
+            Ok(connected) => connected,
+            Err(e @ ConnectError::CertificateMismatch) => {
+                return Err(EndReason::Connect(e.failure()));
+            }
+            Err(e) => {
+                last_error = e.to_string();
+                continue;
+            }
+        };
+        match admit(&conn, hello).await {
+            Ok(admitted) => {
+                tracing::info!(peer = %admitted.me, attempt, "rejoined");
+                driver
+                    .core
+                    .rejoin(Instant::now(), admitted.me, admitted.roster);
+                driver.replace_connection(conn, admitted.send, admitted.recv, admitted.decoder);
+                return Ok(endpoint);
+            }
+            Err(end @ (EndReason::RelayRefused { .. } | EndReason::Protocol(_))) => {
+                return Err(end);
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    unreachable!("the attempts never run out")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnect_waits_grow_from_200_ms_to_5_s() {
+        let waits: Vec<u64> = (1..=7)
+            .map(|a| reconnect_delay(a).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, vec![200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(reconnect_delay(1000), RECONNECT_MAX_DELAY);
+    }
 
     #[test]
     fn redaction_removes_the_secret_only() {

@@ -126,6 +126,8 @@ pub struct SimCall {
     pub relay: RelayCounters,
     /// Decides, per datagram reaching the relay (sender, header, body), to lose it there.
     pub relay_loses: Option<DatagramFilter>,
+    /// The relay process is gone: everything sent to it is lost, nothing comes from it.
+    pub relay_down: bool,
     clock: Clock,
     members: Vec<SimMember>,
     seed: u64,
@@ -139,6 +141,7 @@ impl SimCall {
             now,
             relay: RelayCounters::default(),
             relay_loses: None,
+            relay_down: false,
             clock: Clock::new(now, SIM_UNIX_US),
             members: Vec::new(),
             seed,
@@ -218,6 +221,43 @@ impl SimCall {
         });
         self.drain(me);
         me
+    }
+
+    /// The relay restarts: every control stream in flight is lost, and each member still
+    /// connected joins again in peer-id order (keeping its id, as a restarted relay numbering
+    /// from 1 would give them), the members before it as its roster.
+    pub fn restart_relay(&mut self) {
+        let now = self.now;
+        for m in &mut self.members {
+            m.control_up.clear();
+            m.control_down.clear();
+        }
+        let mut rejoined: Vec<PeerId> = Vec::new();
+        for i in 0..self.members.len() {
+            if !self.members[i].connected {
+                continue;
+            }
+            let me = PeerId(i as u32 + 1);
+            let name = self.members[i].name.clone();
+            let has_secret = self.members[i].core.session().room().has_secret();
+            let roster = rejoined
+                .iter()
+                .map(|&peer| RosterEntry {
+                    peer,
+                    name: (!has_secret).then(|| self.members[peer.0 as usize - 1].name.clone()),
+                })
+                .collect();
+            self.members[i].core.rejoin(now, me, roster);
+            let announce = ControlFrame::PeerJoined(RosterEntry {
+                peer: me,
+                name: (!has_secret).then(|| name.clone()),
+            });
+            for &peer in &rejoined {
+                self.send_control(peer, announce.clone());
+            }
+            self.drain(me);
+            rejoined.push(me);
+        }
     }
 
     pub fn member(&self, peer: PeerId) -> &SimMember {
@@ -415,7 +455,7 @@ impl SimCall {
     }
 
     fn relay_datagram(&mut self, from: PeerId, datagram: Bytes) {
-        if !self.is_present(from) {
+        if self.relay_down || !self.is_present(from) {
             return;
         }
         let mut stamped = BytesMut::from(&datagram[..]);
@@ -440,7 +480,7 @@ impl SimCall {
     }
 
     fn relay_control(&mut self, from: PeerId, frame: ControlFrame) {
-        if !self.is_present(from) {
+        if self.relay_down || !self.is_present(from) {
             return;
         }
         match frame {

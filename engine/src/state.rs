@@ -66,6 +66,12 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Whether the call reconnects by itself after this (a lost connection, or a relay going
+    /// down for a restart), rather than ending.
+    pub fn is_reconnectable(&self) -> bool {
+        matches!(self, Self::ConnectionLost(_) | Self::RelayShutDown { .. })
+    }
+
     /// Whether the call ended because something went wrong (everything but [`EndReason::Left`]).
     pub fn is_error(&self) -> bool {
         !matches!(self, Self::Left)
@@ -80,6 +86,10 @@ pub enum CallPhase {
     Connecting,
     /// Joined the room; media flowing as keys arrive.
     InCall,
+    /// The connection to the relay was lost: reconnecting by itself (`attempt` from 1), with
+    /// the call screen and its tiles kept; `last_error` is why the connection or the last
+    /// attempt failed.
+    Reconnecting { attempt: u32, last_error: String },
     /// The call ended, and why.
     Ended(EndReason),
 }
@@ -118,6 +128,9 @@ pub struct PeerStats {
     pub video_frames_decoded: u64,
     pub video_psnr_db: Option<f64>,
     pub audio_frames_decoded: u64,
+    /// Frames played without their packet: rebuilt with Opus FEC, or concealed.
+    pub audio_frames_fec: u64,
+    pub audio_frames_concealed: u64,
     pub audio_peak_hz: Option<f64>,
     pub latency_ms: LatencyStats,
     pub datagrams_lost: u64,
@@ -221,4 +234,6 @@ pub struct CallState {
     pub handshake_log: Vec<HandshakeLogEntry>,
     /// Non-fatal problems worth telling the user (and fatal ones before `Ended`).
     pub errors: Vec<String>,
+    /// Times the call reconnected to the relay by itself after losing the connection.
+    pub reconnects: u32,
 }

@@ -17,6 +17,8 @@ pub struct PeerMedia {
     pub psnr_sum_db: f64,
     pub psnr_samples: u64,
     pub audio_frames_decoded: u64,
+    pub audio_frames_fec: u64,
+    pub audio_frames_concealed: u64,
     pub audio_peak_hz: Option<f64>,
     pub latency_samples_ms: Vec<f32>,
     latency_next: usize,

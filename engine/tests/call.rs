@@ -343,3 +343,69 @@ fn an_unreachable_relay_and_a_bad_link_end_the_call_with_advice() {
         "the secret never appears in messages"
     );
 }
+
+#[test]
+fn after_the_relay_restarts_the_call_reconnects_by_itself_with_new_keys() {
+    let _one = ONE_CALL_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let state_dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = |listen| RelayConfig {
+        listen,
+        certificate: vcall_relay::CertificateSource::SelfSigned {
+            state_dir: state_dir.path().to_owned(),
+        },
+        ..RelayConfig::loopback()
+    };
+    let relay = runtime
+        .block_on(Relay::bind(config(RelayConfig::loopback().listen)))
+        .unwrap();
+    let addr = relay.local_addr();
+    let link = fresh_invite_link(
+        "127.0.0.1",
+        addr.port(),
+        Some(relay.fingerprint()),
+        "restart",
+    )
+    .unwrap();
+    let alice = CallHandle::start(small_call(&link, "alice"), None);
+    let bob = CallHandle::start(small_call(&link, "bob"), None);
+    wait_for("both decode each other", Duration::from_secs(30), || {
+        decoded_from(&alice.state(), "bob") > 10 && decoded_from(&bob.state(), "alice") > 10
+    });
+    let fingerprint = alice.state().security.my_fingerprint.clone();
+
+    // The relay goes away (an upgrade) and comes back on the same port 1 s later, with the
+    // same state directory: the same certificate, so the links' pin still holds.
+    runtime.block_on(relay.shutdown());
+    std::thread::sleep(Duration::from_secs(1));
+    let relay = runtime.block_on(Relay::bind(config(addr))).unwrap();
+    wait_for("both rejoined", Duration::from_secs(20), || {
+        for h in [&alice, &bob] {
+            if let CallPhase::Ended(why) = &h.state().phase {
+                panic!("{} ended instead of reconnecting: {why}", h.state().my_name);
+            }
+        }
+        [&alice, &bob]
+            .iter()
+            .all(|h| h.state().reconnects == 1 && in_call(h))
+    });
+    // Media flows again under new keys: the peers of the new connection decode.
+    wait_for("media after the restart", Duration::from_secs(20), || {
+        decoded_from(&alice.state(), "bob") > 10 && decoded_from(&bob.state(), "alice") > 10
+    });
+    let s = alice.state();
+    assert_eq!(s.security.my_fingerprint, fingerprint, "the same identity");
+    assert!(
+        s.departed.iter().any(|p| p.name.as_deref() == Some("bob")),
+        "{s:?}"
+    );
+    assert!(peer(&s, "bob").key_received && peer(&s, "bob").key_sent);
+    for h in [alice, bob] {
+        h.leave();
+    }
+    runtime.block_on(relay.shutdown());
+}

@@ -5,8 +5,10 @@
 //!
 //! Playout starts once the first packet has waited the target delay. The target starts at
 //! `initial_delay_ms` (40 ms) and grows with the measured arrival jitter (RFC 3550 estimator)
-//! up to `max_delay_ms`; if the buffer ever holds more than `max_delay_ms` of audio, the oldest
-//! frames are dropped down to the target. After `reset_after_underrun_ms` of an empty buffer
+//! up to `max_delay_ms`, and falls again when the jitter does; if the buffer ever holds more
+//! than `max_delay_ms` of audio, the oldest frames are dropped down to the target, and when it
+//! has held more than the target plus one frame for a whole second (the jitter that built it
+//! up is over), one frame is shed, so the delay follows the target down as well as up. After `reset_after_underrun_ms` of an empty buffer
 //! (the peer stopped sending) it resets and waits for the stream to start again.
 
 /// Settings of a [`JitterBuffer`].
@@ -67,6 +69,11 @@ pub struct JitterStats {
     pub underruns: u64,
     /// Frames skipped because the buffer held more than the maximum delay.
     pub dropped_overflow: u64,
+    /// Frames skipped to bring the delay back down to the target after jitter ended.
+    pub shed: u64,
+    /// Concealment frames played without consuming a packet, to bring the delay up to the
+    /// target (jitter grew, or the buffer ran dry).
+    pub stretched: u64,
     /// Times the buffer restarted (long underrun or a jump in sequence numbers).
     pub resets: u64,
     /// Smoothed arrival jitter (ms).
@@ -92,8 +99,15 @@ pub struct JitterBuffer {
     first_arrival_ms: Option<u64>,
     underrun_since_ms: Option<u64>,
     last_transit_ms: Option<i64>,
+    /// Consecutive ticks the buffer held more than the target plus one frame.
+    above_target_ticks: u64,
+    /// A packet arrived since the last stretch frame.
+    may_stretch: bool,
     stats: JitterStats,
 }
+
+/// Ticks above the target (plus a frame) before one frame is shed: one second at 20 ms.
+const SHED_AFTER_TICKS: u64 = 50;
 
 /// Signed distance from `from` to `to` in sequence space (wrap-around safe).
 fn distance(from: u32, to: u32) -> i64 {
@@ -119,6 +133,8 @@ impl JitterBuffer {
             first_arrival_ms: None,
             underrun_since_ms: None,
             last_transit_ms: None,
+            above_target_ticks: 0,
+            may_stretch: false,
             stats: JitterStats::default(),
         };
         buffer.stats.target_delay_ms = buffer.config.initial_delay_ms;
@@ -220,6 +236,7 @@ impl JitterBuffer {
             return;
         }
         self.update_jitter(capture_time_ms, now_ms);
+        self.may_stretch = true;
         if !self.playing && self.first_arrival_ms.is_none() {
             self.first_arrival_ms = Some(now_ms);
         }
@@ -247,6 +264,24 @@ impl JitterBuffer {
             self.underrun_since_ms = None;
         }
         self.drop_excess();
+        self.shed_above_target();
+
+        // Less buffered than the target while packets keep coming (the jitter grew): conceal
+        // one frame without consuming one, so the delay grows to the target. At most one such
+        // frame per packet that arrived, so a stream that stops drains instead of stalling.
+        let frame = self.config.frame_duration_ms;
+        let target = (self.stats.target_delay_ms / frame) as i64;
+        let depth = self.buffered_range().map_or(0, |(_, highest)| {
+            (distance(self.next_sequence, highest) + 1).max(0)
+        });
+        if self.may_stretch && depth >= 1 && depth + 1 < target {
+            self.may_stretch = false;
+            self.stats.stretched += 1;
+            return Playout::Lost {
+                sequence: self.next_sequence.wrapping_sub(1),
+                fec_source: None,
+            };
+        }
 
         let sequence = self.next_sequence;
         self.next_sequence = sequence.wrapping_add(1);
@@ -281,6 +316,33 @@ impl JitterBuffer {
             sequence,
             fec_source,
         }
+    }
+
+    /// Sheds the oldest frame once the buffer has stayed above the target plus one frame for
+    /// [`SHED_AFTER_TICKS`] ticks in a row.
+    fn shed_above_target(&mut self) {
+        let Some((_, highest)) = self.buffered_range() else {
+            self.above_target_ticks = 0;
+            return;
+        };
+        let frame = self.config.frame_duration_ms;
+        let depth = distance(self.next_sequence, highest) + 1;
+        let target = (self.stats.target_delay_ms / frame) as i64;
+        if depth <= target + 1 {
+            self.above_target_ticks = 0;
+            return;
+        }
+        self.above_target_ticks += 1;
+        if self.above_target_ticks < SHED_AFTER_TICKS {
+            return;
+        }
+        self.above_target_ticks = 0;
+        let index = self.slot_index(self.next_sequence);
+        if self.slots[index].sequence == Some(self.next_sequence) {
+            self.slots[index].sequence = None;
+        }
+        self.next_sequence = self.next_sequence.wrapping_add(1);
+        self.stats.shed += 1;
     }
 
     /// Skips the oldest frames while more than `max_delay_ms` of audio is buffered.
@@ -451,6 +513,39 @@ mod tests {
             stats.target_delay_ms > 40 && stats.target_delay_ms <= 200,
             "{stats:?}"
         );
+    }
+
+    #[test]
+    fn after_jitter_ends_the_target_and_the_delay_come_back_down() {
+        let mut buffer = buffer();
+        let mut delays = Vec::new();
+        // Three seconds with arrivals jittering by up to 60 ms, then ten steady seconds.
+        for tick in 0..650u32 {
+            let capture = u64::from(tick) * 20;
+            let jitter = if tick < 150 {
+                u64::from(tick * 37 % 4) * 20
+            } else {
+                0
+            };
+            buffer.push(tick, capture, &packet(tick), capture + 5 + jitter);
+            let now = capture + 10;
+            if let Playout::Packet {
+                capture_time_ms, ..
+            } = buffer.pop(now)
+            {
+                delays.push(now - capture_time_ms);
+            }
+        }
+        let stats = buffer.stats();
+        let peak = *delays[100..200].iter().max().unwrap();
+        let end = *delays.last().unwrap();
+        assert!(peak >= 80, "the jitter built the delay up: {peak} ms");
+        assert_eq!(stats.target_delay_ms, 40, "the target fell back: {stats:?}");
+        assert!(
+            end <= 60,
+            "the delay followed it down: {end} ms ({stats:?})"
+        );
+        assert!(stats.shed > 0 && stats.shed < 20, "{stats:?}");
     }
 
     #[test]

@@ -185,7 +185,9 @@ fn quic_server_config(
         // One client-opened control stream; the relay never opens streams.
         .max_concurrent_bidi_streams(VarInt::from_u32(1))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
-        .datagram_send_buffer_size(limits.datagram_send_buffer);
+        .datagram_send_buffer_size(limits.datagram_send_buffer)
+        // BBR: forwarding media must not collapse on random loss the way Cubic does.
+        .congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport));
     Ok(config)

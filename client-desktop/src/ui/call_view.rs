@@ -107,6 +107,27 @@ pub fn tiles_for(
         .collect()
 }
 
+/// The connection to the relay was lost and the call is reconnecting by itself: say so
+/// above the tiles (which stay), with the attempt and why.
+fn reconnecting_banner(ui: &mut Ui, attempt: u32, last_error: &str) {
+    egui::Frame::new()
+        .fill(Color32::from_rgb(90, 70, 10))
+        .inner_margin(8.0)
+        .corner_radius(6.0)
+        .show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(
+                    RichText::new(format!("Reconnecting… (attempt {attempt})"))
+                        .strong()
+                        .color(Color32::WHITE),
+                );
+                ui.label(RichText::new(last_error).color(Color32::from_gray(220)));
+            });
+        });
+    ui.add_space(6.0);
+}
+
 impl VcallApp {
     /// Draws the whole call screen.
     pub(crate) fn call_ui(&mut self, ui: &mut Ui, actions: &mut Vec<UiAction>) {
@@ -163,6 +184,9 @@ impl VcallApp {
                         ui.label(RichText::new(redact(&link)).weak());
                     });
                     return;
+                }
+                if let CallPhase::Reconnecting { attempt, last_error } = &state.phase {
+                    reconnecting_banner(ui, *attempt, last_error);
                 }
                 if state.peers.is_empty() {
                     invite_banner(ui, &link, hosted_here, actions);

@@ -384,6 +384,31 @@ fn a_failed_call_returns_to_the_lobby_with_advice() {
 }
 
 #[test]
+fn a_lost_connection_shows_reconnecting_and_keeps_the_tiles() {
+    let (mut harness, fake) = in_call_harness(two_person_call());
+    fake.edit(|state| {
+        state.phase = CallPhase::Reconnecting {
+            attempt: 2,
+            last_error: "nothing from the relay for 2.5 s".into(),
+        };
+    });
+    harness.step();
+    harness.step();
+    assert!(harness.state().in_call(), "still on the call screen");
+    harness.get_by_label("Reconnecting… (attempt 2)");
+    harness.get_by_label_contains("nothing from the relay");
+    harness.get_by_label_contains("Bob");
+    fake.edit(|state| state.phase = CallPhase::InCall);
+    harness.step();
+    harness.step();
+    assert!(
+        harness
+            .query_by_label("Reconnecting… (attempt 2)")
+            .is_none()
+    );
+}
+
+#[test]
 fn leaving_sends_leave_and_returns_to_the_lobby() {
     let (mut harness, mut fake) = in_call_harness(two_person_call());
     harness.get_by_label("Leave call").click();

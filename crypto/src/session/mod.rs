@@ -356,6 +356,17 @@ impl Session {
         &self.room
     }
 
+    /// Starts over as the same member after the connection to the relay was lost: the same
+    /// identity (so the same fingerprint), room keys, settings and randomness; none of the
+    /// old connection's peers, keys, counters or epochs. `on_welcome` comes next.
+    pub fn renew(&mut self) {
+        let identity = Arc::clone(&self.identity);
+        let room = self.room.take();
+        let config = self.config.clone();
+        let rng = std::mem::replace(&mut self.rng, Box::new(crate::random::OsRandom::new()));
+        *self = Session::new(identity, room, config, rng);
+    }
+
     /// The key our outgoing media is sealed with now.
     pub fn sender_key_id(&self) -> KeyId {
         self.sender.current_id()

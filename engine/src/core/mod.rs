@@ -48,6 +48,12 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 pub const STATS_INTERVAL: Duration = Duration::from_millis(250);
 /// Loss recovery (NACKs, giving up on late frames) runs this often.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(20);
+/// A ping on the control stream this often (the relay answers each with a pong).
+pub const PING_INTERVAL: Duration = Duration::from_millis(500);
+/// Nothing at all from the relay (no pong, frame or datagram) for this long: the connection
+/// is lost, and the shell reconnects. QUIC's own idle timeout is far longer (a restarted relay
+/// cannot reset our connection), so the core notices first.
+pub const RELAY_SILENCE_LIMIT: Duration = Duration::from_millis(2500);
 /// Departed peers remembered in the state (for reports).
 const MAX_DEPARTED: usize = 64;
 /// Non-fatal problems remembered in the state.
@@ -136,6 +142,9 @@ pub enum MediaEvent {
     DecoderNeedsKeyframe { peer: PeerId },
     /// One 20 ms frame of `peer`'s audio was played from real data.
     AudioPlayed { peer: PeerId },
+    /// One 20 ms frame of `peer`'s audio was played without its packet: rebuilt from the next
+    /// packet's Opus FEC data (`fec`), or concealed.
+    AudioRepaired { peer: PeerId, fec: bool },
     /// The dominant frequency of `peer`'s last second of audio.
     AudioPeak { peer: PeerId, hz: Option<f64> },
     /// Our voice activity (for heartbeats and the self tile).
@@ -247,6 +256,10 @@ pub struct CallCore {
     /// Reused list of what the frame order decided.
     ordered: Vec<Ordered<VideoToDecode>>,
     next_heartbeat: Instant,
+    next_ping: Instant,
+    ping_value: u64,
+    /// When anything last came from the relay.
+    last_heard: Instant,
     next_stats: Instant,
     stats_at: Instant,
     bytes_sent_at_stats: u64,
@@ -296,6 +309,9 @@ impl CallCore {
             next_recovery: now + RECOVERY_INTERVAL,
             ordered: Vec::new(),
             next_heartbeat: now,
+            next_ping: now + PING_INTERVAL,
+            ping_value: 0,
+            last_heard: now,
             next_stats: now + STATS_INTERVAL,
             stats_at: now,
             bytes_sent_at_stats: 0,
@@ -315,10 +331,62 @@ impl CallCore {
         core
     }
 
-    /// Why the core ended the call by itself, once (then the shell stops driving it). The
-    /// `Leave` frame is already queued as an output.
+    /// Why the core ended the call (or its connection) by itself, once. For an E2EE failure
+    /// the `Leave` frame is already queued; for [`EndReason::ConnectionLost`] (the relay went
+    /// silent) the shell may reconnect and [`rejoin`](Self::rejoin).
     pub fn take_end(&mut self) -> Option<EndReason> {
         self.ending.take()
+    }
+
+    /// The connection is lost and the shell is reconnecting (attempt `attempt`, from 1): the
+    /// call screen shows it, with the tiles kept until the rejoin.
+    pub fn set_reconnecting(&mut self, attempt: u32, last_error: &str) {
+        self.state.phase = CallPhase::Reconnecting {
+            attempt,
+            last_error: last_error.to_owned(),
+        };
+        self.publish_now = true;
+    }
+
+    /// Joined again after the connection was lost (a new `Welcome { me, roster }`): the E2EE
+    /// session starts over with the same identity ([`Session::renew`]), the peers of the old
+    /// connection are gone (their codec state dropped, their figures kept among the
+    /// departed), keys are exchanged anew (a new epoch for everyone), and our encoder makes a
+    /// keyframe for the new receivers.
+    pub fn rejoin(&mut self, now: Instant, me: PeerId, roster: Vec<RosterEntry>) {
+        let now_ms = self.clock.unix_ms(now);
+        self.refresh_stats(now);
+        for peer in std::mem::take(&mut self.roster).into_keys() {
+            self.outputs.push_back(Output::PeerLeft(peer));
+        }
+        for gone in std::mem::take(&mut self.state.peers) {
+            if self.state.departed.len() >= MAX_DEPARTED {
+                self.state.departed.remove(0);
+            }
+            self.state.departed.push(gone);
+        }
+        let ids: Vec<PeerId> = roster.iter().map(|e| e.peer).collect();
+        self.session.renew();
+        self.session.on_welcome(me, &ids, now_ms);
+        self.me = me;
+        self.roster = roster.into_iter().map(|e| (e.peer, e.name)).collect();
+        self.remotes = self
+            .roster
+            .keys()
+            .map(|&p| (p, RemotePeer::default()))
+            .collect();
+        self.keyframes = KeyframePolicy::default();
+        self.history = SentHistory::default();
+        self.ending = None;
+        self.last_heard = now;
+        self.next_heartbeat = now;
+        self.state.my_peer_id = Some(me);
+        self.state.phase = CallPhase::InCall;
+        self.state.reconnects += 1;
+        self.outputs.push_back(Output::ForceKeyframe);
+        self.publish_now = true;
+        self.drain_session(now);
+        self.refresh_peers();
     }
 
     /// Our peer id in this call.
@@ -379,7 +447,8 @@ impl CallCore {
         let mut next = self
             .next_heartbeat
             .min(self.next_stats)
-            .min(self.next_recovery);
+            .min(self.next_recovery)
+            .min(self.next_ping);
         if let Some(ms) = self.session.next_timeout() {
             next = next.min(self.clock.instant_of_unix_ms(ms));
         }
@@ -401,6 +470,19 @@ impl CallCore {
             self.next_recovery = now + RECOVERY_INTERVAL;
             self.run_recovery(now);
         }
+        if now >= self.next_ping {
+            self.next_ping = now + PING_INTERVAL;
+            self.ping_value = self.ping_value.wrapping_add(1);
+            self.outputs
+                .push_back(Output::Control(ControlFrame::Ping(self.ping_value)));
+            let silent = now.saturating_duration_since(self.last_heard);
+            if silent >= RELAY_SILENCE_LIMIT && self.ending.is_none() {
+                self.ending = Some(EndReason::ConnectionLost(format!(
+                    "nothing from the relay for {:.1} s",
+                    silent.as_secs_f64()
+                )));
+            }
+        }
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             for remote in self.remotes.values_mut() {
@@ -413,6 +495,7 @@ impl CallCore {
     /// A frame from the relay on the control stream. `Break` ends the call with the reason.
     pub fn handle_control(&mut self, now: Instant, frame: ControlFrame) -> ControlFlow<EndReason> {
         let now_ms = self.clock.unix_ms(now);
+        self.last_heard = now;
         match frame {
             ControlFrame::PeerJoined(entry) => {
                 if entry.peer == self.me || entry.peer == PeerId::NONE {
@@ -558,6 +641,15 @@ impl CallCore {
                     r.media.audio_frames_decoded += 1;
                 }
             }
+            MediaEvent::AudioRepaired { peer, fec } => {
+                if let Some(r) = self.remotes.get_mut(&peer) {
+                    if fec {
+                        r.media.audio_frames_fec += 1;
+                    } else {
+                        r.media.audio_frames_concealed += 1;
+                    }
+                }
+            }
             MediaEvent::AudioPeak { peer, hz } => {
                 if let Some(r) = self.remotes.get_mut(&peer) {
                     r.media.audio_peak_hz = hz;
@@ -586,6 +678,7 @@ impl CallCore {
 
     /// A datagram from the relay.
     pub fn handle_datagram(&mut self, now: Instant, datagram: Bytes) {
+        self.last_heard = now;
         let Ok((header, offset)) = DatagramHeader::decode(&datagram) else {
             self.counters.datagrams_malformed += 1;
             return;
@@ -1071,6 +1164,8 @@ impl CallCore {
             s.video_frames_decoded = media.video_frames_decoded;
             s.video_psnr_db = media.psnr_db();
             s.audio_frames_decoded = media.audio_frames_decoded;
+            s.audio_frames_fec = media.audio_frames_fec;
+            s.audio_frames_concealed = media.audio_frames_concealed;
             s.audio_peak_hz = media.audio_peak_hz;
             s.latency_ms = media.latency();
             let reassembly = remote.reassembler.stats();

@@ -56,16 +56,25 @@ impl Default for RemotePeer {
 }
 
 impl RemotePeer {
-    /// Notes an audio sequence number, counting the frames skipped since the last one
-    /// (a jump of 1000 or more is a restart, not a loss).
+    /// Notes an audio sequence number: a step ahead of the highest seen by `n` (< 1000)
+    /// counts `n - 1` frames lost, a late frame behind it (audio held for its batch signature
+    /// comes out of order) fills one of them again, and any larger jump is a restart.
     pub fn note_audio_sequence(&mut self, sequence: u32) {
-        if let Some(last) = self.last_audio_sequence {
-            let step = sequence.wrapping_sub(last);
-            if step > 1 && step < 1000 {
-                self.audio_gaps += u64::from(step - 1);
-            }
+        let Some(highest) = self.last_audio_sequence else {
+            self.last_audio_sequence = Some(sequence);
+            return;
+        };
+        let ahead = sequence.wrapping_sub(highest);
+        let behind = highest.wrapping_sub(sequence);
+        if ahead == 0 {
+        } else if ahead < 1000 {
+            self.audio_gaps += u64::from(ahead - 1);
+            self.last_audio_sequence = Some(sequence);
+        } else if behind < 1000 {
+            self.audio_gaps = self.audio_gaps.saturating_sub(1);
+        } else {
+            self.last_audio_sequence = Some(sequence);
         }
-        self.last_audio_sequence = Some(sequence);
     }
 
     /// Video frames the sender produced since its first keyframe we saw.
@@ -87,7 +96,13 @@ mod tests {
         p.note_audio_sequence(2);
         p.note_audio_sequence(5);
         assert_eq!(p.audio_gaps, 2);
+        p.note_audio_sequence(3); // late, out of order: not lost after all
+        assert_eq!(p.audio_gaps, 1);
+        p.note_audio_sequence(6);
+        assert_eq!(p.audio_gaps, 1);
         p.note_audio_sequence(100_000); // a restart
+        assert_eq!(p.audio_gaps, 1);
+        p.note_audio_sequence(100_002);
         assert_eq!(p.audio_gaps, 2);
     }
 

@@ -481,3 +481,68 @@ fn an_unchanged_call_publishes_only_at_the_stats_interval() {
     // 4 a second at most (STATS_INTERVAL), not once per datagram.
     assert!((38..=42).contains(&published), "{published}");
 }
+
+#[test]
+fn a_relay_that_goes_silent_ends_the_connection_so_the_shell_can_reconnect() {
+    let (mut call, ids) = keyed_call(2, 15);
+    call.run_for(Duration::from_secs(3));
+    assert_eq!(
+        call.member(ids[0]).out.ended,
+        None,
+        "pongs keep a quiet call alive"
+    );
+    call.relay_down = true;
+    call.run_for(RELAY_SILENCE_LIMIT + PING_INTERVAL * 2);
+    for &p in &ids {
+        assert!(
+            matches!(call.member(p).out.ended, Some(EndReason::ConnectionLost(_))),
+            "{:?}",
+            call.member(p).out.ended
+        );
+    }
+}
+
+#[test]
+fn after_a_relay_restart_members_rejoin_with_new_keys_and_media_resumes() {
+    let (mut call, ids) = keyed_call(2, 16);
+    let (a, b) = (ids[0], ids[1]);
+    stream(&mut call, a, 0, 10);
+    let code_before = state(&call, a).security.room_security_code.clone();
+    let fingerprint_before = state(&call, a).security.my_fingerprint.clone();
+    call.restart_relay();
+    assert!(
+        call.run_until_keyed(Duration::from_secs(5)),
+        "keys exchanged again"
+    );
+    stream(&mut call, a, 10, 30);
+    call.run_for(Duration::from_millis(300));
+    let got = decoded_from(&call, b, a);
+    assert!(got.ends_with(&(10..40).collect::<Vec<_>>()), "{got:?}");
+    let s = state(&call, a);
+    assert_eq!(s.reconnects, 1);
+    assert_eq!(s.phase, CallPhase::InCall);
+    assert_eq!(s.peers.len(), 1);
+    assert!(s.peers[0].key_received && s.peers[0].key_sent);
+    assert_eq!(
+        s.departed.len(),
+        1,
+        "the old connection's peer, with its figures"
+    );
+    assert_eq!(
+        s.security.my_fingerprint, fingerprint_before,
+        "the same identity"
+    );
+    assert_eq!(
+        s.security.room_security_code, code_before,
+        "the same members"
+    );
+    assert!(
+        call.member(a).out.keyframes_forced >= 1,
+        "a keyframe for the new receivers"
+    );
+    assert_eq!(
+        call.member(b).out.peers_left,
+        vec![a],
+        "codec state of the old peer dropped"
+    );
+}
