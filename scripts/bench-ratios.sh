@@ -106,6 +106,8 @@ pair("Opus encode, vcall wrapper vs opus crate", "audio_opus/encode_vcall",
      "audio_opus/encode_raw", "x realtime")
 pair("Opus decode, vcall wrapper vs opus crate", "audio_opus/decode_vcall",
      "audio_opus/decode_raw", "x realtime")
+pair("Opus encode, speech with pauses: CBR (default) vs VBR", "audio_padding/encode_cbr",
+     "audio_padding/encode_vbr", "x realtime")
 for kind in ("fragment", "reassemble"):
     for n in (8192, 65536):
         pair(f"{kind} {n} B frame vs memcpy of it", f"proto_{kind}/vcall/{n}",

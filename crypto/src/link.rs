@@ -84,9 +84,9 @@ pub enum LinkError {
     BadFragment,
 }
 
-/// The room secret carried in a link's fragment (never sent to anyone). Wiped on drop (every
-/// copy: `Clone` is kept only because `InviteLink` is cloned by callers).
-#[derive(Clone, PartialEq, Eq)]
+/// The room secret carried in a link's fragment (never sent to anyone). Wiped on drop; not
+/// `Clone`, so it has one owner (its link, or whoever took it out of the link).
+#[derive(PartialEq, Eq)]
 pub enum RoomSecret {
     /// 32 random bytes (`#k=`), what the app generates.
     Key([u8; 32]),
@@ -267,8 +267,9 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-/// A parsed invite link.
-#[derive(Clone, PartialEq, Eq)]
+/// A parsed invite link. Not `Clone` (it may own a [`RoomSecret`]): parse it again, or take
+/// the secret out, where two owners are needed.
+#[derive(PartialEq, Eq)]
 pub struct InviteLink {
     /// Host name or IP address (IPv6 without brackets).
     pub host: String,
@@ -838,22 +839,21 @@ mod tests {
         let mut rng = crate::random::SeededRandom::new(b"passphrases");
         for i in 0..300 {
             let words = [1, 5, 6, 8][i % 4];
-            let secret = RoomSecret::generate_passphrase(&mut rng, words);
-            let RoomSecret::Passphrase(p) = &secret else {
-                panic!("not a passphrase");
-            };
-            assert!(check_passphrase(p).is_ok(), "{p}");
-            let got: Vec<&str> = p.split('-').collect();
-            assert_eq!(got.len(), words.max(PASSPHRASE_MIN_WORDS), "{p}");
-            assert!(got.iter().all(|w| PASSPHRASE_WORDS.contains(w)), "{p}");
             // Joinable as a link, and no escapes needed.
             let link = InviteLink {
                 host: "h".into(),
                 port: 1,
                 room: "r".into(),
                 relay_fingerprint: None,
-                secret: Some(secret.clone()),
+                secret: Some(RoomSecret::generate_passphrase(&mut rng, words)),
             };
+            let Some(RoomSecret::Passphrase(p)) = &link.secret else {
+                panic!("not a passphrase");
+            };
+            assert!(check_passphrase(p).is_ok(), "{p}");
+            let got: Vec<&str> = p.split('-').collect();
+            assert_eq!(got.len(), words.max(PASSPHRASE_MIN_WORDS), "{p}");
+            assert!(got.iter().all(|w| PASSPHRASE_WORDS.contains(w)), "{p}");
             assert!(link.to_string().ends_with(&format!("#p={p}")));
             assert_eq!(InviteLink::parse(&link.to_string()).unwrap(), link);
         }

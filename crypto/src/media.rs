@@ -54,9 +54,9 @@ pub enum OpenError {
 }
 
 /// A 32-byte sender secret (what key messages wrap). Wiped on drop with `zeroize` (a volatile
-/// write the compiler cannot remove). `Clone` remains only because the session's key tables
-/// copy it (session/sender_keys.rs, session/received_keys.rs); every copy is wiped too.
-#[derive(Clone, PartialEq, Eq)]
+/// write the compiler cannot remove). Neither `Clone` nor comparable: each secret lives in one
+/// place (the session's key tables, session/sender_keys.rs and session/received_keys.rs) and is
+/// lent out by reference, so there is no stray copy to forget.
 pub struct SenderSecret(pub(crate) [u8; 32]);
 
 impl SenderSecret {
@@ -91,8 +91,7 @@ impl fmt::Debug for SenderSecret {
 
 /// An AES-256-GCM key and its nonce salt, derived from one sender secret for one room. The salt
 /// is wiped on drop; the AES key schedule lives in ring's `LessSafeKey`, which ring (0.17) does
-/// not wipe (see docs/SECURITY.md, "Memory").
-#[derive(Clone)]
+/// not wipe (see docs/SECURITY.md, "Memory"). Not `Clone`, like the secret it comes from.
 pub struct MediaKey {
     id: KeyId,
     key: LessSafeKey,
@@ -368,9 +367,10 @@ mod tests {
     #[test]
     fn ratchet_is_deterministic_one_way_and_room_bound() {
         let s = SenderSecret([9; 32]);
-        assert_eq!(s.ratchet(b"a"), s.ratchet(b"a"));
-        assert_ne!(s.ratchet(b"a"), s.ratchet(b"b"));
-        assert_ne!(s.ratchet(b"a"), s);
+        let step = |room: &[u8]| *s.ratchet(room).as_bytes();
+        assert_eq!(step(b"a"), step(b"a"));
+        assert_ne!(step(b"a"), step(b"b"));
+        assert_ne!(step(b"a"), *s.as_bytes());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use std::ops::ControlFlow;
 use tokio::sync::watch;
-use vcall_crypto::{Identity, InviteLink, OsRandom, Session, SessionConfig};
+use vcall_crypto::{Identity, InviteLink, OsRandom, RoomKeys, Session, SessionConfig};
 use vcall_proto::PROTOCOL_VERSION;
 
 use vcall_proto::PeerId;
@@ -149,7 +149,7 @@ async fn join(
     waker: Option<Waker>,
 ) -> Result<(EndReason, ReleasedDevices), EndReason> {
     let internal = |why: String| EndReason::Internal(why);
-    let link =
+    let mut link =
         InviteLink::parse(&config.link).map_err(|e| EndReason::InvalidLink(e.to_string()))?;
     edit(publish, |s| {
         s.relay = link.authority();
@@ -161,8 +161,10 @@ async fn join(
     // Slow work (RSA key generation, Argon2id) off the async thread, while we connect.
     let bits = config.rsa_bits;
     let identity_task = tokio::task::spawn_blocking(move || Identity::generate(bits));
-    let link_for_keys = link.clone();
-    let keys_task = tokio::task::spawn_blocking(move || link_for_keys.room_keys());
+    // The secret moves to the key derivation (not copied: `RoomSecret` is not `Clone`).
+    let (room_name, secret) = (link.room.clone(), link.secret.take());
+    let keys_task =
+        tokio::task::spawn_blocking(move || RoomKeys::derive(&room_name, secret.as_ref()));
     let fingerprint = link.relay_fingerprint.map(hex::encode);
     let (endpoint, conn) = connect(&link.host, link.port, fingerprint.as_deref())
         .await

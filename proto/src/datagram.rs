@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! offset size field
-//! 0      1    version        = PROTOCOL_VERSION (2)
+//! 0      1    version        = PROTOCOL_VERSION (3)
 //! 1      1    kind           1 video fragment, 2 audio, 3 heartbeat, 4 feedback
 //! 2      1    flags          bit 0: a target peer id follows; other bits must be 0
 //! 3      4    sender         u32 BE; clients send 0, the relay overwrites it with the true sender
@@ -197,7 +197,7 @@ mod tests {
         };
         let mut d = Vec::new();
         h.append(&mut d);
-        assert_eq!(d, [2, 4, 1, 1, 2, 3, 4, 0, 0, 0, 9]);
+        assert_eq!(d, [3, 4, 1, 1, 2, 3, 4, 0, 0, 0, 9]);
     }
 
     #[test]
@@ -221,26 +221,26 @@ mod tests {
     #[test]
     fn rejects_bad_headers_with_typed_errors() {
         assert!(matches!(
-            DatagramHeader::decode(&[2, 2, 0, 0]),
+            DatagramHeader::decode(&[3, 2, 0, 0]),
             Err(DecodeError::Truncated { .. })
         ));
         assert_eq!(
-            DatagramHeader::decode(&[1, 2, 0, 0, 0, 0, 0]),
-            Err(DecodeError::UnknownVersion(1))
+            DatagramHeader::decode(&[2, 2, 0, 0, 0, 0, 0]),
+            Err(DecodeError::UnknownVersion(2))
         );
         assert!(matches!(
-            DatagramHeader::decode(&[2, 9, 0, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[3, 9, 0, 0, 0, 0, 0]),
             Err(DecodeError::UnknownKind { value: 9, .. })
         ));
         assert!(matches!(
-            DatagramHeader::decode(&[2, 2, 0x80, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[3, 2, 0x80, 0, 0, 0, 0]),
             Err(DecodeError::Invalid { .. })
         ));
         assert!(matches!(
-            DatagramHeader::decode(&[2, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[3, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(DecodeError::Invalid { .. })
         ));
-        let big = vec![2u8; MAX_DATAGRAM_SIZE + 1];
+        let big = vec![3u8; MAX_DATAGRAM_SIZE + 1];
         assert!(matches!(
             DatagramHeader::decode(&big),
             Err(DecodeError::TooLarge { .. })

@@ -14,13 +14,14 @@
 //!   ..  body        mode 0: announcement bytes; mode 1: AES-256-GCM(announcement) || tag(16)
 //!   AAD of a sealed envelope = tag, mode, nonce (the first 14 bytes) || u8 len || room id
 //!
-//! Announcement (the plaintext):
-//!   u8  version = 1
+//! Announcement (the plaintext; 113 bytes + the RSA key, whatever the name's length):
+//!   u8  version = 2
 //!   u32 peer id (relay-assigned id of the announcing session, from its Welcome)
 //!   u64 timestamp, Unix milliseconds
 //!   u8 len + UTF-8 display name (<= 64 bytes)
 //!   u16 len + RSA public key, PKCS#1 DER (RSAPublicKey)
 //!   [32] Ed25519 public key
+//!   u8 pad = 64 - name len, then pad zero bytes (name + padding: always 64 bytes)
 //!
 //! Key message:
 //!   u8  tag = 2
@@ -56,10 +57,17 @@ pub const TAG_KEY_MESSAGE: u8 = 2;
 /// Signal payload type tag of a key ack.
 pub const TAG_KEY_ACK: u8 = 3;
 
-/// Version byte at the start of an announcement plaintext.
-pub const ANNOUNCEMENT_VERSION: u8 = 1;
-/// Longest display name in an announcement, in UTF-8 bytes.
+/// Version byte at the start of an announcement plaintext: 2 since protocol version 3 (the
+/// zero padding after the Ed25519 key); version 1 had none.
+pub const ANNOUNCEMENT_VERSION: u8 = 2;
+/// Longest display name in an announcement, in UTF-8 bytes. The name and its zero padding
+/// always take this many bytes together.
 pub const MAX_DISPLAY_NAME: usize = 64;
+/// Bytes of an announcement plaintext besides the RSA public key: version, peer id, timestamp,
+/// the name's length byte, name and padding (64), the key's length prefix, the Ed25519 key and
+/// the padding's length byte.
+pub const ANNOUNCEMENT_FIXED_LEN: usize =
+    1 + 4 + 8 + 1 + MAX_DISPLAY_NAME + 2 + ED25519_PUBLIC_KEY_LEN + 1;
 /// Longest room id (what the client sends to the relay and binds into every AAD).
 pub const MAX_ROOM_ID: usize = 64;
 /// Longest RSA public key DER accepted (4096-bit keys fit comfortably).
@@ -283,7 +291,9 @@ impl<'a> AnnouncementEnvelope<'a> {
     }
 }
 
-/// An announcement plaintext: who this session is and its two public keys.
+/// An announcement plaintext: who this session is and its two public keys. Its encoding pads
+/// the display name with zeros to [`MAX_DISPLAY_NAME`] bytes, so that its size (sealed or
+/// not) reveals the RSA key's size and nothing about the name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcement<'a> {
     /// The announcing session's relay-assigned peer id.
@@ -297,8 +307,14 @@ pub struct Announcement<'a> {
 }
 
 impl<'a> Announcement<'a> {
-    /// Appends the encoding to `out`. Panics if a field exceeds its documented limit (a
-    /// programming error: our own announcement).
+    /// The encoded length of any announcement whose RSA public key is `rsa_public_key_len`
+    /// bytes long (the display name does not change it).
+    pub const fn encoded_len(rsa_public_key_len: usize) -> usize {
+        ANNOUNCEMENT_FIXED_LEN + rsa_public_key_len
+    }
+
+    /// Appends the encoding to `out`: [`Announcement::encoded_len`] bytes. Panics if a field
+    /// exceeds its documented limit (a programming error: our own announcement).
     pub fn encode(&self, out: &mut Vec<u8>) {
         assert!(self.display_name.len() <= MAX_DISPLAY_NAME);
         assert!(self.rsa_public_key.len() <= MAX_RSA_PUBLIC_KEY);
@@ -308,6 +324,9 @@ impl<'a> Announcement<'a> {
         put_short_bytes(out, self.display_name.as_bytes());
         put_long_bytes(out, self.rsa_public_key);
         out.extend_from_slice(&self.ed25519_public_key);
+        let pad = MAX_DISPLAY_NAME - self.display_name.len();
+        out.push(pad as u8);
+        out.resize(out.len() + pad, 0);
     }
 
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
@@ -339,6 +358,22 @@ impl<'a> Announcement<'a> {
             });
         }
         let ed25519_public_key = r.array()?;
+        // The padding: exactly what brings the name to 64 bytes, all zero (one encoding only).
+        if usize::from(r.u8()?) != MAX_DISPLAY_NAME - display_name.len() {
+            return Err(DecodeError::Invalid {
+                what: "announcement padding",
+                why: "its length is not 64 minus the display name's length",
+            });
+        }
+        if r.bytes(MAX_DISPLAY_NAME - display_name.len())?
+            .iter()
+            .any(|&b| b != 0)
+        {
+            return Err(DecodeError::Invalid {
+                what: "announcement padding",
+                why: "not all zero",
+            });
+        }
         r.finish()?;
         Ok(Self {
             peer,
@@ -595,10 +630,11 @@ mod tests {
             Err(DecodeError::TrailingBytes(1))
         );
         let mut bad = b.clone();
-        bad[0] = 2;
+        bad[0] = 1;
         assert_eq!(
             Announcement::decode(&bad),
-            Err(DecodeError::UnknownVersion(2))
+            Err(DecodeError::UnknownVersion(1)),
+            "version 1 (protocol v2, unpadded) is refused"
         );
         let mut zero = b.clone();
         zero[1..5].fill(0);
@@ -619,9 +655,82 @@ mod tests {
         };
         let mut b = Vec::new();
         a.encode(&mut b);
-        let mut want = vec![1, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 5, 1, b'A', 0, 2, 9, 9];
+        let mut want = vec![2, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 5, 1, b'A', 0, 2, 9, 9];
         want.extend_from_slice(&[0xEE; 32]);
+        want.push(63);
+        want.extend_from_slice(&[0; 63]);
         assert_eq!(b, want);
+        assert_eq!(b.len(), Announcement::encoded_len(2));
+    }
+
+    #[test]
+    fn announcements_have_one_length_whatever_the_name() {
+        let rsa = [0x30u8; 270];
+        let len = |name: &str| {
+            let a = Announcement {
+                display_name: name,
+                rsa_public_key: &rsa,
+                ..sample_announcement()
+            };
+            let mut b = Vec::new();
+            a.encode(&mut b);
+            assert_eq!(Announcement::decode(&b).unwrap(), a, "{name:?}");
+            b.len()
+        };
+        let longest = "é".repeat(32);
+        assert_eq!(longest.len(), MAX_DISPLAY_NAME);
+        for name in ["", "A", "Alice", longest.as_str()] {
+            assert_eq!(len(name), 383, "{name:?}");
+        }
+        assert_eq!(Announcement::encoded_len(270), 383);
+    }
+
+    #[test]
+    fn announcement_padding_of_the_wrong_length_or_not_zero_is_rejected() {
+        let mut b = Vec::new();
+        sample_announcement().encode(&mut b);
+        // "Alice": 5 bytes of name, so the padding is 59 zero bytes after its length byte.
+        let pad_at = b.len() - 60;
+        assert_eq!(b[pad_at], 59);
+        let bad_padding = |why: &'static str| {
+            Err(DecodeError::Invalid {
+                what: "announcement padding",
+                why,
+            })
+        };
+        let wrong_len = "its length is not 64 minus the display name's length";
+        for n in [0u8, 58, 60, 64, 255] {
+            let mut bad = b.clone();
+            bad[pad_at] = n;
+            assert_eq!(Announcement::decode(&bad), bad_padding(wrong_len), "{n}");
+        }
+        // The right length byte, but one byte of padding missing or extra.
+        assert_eq!(
+            Announcement::decode(&b[..b.len() - 1]),
+            Err(DecodeError::Truncated { needed: 1 })
+        );
+        let mut long = b.clone();
+        long.push(0);
+        assert_eq!(
+            Announcement::decode(&long),
+            Err(DecodeError::TrailingBytes(1))
+        );
+        for at in [pad_at + 1, b.len() - 1] {
+            let mut bad = b.clone();
+            bad[at] = 1;
+            assert_eq!(
+                Announcement::decode(&bad),
+                bad_padding("not all zero"),
+                "{at}"
+            );
+        }
+        // A version-1 announcement (no padding at all) is refused for its version.
+        let mut v1 = b[..pad_at].to_vec();
+        v1[0] = 1;
+        assert_eq!(
+            Announcement::decode(&v1),
+            Err(DecodeError::UnknownVersion(1))
+        );
     }
 
     #[test]

@@ -928,25 +928,24 @@ impl Session {
         if !self.roster.is_recipient(peer) || self.fatal.is_some() {
             return;
         }
-        for (id, secret) in self
+        for id in self
             .sender
             .take_keys_to_send(peer, force, now_ms)
             .into_iter()
             .flatten()
         {
-            self.send_key(me, peer, id, &secret, now_ms);
+            self.send_key(me, peer, id, now_ms);
         }
     }
 
-    fn send_key(
-        &mut self,
-        me: PeerId,
-        peer: PeerId,
-        id: KeyId,
-        secret: &SenderSecret,
-        now_ms: u64,
-    ) {
+    /// Wraps our key `id` (current or pending) to `peer`. The secret is borrowed from the
+    /// sender's key table (a field borrow disjoint from the roster's and the generator's), never
+    /// copied.
+    fn send_key(&mut self, me: PeerId, peer: PeerId, id: KeyId, now_ms: u64) {
         let Some(keys) = self.roster.member_keys(peer) else {
+            return;
+        };
+        let Some(secret) = self.sender.secret(id) else {
             return;
         };
         let payload = signals::key_message(
@@ -1094,10 +1093,10 @@ impl Session {
         h[..8].try_into().ok()
     }
 
-    /// A copy of `peer`'s sender secret we hold (what any member could misuse).
+    /// `peer`'s sender secret we hold (what any member could misuse).
     #[cfg(test)]
-    pub(crate) fn held_secret(&self, peer: PeerId, key: KeyId) -> Option<SenderSecret> {
-        self.received.secret(peer, key).cloned()
+    pub(crate) fn held_secret(&self, peer: PeerId, key: KeyId) -> Option<&SenderSecret> {
+        self.received.secret(peer, key)
     }
 
     #[cfg(test)]

@@ -617,7 +617,7 @@ mod tests {
             open(&mut r, sealed(&s0, k0, 0)),
             Err(OpenMiss::NoKey { lacks_epoch: true })
         );
-        r.install(P, k0, s0.clone(), ROOM, 0);
+        r.install(P, k0, secret(7), ROOM, 0);
         assert_eq!(
             open(&mut r, sealed(&s0, k0, 5)),
             Ok((b"hello".to_vec(), None))
@@ -627,7 +627,7 @@ mod tests {
             Err(OpenMiss::Rejected(OpenError::Replayed { counter: 5 }))
         );
         // Generation 8 steps forward by itself, generation 9 beyond it does not.
-        let mut s = s0.clone();
+        let mut s = secret(7);
         for _ in 0..8 {
             s = s.ratchet(ROOM);
         }
@@ -672,7 +672,7 @@ mod tests {
         let mut r = ReceivedKeys::new(config());
         let s0 = secret(7);
         let k0 = KeyId::new(0, 0);
-        r.install(P, k0, s0.clone(), ROOM, 0);
+        r.install(P, k0, secret(7), ROOM, 0);
         // A body far ahead that is opened but never committed (its signature failed) does not
         // push the window: the sender's next real counters still open.
         let (h, mut b) = sealed(&s0, k0, 1 << 40);
@@ -699,7 +699,7 @@ mod tests {
         let mut r = ReceivedKeys::new(config());
         let s0 = secret(7);
         let k0 = KeyId::new(0, 0);
-        r.install(P, k0, s0.clone(), ROOM, 0);
+        r.install(P, k0, secret(7), ROOM, 0);
         assert_eq!(r.last_opened(P), None);
         let (_, c) = open_commit(&mut r, sealed(&s0, k0, 1), 5_000).unwrap();
         assert!(!c.revived);

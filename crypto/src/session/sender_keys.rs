@@ -73,8 +73,9 @@ pub(crate) struct SenderKeysConfig {
     pub(crate) max_ratchet_steps: u16,
 }
 
-/// Keys to wrap to one peer, in this order (at most the current and the pending one).
-pub(crate) type ToSend = [Option<(KeyId, SenderSecret)>; 2];
+/// Ids of the keys to wrap to one peer, in this order (at most the current and the pending
+/// one); [`SenderKeys::secret`] lends each one's secret.
+pub(crate) type ToSend = [Option<KeyId>; 2];
 
 pub(crate) struct SenderKeys {
     config: SenderKeysConfig,
@@ -198,19 +199,31 @@ impl SenderKeys {
         if force || g.current != Some(self.current.id) || stale {
             self.current.used = true;
             g.current = Some(self.current.id);
-            out[0] = Some((self.current.id, self.current.secret.clone()));
+            out[0] = Some(self.current.id);
         }
         if let Some(pending) = &mut self.pending
             && (force || g.pending != Some(pending.key.id) || stale)
         {
             pending.key.used = true;
             g.pending = Some(pending.key.id);
-            out[1] = Some((pending.key.id, pending.key.secret.clone()));
+            out[1] = Some(pending.key.id);
         }
         if out.iter().any(Option::is_some) {
             g.last_sent_ms = Some(now_ms);
         }
         out
+    }
+
+    /// The secret of our key `id`, if it is the current or the pending key (what
+    /// [`SenderKeys::take_keys_to_send`] names), lent for wrapping.
+    pub(crate) fn secret(&self, id: KeyId) -> Option<&SenderSecret> {
+        if self.current.id == id {
+            return Some(&self.current.secret);
+        }
+        self.pending
+            .as_ref()
+            .filter(|p| p.key.id == id)
+            .map(|p| &p.key.secret)
     }
 
     /// Starts a new epoch with a fresh random secret, awaiting acks from `members` (to whom the
@@ -361,7 +374,7 @@ mod tests {
     }
 
     fn ids(t: &ToSend) -> Vec<KeyId> {
-        t.iter().flatten().map(|(id, _)| *id).collect()
+        t.iter().flatten().copied().collect()
     }
 
     #[test]
@@ -424,6 +437,25 @@ mod tests {
             "the pending key it got is the current one now"
         );
         assert!(ids(&k.take_keys_to_send(A, false, 4_001)).is_empty());
+    }
+
+    #[test]
+    fn the_secrets_of_the_current_and_pending_keys_are_lent_by_id() {
+        let (mut k, mut rng) = keys();
+        k.on_welcome(0);
+        let e0 = k.current_id();
+        let own = |k: &SenderKeys, id| k.secret(id).map(|s| *s.as_bytes());
+        assert_eq!(own(&k, e0), Some(*k.current_secret().as_bytes()));
+        assert_eq!(own(&k, KeyId::new(1, 0)), None, "no such key yet");
+        let e1 = k.start_epoch(&[A], &mut rng, ROOM, 1_000).unwrap();
+        let sent = k.take_keys_to_send(A, false, 1_000);
+        assert_eq!(sent, [Some(e0), Some(e1)]);
+        let pending = own(&k, e1).expect("the pending key is lent too");
+        assert_ne!(Some(pending), own(&k, e0));
+        assert_eq!(k.on_ack(A, e1), Some(e1));
+        assert_eq!(own(&k, e1), Some(pending), "now the current key");
+        assert_eq!(own(&k, e0), None, "the superseded key is gone");
+        assert_eq!(own(&k, KeyId::new(1, 1)), None, "another generation");
     }
 
     #[test]

@@ -196,3 +196,44 @@ pub(crate) fn key_ack(
     ack.encode(&mut payload);
     payload
 }
+
+#[cfg(test)]
+mod tests {
+    use vcall_proto::e2ee::{MAX_DISPLAY_NAME, TAG_LEN};
+
+    use super::*;
+    use crate::random::SeededRandom;
+    use crate::tests::{T0, identity, secret_room};
+
+    #[test]
+    fn announcements_have_one_size_whatever_the_name_sealed_or_clear() {
+        let id = identity(0);
+        let me = PeerId(5);
+        let short = "A";
+        let long = "L".repeat(MAX_DISPLAY_NAME);
+        let plain = Announcement::encoded_len(id.rsa_public_der().len());
+        assert_eq!(id.rsa_public_der().len(), 270, "RSA-2048 PKCS#1 DER");
+        for (room, envelope) in [
+            (secret_room("padding"), 2 + NONCE_LEN + TAG_LEN),
+            (RoomKeys::derive("padding", None).unwrap(), 2),
+        ] {
+            let mut own = OwnAnnouncement::default();
+            let mut rng = SeededRandom::new(b"padding");
+            let mut build = |name: &str| {
+                let p = own.build(me, name, &id, &room, &mut rng, T0);
+                let env = AnnouncementEnvelope::decode(&p).unwrap();
+                let read = read_announcement(&room, env, me, T0, 60_000).unwrap();
+                assert_eq!(
+                    read.display_name, name,
+                    "the padding is not part of the name"
+                );
+                assert_eq!(read.authenticated, room.has_secret());
+                p.len()
+            };
+            let (a, b) = (build(short), build(&long));
+            assert_eq!(a, b, "secret room: {}", room.has_secret());
+            assert_eq!(a, envelope + plain);
+        }
+        assert_eq!(plain, 383);
+    }
+}

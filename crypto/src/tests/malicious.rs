@@ -343,12 +343,12 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
     let (alice, bob, casey) = (0, 1, 2);
     let bob_id = net.clients[bob].id;
     let (key, _) = net.clients[bob].s.own_key_check();
+    let room_id = net.clients[casey].s.room().room_id().to_vec();
     let secret = net.clients[casey]
         .s
         .held_secret(bob_id, key)
         .expect("Casey holds Bob's key, as every member does");
-    let room_id = net.clients[casey].s.room().room_id().to_vec();
-    let media = MediaKey::derive(key, &secret, &room_id);
+    let media = MediaKey::derive(key, secret, &room_id);
     let casey_identity = identity(2);
     // Casey seals `app` as Bob under `counter`, signed by `signer` (Casey's own key), or with
     // `raw` as the whole trailer.
