@@ -9,6 +9,8 @@
 #   loss5    5 % random loss each way
 #   burst5   5 % average loss each way in Gilbert–Elliott bursts (mean burst 3 packets)
 #   loss20   20 % random loss each way
+#   restart  no loss; the relay is killed (SIGKILL) 10 s into the call and started again 1 s
+#            later on the same port with the same state directory (so the same certificate)
 #
 # Prints ONE table: per scenario, video frames decoded / expected and audio frames played from
 # real or Opus-FEC data / expected over both receivers (from the bots' JSON reports, docs/BOT-REPORT.md: video
@@ -18,7 +20,7 @@
 # loss the proxy actually applied (its --json report).
 #
 # Usage: scripts/bench-network.sh
-# Env:   BENCH_SECONDS=30 (per scenario)  SCENARIOS="none loss5 burst5 loss20"  SEED=1
+# Env:   BENCH_SECONDS=30 (per scenario)  SCENARIOS="none loss5 burst5 loss20 restart"  SEED=1
 #        KEEP=1 (keep reports and logs in the printed directory)  NO_BUILD=1
 #
 # Builds release `vcall-relay`, `vcall-bot` and `vcall-netem` first (one cargo command).
@@ -27,7 +29,7 @@
 set -euo pipefail
 
 DURATION="${BENCH_SECONDS:-30}"
-SCENARIOS="${SCENARIOS:-none loss5 burst5 loss20}"
+SCENARIOS="${SCENARIOS:-none loss5 burst5 loss20 restart}"
 SEED="${SEED:-1}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -66,7 +68,8 @@ ready_line() {
 
 # The relay on an ephemeral loopback port; its ready line gives the port and fingerprint.
 "$RELAY_BIN" --listen 127.0.0.1:0 --state-dir "$WORK/relay" >"$WORK/relay.out" 2>"$WORK/relay.err" &
-PIDS+=("$!")
+RELAY_PID=$!
+PIDS+=("$RELAY_PID")
 READY="$(ready_line "$WORK/relay.out" 'vcall-relay ready')"
 if [[ -z "$READY" ]]; then
     echo "relay did not start:" >&2
@@ -85,7 +88,8 @@ scenario_flags() {
         loss5) echo "--loss 5" ;;
         burst5) echo "--burst-loss 5 --burst-len 3" ;;
         loss20) echo "--loss 20" ;;
-        *) echo "unknown scenario $1 (none loss5 burst5 loss20)" >&2; exit 2 ;;
+        restart) echo "" ;;
+        *) echo "unknown scenario $1 (none loss5 burst5 loss20 restart)" >&2; exit 2 ;;
     esac
 }
 
@@ -121,6 +125,17 @@ run_scenario() {
         bot_pids+=("$!")
         PIDS+=("$!")
     done
+    if [[ "$name" == restart ]]; then
+        sleep 10
+        kill -KILL "$RELAY_PID"
+        wait "$RELAY_PID" 2>/dev/null || true
+        sleep 1
+        "$RELAY_BIN" --listen "127.0.0.1:$RELAY_PORT" --state-dir "$WORK/relay" \
+            >"$dir/relay2.out" 2>"$dir/relay2.err" &
+        RELAY_PID=$!
+        PIDS+=("$RELAY_PID")
+        echo "   relay killed at 10 s and restarted at 11 s: $(ready_line "$dir/relay2.out" 'vcall-relay ready')"
+    fi
     local failed=0
     for pid in "${bot_pids[@]}"; do
         wait "$pid" || failed=1
@@ -175,6 +190,13 @@ for name in scenarios:
             fec += p.get("fec_recovered", 0)
             given_up += p.get("video_frames_given_up", 0)
     freezes = f"{100.0 * freeze_ms / call_ms:.1f}% (max {max_freeze} ms)" if call_ms else "-"
+    if name == "restart":
+        reconnects = [r.get("reconnects", 0) for r in reports]
+        gap = max([r.get("reconnect_video_gap_ms", 0) for r in reports] or [0])
+        notes.append(f"restart: reconnects per bot {reconnects}; longest video gap across the "
+                     f"restart {gap} ms, of which the relay was down 1000 ms: media back "
+                     f"{gap - 1000} ms after the relay was up (noticing the silence, "
+                     f"reconnecting, rekeying, the first keyframe)")
     recovery = f"{nacks}/{resent}/{fec}/{given_up}"
     link = "-"
     try:

@@ -97,6 +97,8 @@ pub struct Report {
     pub cpu_per_second: Option<f64>,
     /// Times the bot reconnected to the relay by itself after losing the connection.
     pub reconnects: u32,
+    /// The longest time without remote video across a reconnect (ms).
+    pub reconnect_video_gap_ms: u64,
 }
 
 impl Report {
@@ -120,6 +122,7 @@ impl Report {
             fingerprint: state.security.my_fingerprint.clone(),
             room_security_code: state.security.room_security_code.clone(),
             reconnects: state.reconnects,
+            reconnect_video_gap_ms: state.reconnect_video_gap_ms,
             sent: SentReport {
                 video_frames: state.sent.video_frames,
                 audio_frames: state.sent.audio_frames,

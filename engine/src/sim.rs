@@ -14,7 +14,7 @@ use vcall_netsim::{LinkConfig, LinkStats, SimLink};
 use vcall_proto::control::{ControlFrame, ErrorCode, RosterEntry};
 use vcall_proto::datagram::stamp_sender;
 use vcall_proto::e2ee::{E2eeSignal, decode_signal};
-use vcall_proto::{DatagramHeader, DatagramKind, PeerId};
+use vcall_proto::{DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE, PeerId};
 
 use crate::core::{
     AudioToPlay, CallCore, Clock, CoreCommand, CoreConfig, LocalMedia, MediaEvent, Output,
@@ -455,7 +455,8 @@ impl SimCall {
     }
 
     fn relay_datagram(&mut self, from: PeerId, datagram: Bytes) {
-        if self.relay_down || !self.is_present(from) {
+        // Like the real relay: nothing over the protocol's datagram size is forwarded.
+        if self.relay_down || !self.is_present(from) || datagram.len() > MAX_DATAGRAM_SIZE {
             return;
         }
         let mut stamped = BytesMut::from(&datagram[..]);

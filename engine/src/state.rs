@@ -236,4 +236,7 @@ pub struct CallState {
     pub errors: Vec<String>,
     /// Times the call reconnected to the relay by itself after losing the connection.
     pub reconnects: u32,
+    /// The longest time without remote video across a reconnect: from the last frame decoded
+    /// before the connection was lost to the first one after rejoining (ms; 0 if none).
+    pub reconnect_video_gap_ms: u64,
 }

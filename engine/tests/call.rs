@@ -400,6 +400,11 @@ fn after_the_relay_restarts_the_call_reconnects_by_itself_with_new_keys() {
     let s = alice.state();
     assert_eq!(s.security.my_fingerprint, fingerprint, "the same identity");
     assert!(
+        s.reconnect_video_gap_ms >= 1000,
+        "the gap spans the second the relay was down: {} ms",
+        s.reconnect_video_gap_ms
+    );
+    assert!(
         s.departed.iter().any(|p| p.name.as_deref() == Some("bob")),
         "{s:?}"
     );

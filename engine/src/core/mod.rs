@@ -46,6 +46,8 @@ use crate::state::{
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Statistics are published this often (discrete changes at once).
 pub const STATS_INTERVAL: Duration = Duration::from_millis(250);
+/// How much longer an addressed datagram header is than a broadcast one (the target id).
+const RETRANSMIT_HEADER_GROWTH: usize = DatagramHeader::MAX_LEN - DatagramHeader::MIN_LEN;
 /// Loss recovery (NACKs, giving up on late frames) runs this often.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(20);
 /// A ping on the control stream this often (the relay answers each with a pong).
@@ -53,7 +55,7 @@ pub const PING_INTERVAL: Duration = Duration::from_millis(500);
 /// Nothing at all from the relay (no pong, frame or datagram) for this long: the connection
 /// is lost, and the shell reconnects. QUIC's own idle timeout is far longer (a restarted relay
 /// cannot reset our connection), so the core notices first.
-pub const RELAY_SILENCE_LIMIT: Duration = Duration::from_millis(2500);
+pub const RELAY_SILENCE_LIMIT: Duration = Duration::from_millis(2000);
 /// Departed peers remembered in the state (for reports).
 const MAX_DEPARTED: usize = 64;
 /// Non-fatal problems remembered in the state.
@@ -260,6 +262,11 @@ pub struct CallCore {
     ping_value: u64,
     /// When anything last came from the relay.
     last_heard: Instant,
+    /// When we last decoded a remote video frame.
+    last_video_decoded: Option<Instant>,
+    /// Set at a rejoin: the last frame decoded before the connection was lost, to measure
+    /// the gap until the first frame after it.
+    video_gap_since: Option<Instant>,
     next_stats: Instant,
     stats_at: Instant,
     bytes_sent_at_stats: u64,
@@ -312,6 +319,8 @@ impl CallCore {
             next_ping: now + PING_INTERVAL,
             ping_value: 0,
             last_heard: now,
+            last_video_decoded: None,
+            video_gap_since: None,
             next_stats: now + STATS_INTERVAL,
             stats_at: now,
             bytes_sent_at_stats: 0,
@@ -378,6 +387,7 @@ impl CallCore {
         self.keyframes = KeyframePolicy::default();
         self.history = SentHistory::default();
         self.ending = None;
+        self.video_gap_since = self.last_video_decoded;
         self.last_heard = now;
         self.next_heartbeat = now;
         self.state.my_peer_id = Some(me);
@@ -623,6 +633,11 @@ impl CallCore {
                 latency_ms,
                 psnr_db,
             } => {
+                if let Some(since) = self.video_gap_since.take() {
+                    let gap = now.saturating_duration_since(since).as_millis() as u64;
+                    self.state.reconnect_video_gap_ms = self.state.reconnect_video_gap_ms.max(gap);
+                }
+                self.last_video_decoded = Some(now);
                 if let Some(r) = self.remotes.get_mut(&peer) {
                     r.media.record_decoded(now, latency_ms);
                     r.media.width = width;
@@ -985,8 +1000,10 @@ impl CallCore {
         } else {
             0
         };
+        // Room for a target id: a retransmission is the same body behind an addressed header.
+        let limit = self.datagram_limit - RETRANSMIT_HEADER_GROWTH;
         let Ok(fragments) =
-            fragment_frame_with_repair(&header, self.frame_id, &frame, self.datagram_limit, repair)
+            fragment_frame_with_repair(&header, self.frame_id, &frame, limit, repair)
         else {
             self.counters.not_sent += 1;
             self.handle_media_event(

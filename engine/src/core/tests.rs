@@ -546,3 +546,4 @@ fn after_a_relay_restart_members_rejoin_with_new_keys_and_media_resumes() {
         "codec state of the old peer dropped"
     );
 }
+
