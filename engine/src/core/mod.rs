@@ -838,6 +838,8 @@ impl CallCore {
                 continue;
             };
             if let Some(list) = remote.nacks.poll(now, &remote.reassembler, timing) {
+                // Twice (each sealed on its own): a lost NACK would cost a round trip.
+                self.send_nack(peer, list);
                 self.send_nack(peer, list);
             }
         }
@@ -915,7 +917,7 @@ impl CallCore {
                 Ok(Feedback::Nack(list)) => {
                     let outputs = &mut self.outputs;
                     let sent = &mut self.state.sent;
-                    self.history.on_nack(sender, &list, |d| {
+                    self.history.on_nack(now, sender, &list, |d| {
                         sent.datagrams += 1;
                         sent.bytes += d.len() as u64;
                         outputs.push_back(Output::Datagram(d));

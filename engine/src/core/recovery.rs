@@ -30,11 +30,14 @@ pub struct RecoveryTiming {
 impl RecoveryTiming {
     pub fn from_rtt(rtt: Duration) -> Self {
         let e2e = rtt * 2;
+        let renack = (e2e + Duration::from_millis(20))
+            .clamp(Duration::from_millis(40), Duration::from_millis(400));
         Self {
-            renack: (e2e + Duration::from_millis(30))
-                .clamp(Duration::from_millis(50), Duration::from_millis(400)),
-            give_up: (e2e * 2 + Duration::from_millis(80))
-                .clamp(Duration::from_millis(150), Duration::from_millis(600)),
+            renack,
+            // Room for all three NACKs to be answered: the third goes out two renacks after
+            // the first and its answer takes about a round trip through the relay and back.
+            give_up: (renack * 3 + e2e + Duration::from_millis(20))
+                .clamp(Duration::from_millis(150), Duration::from_millis(800)),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! unknown indices and oversized requests are ignored and counted.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use vcall_proto::media::NackList;
@@ -17,8 +18,14 @@ use vcall_proto::{DatagramHeader, DatagramKind, PeerId};
 pub const HISTORY_FRAMES: usize = 64;
 /// Bytes kept for retransmission at most (oldest frames go first).
 pub const HISTORY_BYTES: usize = 4 << 20;
-/// Times one fragment is resent at most (over all receivers).
+/// Times one fragment is resent at most (over all receivers; each answer is two copies).
 pub const MAX_RESENDS: u8 = 6;
+/// Copies sent in answer to one request: two, so that one lost copy does not cost another
+/// round trip (a freeze) on a lossy path.
+pub const COPIES: u8 = 2;
+/// A request for a fragment just resent to the same receiver is a duplicate (receivers send
+/// each NACK twice for the same reason).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_millis(30);
 /// A receiver's retransmission credit never exceeds this many bytes.
 pub const MAX_CREDIT: u64 = 1 << 20;
 
@@ -31,6 +38,8 @@ pub struct RetransmitCounters {
     /// Requested fragments not resent: frame no longer held, index out of range, resent too
     /// often, or the receiver's credit spent.
     pub requests_refused: u64,
+    /// Requests for a fragment resent to the same receiver within [`DUPLICATE_WINDOW`].
+    pub requests_duplicate: u64,
 }
 
 struct SentFrame {
@@ -38,6 +47,8 @@ struct SentFrame {
     /// The broadcast datagrams as first sent, in index order (data, then repair).
     datagrams: Vec<Bytes>,
     resent: Vec<u8>,
+    /// Per fragment: to whom and when it was last resent.
+    last_resent: Vec<Option<(PeerId, Instant)>>,
     bytes: usize,
 }
 
@@ -69,6 +80,7 @@ impl SentHistory {
         self.frames.push_back(SentFrame {
             frame_id,
             resent: vec![0; datagrams.len()],
+            last_resent: vec![None; datagrams.len()],
             datagrams,
             bytes,
         });
@@ -85,8 +97,15 @@ impl SentHistory {
         self.credit.remove(&peer);
     }
 
-    /// Answers `from`'s NACK: hands each datagram to resend to `send`.
-    pub fn on_nack(&mut self, from: PeerId, list: &NackList, mut send: impl FnMut(Bytes)) {
+    /// Answers `from`'s NACK at `now`: hands each datagram to resend to `send` ([`COPIES`]
+    /// copies of each requested fragment).
+    pub fn on_nack(
+        &mut self,
+        now: Instant,
+        from: PeerId,
+        list: &NackList,
+        mut send: impl FnMut(Bytes),
+    ) {
         self.counters.nacks_received += 1;
         let credit = self.credit.entry(from).or_insert(self.recent_bytes);
         for entry in list.entries() {
@@ -103,17 +122,29 @@ impl SentHistory {
                     counters.requests_refused += 1;
                     return;
                 };
+                if frame.last_resent[index].is_some_and(|(to, at)| {
+                    to == from && now.saturating_duration_since(at) < DUPLICATE_WINDOW
+                }) {
+                    counters.requests_duplicate += 1;
+                    return;
+                }
                 // The addressed copy is 4 bytes longer (the target): that is what it costs.
                 let cost = original.len() as u64 + 4;
-                if frame.resent[index] >= MAX_RESENDS || *credit < cost {
+                let copy = addressed(original, from);
+                let mut sent = 0;
+                while sent < COPIES && frame.resent[index] < MAX_RESENDS && *credit >= cost {
+                    frame.resent[index] += 1;
+                    *credit -= cost;
+                    counters.fragments_resent += 1;
+                    counters.bytes_resent += cost;
+                    send(copy.clone());
+                    sent += 1;
+                }
+                if sent == 0 {
                     counters.requests_refused += 1;
                     return;
                 }
-                frame.resent[index] += 1;
-                *credit -= cost;
-                counters.fragments_resent += 1;
-                counters.bytes_resent += cost;
-                send(addressed(original, from));
+                frame.last_resent[index] = Some((from, now));
             };
             if entry.is_whole_frame() {
                 for index in 0..frame.datagrams.len() {
@@ -175,9 +206,11 @@ mod tests {
         let mut list = NackList::default();
         list.push_fragment(5, 1);
         list.push_fragment(5, 3);
-        h.on_nack(BOB, &list, |d| out.push(d));
-        assert_eq!(out.len(), 2);
-        for (got, index) in out.iter().zip([1usize, 3]) {
+        let t = Instant::now();
+        h.on_nack(t, BOB, &list, |d| out.push(d));
+        assert_eq!(out.len(), 4, "two copies each");
+        assert_eq!(out[0], out[1]);
+        for (got, index) in out.iter().step_by(2).zip([1usize, 3]) {
             let (gh, goff) = DatagramHeader::decode(got).unwrap();
             let (_, ooff) = DatagramHeader::decode(&sent[index]).unwrap();
             assert_eq!(gh.target, Some(BOB));
@@ -186,10 +219,16 @@ mod tests {
         }
         // A whole-frame NACK resends every fragment (sending frame 6 gave Bob the credit).
         let sent = frame(&mut h, 6, 5000);
+        frame(&mut h, 7, 5000); // (and frame 7 the credit for a second copy)
         out.clear();
-        h.on_nack(BOB, &nack(&[NackEntry::whole_frame(6)]), |d| out.push(d));
-        assert_eq!(out.len(), sent.len());
-        assert_eq!(h.counters().fragments_resent, 2 + sent.len() as u64);
+        h.on_nack(t, BOB, &nack(&[NackEntry::whole_frame(6)]), |d| out.push(d));
+        assert_eq!(out.len(), 2 * sent.len());
+        assert_eq!(h.counters().fragments_resent, 4 + 2 * sent.len() as u64);
+        // The same request again at once (the receiver's second copy) is a duplicate.
+        out.clear();
+        h.on_nack(t, BOB, &nack(&[NackEntry::whole_frame(6)]), |d| out.push(d));
+        assert!(out.is_empty());
+        assert_eq!(h.counters().requests_duplicate, sent.len() as u64);
     }
 
     #[test]
@@ -216,7 +255,7 @@ mod tests {
                 first: 400,
                 mask: 0xFFFF,
             });
-            h.on_nack(BOB, &list, |d| resent += d.len() as u64);
+            h.on_nack(Instant::now(), BOB, &list, |d| resent += d.len() as u64);
         }
         assert!(resent > 0);
         assert!(resent <= original, "{resent} resent for {original} sent");
@@ -232,13 +271,15 @@ mod tests {
             frame(&mut h, id, 100);
         }
         let mut out = 0;
-        h.on_nack(BOB, &nack(&[NackEntry::whole_frame(0)]), |_| out += 1);
+        let t = Instant::now();
+        h.on_nack(t, BOB, &nack(&[NackEntry::whole_frame(0)]), |_| out += 1);
         assert_eq!(out, 0, "frame 0 is no longer held");
         h.on_nack(
+            t,
             BOB,
             &nack(&[NackEntry::whole_frame(HISTORY_FRAMES as u32 + 9)]),
             |_| out += 1,
         );
-        assert_eq!(out, 1);
+        assert_eq!(out, 2, "one fragment, two copies");
     }
 }
