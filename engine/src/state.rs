@@ -182,6 +182,9 @@ pub struct SentStats {
     pub width: u32,
     pub height: u32,
     pub fps: f64,
+    /// The fraction of our video fragments receivers asked us to resend (smoothed): the loss
+    /// they see, which sets how many repair fragments our frames carry.
+    pub loss_reported: f64,
     /// NACKs received, fragments resent in answer, and requested fragments refused.
     pub nacks_received: u64,
     pub retransmissions: u64,

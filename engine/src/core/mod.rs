@@ -36,7 +36,7 @@ use recovery::Ordered;
 pub use recovery::RecoveryTiming;
 use remote::RemotePeer;
 pub use retransmit::RetransmitCounters;
-use retransmit::SentHistory;
+use retransmit::{LossEstimate, SentHistory, repair_for};
 
 use crate::state::{
     CallPhase, CallState, EndReason, HandshakeLogEntry, MAX_HANDSHAKE_LOG, PeerState,
@@ -254,6 +254,8 @@ pub struct CallCore {
     frame_id: u32,
     /// Our sealed video fragments, for NACKs.
     history: SentHistory,
+    /// The loss our receivers report through their NACKs (drives repair fragments).
+    loss: LossEstimate,
     next_recovery: Instant,
     /// Reused list of what the frame order decided.
     ordered: Vec<Ordered<VideoToDecode>>,
@@ -313,6 +315,7 @@ impl CallCore {
             rtt: Duration::ZERO,
             frame_id: 0,
             history: SentHistory::default(),
+            loss: LossEstimate::default(),
             next_recovery: now + RECOVERY_INTERVAL,
             ordered: Vec::new(),
             next_heartbeat: now,
@@ -386,6 +389,7 @@ impl CallCore {
             .collect();
         self.keyframes = KeyframePolicy::default();
         self.history = SentHistory::default();
+        self.loss = LossEstimate::default();
         self.ending = None;
         self.video_gap_since = self.last_video_decoded;
         self.last_heard = now;
@@ -997,11 +1001,10 @@ impl CallCore {
             return;
         }
         let header = DatagramHeader::new(DatagramKind::Video, None);
-        let repair = if keyframe {
-            keyframe_repair(frame.len(), self.datagram_limit)
-        } else {
-            0
-        };
+        let approx_count = frame
+            .len()
+            .div_ceil(self.datagram_limit.saturating_sub(30).max(1));
+        let repair = repair_for(approx_count, keyframe, self.loss.fraction());
         // Room for a target id: a retransmission is the same body behind an addressed header.
         let limit = self.datagram_limit - RETRANSMIT_HEADER_GROWTH;
         let Ok(fragments) =
@@ -1157,6 +1160,8 @@ impl CallCore {
         self.bytes_sent_at_stats = sent.bytes;
         self.frames_sent_at_stats = sent.video_frames;
         let resent = self.history.counters();
+        self.loss.update(&resent);
+        sent.loss_reported = self.loss.fraction();
         sent.nacks_received = resent.nacks_received;
         sent.retransmissions = resent.fragments_resent;
         sent.retransmissions_refused = resent.requests_refused;
@@ -1200,14 +1205,6 @@ impl CallCore {
         }
         self.publish_now = true;
     }
-}
-
-/// Repair fragments for a keyframe of `len` sealed bytes: about one per five data fragments,
-/// at least one. A lost keyframe costs a freeze of at least a round trip, and keyframes are
-/// rare, so they are the frames worth protecting ahead of time.
-fn keyframe_repair(len: usize, max_datagram: usize) -> usize {
-    let count = len.div_ceil(max_datagram.saturating_sub(30).max(1));
-    count.div_ceil(5).max(1)
 }
 
 #[cfg(test)]

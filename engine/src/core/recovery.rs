@@ -16,6 +16,9 @@ pub const MAX_NACKS_PER_FRAME: u8 = 3;
 pub const MAX_HELD: usize = 32;
 /// Whole frames remembered as missing at most.
 const MAX_ABSENT: usize = 32;
+/// A gap inside the newest frame is NACKed only once its first fragment is this old: jitter
+/// reorders fragments sent together, and a NACK for one still on its way is wasted.
+pub const REORDER_GRACE: Duration = Duration::from_millis(15);
 
 /// How long loss recovery waits, from the path's round-trip time to the relay (a NACK's
 /// answer crosses the relay twice: about two such round trips).
@@ -130,6 +133,9 @@ impl NackScheduler {
                 continue;
             }
             let overtaken = frame.frame_id != newest;
+            if !overtaken && now.saturating_duration_since(frame.first_seen) < REORDER_GRACE {
+                continue;
+            }
             let before = list;
             let mut named = 0u16;
             let mut full = false;
@@ -459,7 +465,10 @@ mod tests {
                 insert(&mut r, &mut s, t, d);
             }
         }
-        // Fragment 2 is overtaken by 3 and 4; 5 (the tail) is not yet known to be lost.
+        // Fragment 2 is overtaken by 3 and 4 (NACKed once reordering is ruled out); 5 (the
+        // tail) is not yet known to be lost.
+        assert!(s.poll(t, &r, timing).is_none(), "maybe just reordered");
+        let t = t + REORDER_GRACE;
         let list = s.poll(t, &r, timing).unwrap();
         let named: Vec<_> = list.entries().iter().flat_map(|e| e.indices()).collect();
         assert_eq!(named, vec![2]);

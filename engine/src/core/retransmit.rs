@@ -40,6 +40,11 @@ pub struct RetransmitCounters {
     pub requests_refused: u64,
     /// Requests for a fragment resent to the same receiver within [`DUPLICATE_WINDOW`].
     pub requests_duplicate: u64,
+    /// Distinct fragment requests (not duplicates), answered or refused: the loss receivers
+    /// report to us, fragment by fragment.
+    pub fragments_requested: u64,
+    /// Video datagrams sent originally (data and repair).
+    pub fragments_sent: u64,
 }
 
 struct SentFrame {
@@ -72,6 +77,7 @@ impl SentHistory {
     /// Records the datagrams of one frame as sent.
     pub fn record(&mut self, frame_id: u32, datagrams: Vec<Bytes>) {
         let bytes: usize = datagrams.iter().map(Bytes::len).sum();
+        self.counters.fragments_sent += datagrams.len() as u64;
         for c in self.credit.values_mut() {
             *c = (*c + bytes as u64).min(MAX_CREDIT);
         }
@@ -128,6 +134,7 @@ impl SentHistory {
                     counters.requests_duplicate += 1;
                     return;
                 }
+                counters.fragments_requested += 1;
                 // The addressed copy is 4 bytes longer (the target): that is what it costs.
                 let cost = original.len() as u64 + 4;
                 let copy = addressed(original, from);
@@ -156,6 +163,51 @@ impl SentHistory {
                 }
             }
         }
+    }
+}
+
+/// The loss our receivers see, estimated from what they ask us to resend: requested fragments
+/// per fragment sent, smoothed over a few seconds. It drives forward error correction.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LossEstimate {
+    smoothed: f64,
+    sent_at_last: u64,
+    requested_at_last: u64,
+}
+
+impl LossEstimate {
+    /// Folds in the counters since the last update (call every stats interval).
+    pub fn update(&mut self, counters: &RetransmitCounters) {
+        let sent = counters.fragments_sent - self.sent_at_last;
+        let requested = counters.fragments_requested - self.requested_at_last;
+        self.sent_at_last = counters.fragments_sent;
+        self.requested_at_last = counters.fragments_requested;
+        if sent == 0 {
+            return;
+        }
+        let sample = (requested as f64 / sent as f64).min(1.0);
+        self.smoothed += (sample - self.smoothed) * 0.25;
+    }
+
+    /// The estimated fraction of fragments lost (0..=1).
+    pub fn fraction(&self) -> f64 {
+        self.smoothed
+    }
+}
+
+/// Repair fragments for a frame of about `count` data fragments when receivers lose
+/// `loss` of them: twice the expected losses (rounded up) once loss reaches 1 %, at most one
+/// per data fragment; keyframes always get at least one per five.
+pub fn repair_for(count: usize, keyframe: bool, loss: f64) -> usize {
+    let adaptive = if loss >= 0.01 {
+        ((count as f64 * loss * 2.0).ceil() as usize).min(count)
+    } else {
+        0
+    };
+    if keyframe {
+        adaptive.max(count.div_ceil(5).max(1))
+    } else {
+        adaptive
     }
 }
 
@@ -262,6 +314,41 @@ mod tests {
         let c = h.counters();
         assert_eq!(c.nacks_received, 100);
         assert!(c.requests_refused >= 100 * 18, "{c:?}");
+    }
+
+    #[test]
+    fn the_loss_estimate_follows_the_requests_and_drives_the_repair() {
+        let mut h = SentHistory::default();
+        let mut est = LossEstimate::default();
+        assert_eq!(
+            repair_for(3, false, est.fraction()),
+            0,
+            "no loss, no repair"
+        );
+        assert_eq!(repair_for(20, true, est.fraction()), 4, "keyframes always");
+        let t = Instant::now();
+        for id in 0..200u32 {
+            frame(&mut h, id, 2000); // two fragments each
+            if id % 10 == 0 {
+                let mut l = NackList::default();
+                l.push_fragment(id, 1);
+                h.on_nack(
+                    t + Duration::from_millis(u64::from(id) * 33),
+                    BOB,
+                    &l,
+                    |_| {},
+                );
+            }
+            if id % 8 == 7 {
+                est.update(&h.counters());
+            }
+        }
+        // One fragment in twenty requested: about 5 %.
+        assert!((est.fraction() - 0.05).abs() < 0.01, "{}", est.fraction());
+        assert_eq!(repair_for(3, false, est.fraction()), 1);
+        assert_eq!(repair_for(20, false, est.fraction()), 2);
+        assert_eq!(repair_for(20, true, est.fraction()), 4);
+        assert_eq!(repair_for(1, false, 0.9), 1, "never more repair than data");
     }
 
     #[test]

@@ -298,9 +298,13 @@ fn lost_fragments_and_frames_are_resent_and_every_frame_decodes_in_order() {
     );
     let resent = call.member(a).core.retransmit_counters();
     assert!(resent.fragments_resent >= 4, "{resent:?}");
-    // Nothing resent beyond what was asked: one fragment of 5 and three of 9, two copies per
-    // answer, at most three NACKs each.
-    assert!(resent.fragments_resent <= 4 * 2 * 3, "{resent:?}");
+    // Nothing resent beyond what was asked: two copies per distinct request, and requests
+    // only for the lost fragments of 5 and 9 (data and repair), three NACKs each at most.
+    assert!(
+        resent.fragments_resent <= 2 * resent.fragments_requested,
+        "{resent:?}"
+    );
+    assert!(resent.fragments_requested <= 3 * 6, "{resent:?}");
 }
 
 #[test]
@@ -546,4 +550,38 @@ fn after_a_relay_restart_members_rejoin_with_new_keys_and_media_resumes() {
         vec![a],
         "codec state of the old peer dropped"
     );
+}
+
+#[test]
+fn under_loss_p_frames_carry_repair_fragments_and_without_loss_they_do_not() {
+    let (mut call, ids) = keyed_call(2, 22);
+    let (a, b) = (ids[0], ids[1]);
+    stream(&mut call, a, 0, 60);
+    let clean = call.member(b).out.state.clone().unwrap().peers[0]
+        .stats
+        .fec_recovered;
+    assert!(
+        clean <= 1,
+        "only the first keyframe is protected on a clean path: {clean}"
+    );
+    let lossy = LinkConfig {
+        delay: Duration::from_millis(20),
+        jitter: Duration::from_millis(5),
+        loss: 0.05,
+        ..LinkConfig::perfect()
+    };
+    for p in [a, b] {
+        call.member_mut(p).set_links(MemberLinks {
+            up: lossy.clone(),
+            down: lossy.clone(),
+        });
+    }
+    stream(&mut call, a, 60, 300);
+    call.run_for(Duration::from_millis(500));
+    let sent = state(&call, a).sent;
+    assert!(sent.loss_reported > 0.03, "{sent:?}");
+    let p = &state(&call, b).peers[0].stats;
+    assert!(p.fec_recovered >= 20, "P-frames rebuilt from repair: {p:?}");
+    let got = decoded_from(&call, b, a);
+    assert!(got.len() >= 345, "{} of 360 decoded", got.len());
 }
