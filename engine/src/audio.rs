@@ -39,6 +39,8 @@ pub(crate) enum AudioControl {
     SetInput(AudioInput),
     SetOutput(AudioOutput),
     SetMuted(bool),
+    /// Tune Opus in-band FEC for this much packet loss (percent).
+    SetExpectedLoss(u8),
 }
 
 fn open_input(
@@ -153,6 +155,13 @@ impl AudioEngine {
                         };
                     }
                     Ok(AudioControl::SetMuted(m)) => muted = m,
+                    Ok(AudioControl::SetExpectedLoss(percent)) => {
+                        if let Some(e) = encoder.as_mut()
+                            && let Err(e) = e.set_expected_packet_loss(percent)
+                        {
+                            report(format!("audio encoder: {e}"));
+                        }
+                    }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => break 'run,
                 }

@@ -236,6 +236,12 @@ impl Driver {
             Output::Play(frame) => {
                 let _ = self.pipes.audio.try_send(frame);
             }
+            Output::ExpectedAudioLoss(percent) => {
+                let _ = self
+                    .pipes
+                    .audio_control
+                    .send(AudioControl::SetExpectedLoss(percent));
+            }
             Output::ForceKeyframe => {
                 let _ = self.pipes.video_control.send(VideoControl::ForceKeyframe);
             }

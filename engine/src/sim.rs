@@ -44,6 +44,8 @@ pub struct MemberOutputs {
     pub played: Vec<AudioToPlay>,
     /// How often the core asked our encoder for a keyframe.
     pub keyframes_forced: u64,
+    /// The packet loss the core last told our audio encoder to expect.
+    pub expected_audio_loss: Option<u8>,
     /// Peers the core told the codec threads to forget.
     pub peers_left: Vec<PeerId>,
     /// The latest published state, and how many were published.
@@ -433,6 +435,7 @@ impl SimCall {
                     }
                 }
                 Output::ForceKeyframe => m.out.keyframes_forced += 1,
+                Output::ExpectedAudioLoss(p) => m.out.expected_audio_loss = Some(p),
                 Output::PeerLeft(p) => m.out.peers_left.push(p),
                 Output::Publish(state) => {
                     m.out.publishes += 1;

@@ -46,6 +46,16 @@ use crate::state::{
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Statistics are published this often (discrete changes at once).
 pub const STATS_INTERVAL: Duration = Duration::from_millis(250);
+/// The packet loss the audio encoder expects until receivers report any (the Opus encoder's
+/// own default setting in `OpusEncoderConfig`).
+const DEFAULT_EXPECTED_AUDIO_LOSS: u8 = 10;
+
+/// The loss (percent) to tune Opus in-band FEC for, from the loss receivers report: at least
+/// 5 % so that FEC is there when loss starts, at most 40 %.
+fn expected_audio_loss(fraction: f64) -> u8 {
+    (fraction * 100.0).round().clamp(5.0, 40.0) as u8
+}
+
 /// How much longer an addressed datagram header is than a broadcast one (the target id).
 const RETRANSMIT_HEADER_GROWTH: usize = DatagramHeader::MAX_LEN - DatagramHeader::MIN_LEN;
 /// Loss recovery (NACKs, giving up on late frames) runs this often.
@@ -201,6 +211,8 @@ pub enum Output {
     Play(AudioToPlay),
     /// Our encoder should produce a keyframe now.
     ForceKeyframe,
+    /// Our audio encoder should expect this much packet loss (percent), for Opus in-band FEC.
+    ExpectedAudioLoss(u8),
     /// A peer left: the codec threads drop its decoder, jitter buffer and recorders.
     PeerLeft(PeerId),
     /// The call's state changed: show this snapshot.
@@ -256,6 +268,8 @@ pub struct CallCore {
     history: SentHistory,
     /// The loss our receivers report through their NACKs (drives repair fragments).
     loss: LossEstimate,
+    /// The packet loss our audio encoder was last told to expect (percent).
+    audio_loss_told: u8,
     next_recovery: Instant,
     /// Reused list of what the frame order decided.
     ordered: Vec<Ordered<VideoToDecode>>,
@@ -316,6 +330,7 @@ impl CallCore {
             frame_id: 0,
             history: SentHistory::default(),
             loss: LossEstimate::default(),
+            audio_loss_told: DEFAULT_EXPECTED_AUDIO_LOSS,
             next_recovery: now + RECOVERY_INTERVAL,
             ordered: Vec::new(),
             next_heartbeat: now,
@@ -1162,6 +1177,11 @@ impl CallCore {
         let resent = self.history.counters();
         self.loss.update(&resent);
         sent.loss_reported = self.loss.fraction();
+        let expected = expected_audio_loss(self.loss.fraction());
+        if expected.abs_diff(self.audio_loss_told) >= 2 {
+            self.audio_loss_told = expected;
+            self.outputs.push_back(Output::ExpectedAudioLoss(expected));
+        }
         sent.nacks_received = resent.nacks_received;
         sent.retransmissions = resent.fragments_resent;
         sent.retransmissions_refused = resent.requests_refused;

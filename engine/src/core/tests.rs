@@ -564,6 +564,11 @@ fn under_loss_p_frames_carry_repair_fragments_and_without_loss_they_do_not() {
         clean <= 1,
         "only the first keyframe is protected on a clean path: {clean}"
     );
+    assert_eq!(
+        call.member(a).out.expected_audio_loss,
+        Some(5),
+        "a clean path tunes Opus FEC down to its floor"
+    );
     let lossy = LinkConfig {
         delay: Duration::from_millis(20),
         jitter: Duration::from_millis(5),
@@ -584,4 +589,6 @@ fn under_loss_p_frames_carry_repair_fragments_and_without_loss_they_do_not() {
     assert!(p.fec_recovered >= 20, "P-frames rebuilt from repair: {p:?}");
     let got = decoded_from(&call, b, a);
     assert!(got.len() >= 345, "{} of 360 decoded", got.len());
+    let told = call.member(a).out.expected_audio_loss.unwrap();
+    assert!(told > 5, "the audio encoder is told the loss: {told} %");
 }
