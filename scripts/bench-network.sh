@@ -171,17 +171,19 @@ for name in scenarios:
                 reports.append(json.load(f))
         except (OSError, ValueError) as e:
             notes.append(f"{name}: bot{i} wrote no report ({e})")
-    sent_audio = {r.get("peer_id"): r.get("sent", {}).get("audio_frames", 0) for r in reports}
+    # By name: after a reconnect a bot has a new peer id, and its old entry stays listed.
+    sent_audio = {r.get("name"): r.get("sent", {}).get("audio_frames", 0) for r in reports}
     v_dec = v_exp = a_dec = a_exp = 0
     freeze_ms = call_ms = max_freeze = nacks = resent = fec = given_up = 0
     for r in reports:
         for e in r.get("errors", []):
             notes.append(f"{name}: {r.get('name')}: {e}")
+        for sender in {p.get("name") for p in r.get("peers", [])}:
+            a_exp += sent_audio.get(sender, 0)
         for p in r.get("peers", []):
             v_dec += p.get("video_frames_decoded", 0)
             v_exp += p.get("video_frames_expected", 0)
             a_dec += p.get("audio_frames_decoded", 0) + p.get("audio_frames_fec", 0)
-            a_exp += sent_audio.get(p.get("peer_id"), 0)
             freeze_ms += p.get("video_freeze_ms_total", 0)
             max_freeze = max(max_freeze, p.get("video_max_freeze_ms", 0))
             call_ms += 1000.0 * r.get("duration_s", 0)

@@ -50,13 +50,20 @@ impl Relay {
         let identity = RelayIdentity::load(&config.certificate)?;
         let fingerprint = identity.fingerprint.clone();
         let self_signed = identity.self_signed;
+        let endpoint_config = quinn::EndpointConfig::new(Arc::new(stateless_reset_key(&identity)));
         let server_config = quic_server_config(identity, &config.limits)?;
-        let endpoint = quinn::Endpoint::server(server_config, config.listen).map_err(|source| {
-            RelayError::BindQuic {
-                addr: config.listen,
-                source,
-            }
+        let bind_error = |source| RelayError::BindQuic {
+            addr: config.listen,
+            source,
+        };
+        let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_error)?;
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            bind_error(std::io::Error::other(
+                "no async runtime for the QUIC endpoint",
+            ))
         })?;
+        let endpoint = quinn::Endpoint::new(endpoint_config, Some(server_config), socket, runtime)
+            .map_err(bind_error)?;
         let local_addr = endpoint
             .local_addr()
             .map_err(|source| RelayError::BindQuic {
@@ -163,6 +170,17 @@ impl Drop for RelayHandle {
     }
 }
 
+/// The key behind QUIC stateless resets, derived from the certificate's private key: a relay
+/// restarted with the same certificate (the same state directory, or the same PEM files) can
+/// reset its previous process's connections, so clients notice a restart at once instead of
+/// after their liveness timeout. Without the private key nobody can forge those resets.
+fn stateless_reset_key(identity: &RelayIdentity) -> ring::hmac::Key {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"vcall relay stateless reset key v1");
+    context.update(identity.key.secret_der());
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, context.finish().as_ref())
+}
+
 /// Builds the QUIC server configuration: TLS 1.3 with ring, ALPN `vcall/1`, datagrams on.
 fn quic_server_config(
     identity: RelayIdentity,
@@ -246,4 +264,29 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 pub(crate) async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     // The guard returned by `wait_for` is dropped here, never held across an await.
     let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CertificateSource;
+
+    fn reset_tag(identity: &RelayIdentity) -> Vec<u8> {
+        ring::hmac::sign(&stateless_reset_key(identity), b"connection id")
+            .as_ref()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_restart_with_the_same_state_dir_keeps_the_stateless_reset_key_and_another_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = CertificateSource::SelfSigned {
+            state_dir: dir.path().to_owned(),
+        };
+        let first = RelayIdentity::load(&source).unwrap();
+        let restarted = RelayIdentity::load(&source).unwrap();
+        assert_eq!(reset_tag(&first), reset_tag(&restarted));
+        let other = RelayIdentity::load(&CertificateSource::Ephemeral).unwrap();
+        assert_ne!(reset_tag(&first), reset_tag(&other));
+    }
 }
