@@ -32,6 +32,7 @@ fn headers(c: &mut Criterion) {
         kind: DatagramKind::Video,
         sender: PeerId(3),
         target: None,
+        layer: 0,
     };
     let mut out = [0u8; DatagramHeader::MAX_LEN];
     group.bench_function("datagram_write", |b| {

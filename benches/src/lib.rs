@@ -106,7 +106,8 @@ pub fn test_frames(width: usize, height: usize, count: u32) -> Vec<I420Frame> {
         .collect()
 }
 
-/// The call's encoder settings for a size: 30 fps, `bitrate_kbps`, no periodic keyframes.
+/// The call's encoder settings for a size: 30 fps, `bitrate_kbps`, no periodic keyframes, two
+/// temporal layers.
 pub fn encoder_config(width: usize, height: usize, bitrate_kbps: u32) -> H264EncoderConfig {
     H264EncoderConfig {
         width,
@@ -114,6 +115,7 @@ pub fn encoder_config(width: usize, height: usize, bitrate_kbps: u32) -> H264Enc
         max_frame_rate: 30.0,
         bitrate_bps: bitrate_kbps * 1000,
         keyframe_interval_frames: 0,
+        temporal_layers: 2,
     }
 }
 
@@ -151,6 +153,8 @@ pub fn video_meta(frame_number: u32, keyframe: bool, width: usize, height: usize
         frame_number,
         keyframe,
         test_pattern: true,
+        layer: 0,
+        previous_layer: 0,
         width: width as u16,
         height: height as u16,
     }

@@ -52,7 +52,7 @@ impl ConnectError {
 }
 
 /// Bytes of datagrams quinn may queue for sending (about 1 s at 1.5 Mbit/s).
-const DATAGRAM_SEND_BUFFER: usize = 192 * 1024;
+pub(crate) const DATAGRAM_SEND_BUFFER: usize = 192 * 1024;
 
 fn client_config(
     fingerprint: Option<&str>,

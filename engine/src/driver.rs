@@ -151,8 +151,10 @@ impl Driver {
     }
 
     fn update_path(&mut self) {
+        let queued = crate::connect::DATAGRAM_SEND_BUFFER
+            .saturating_sub(self.conn.datagram_send_buffer_space());
         self.core
-            .set_path(self.conn.max_datagram_size(), self.conn.rtt());
+            .set_path(self.conn.max_datagram_size(), self.conn.rtt(), queued);
     }
 
     fn on_control_bytes(&mut self) -> ControlFlow<EndReason> {
@@ -244,6 +246,12 @@ impl Driver {
             }
             Output::ForceKeyframe => {
                 let _ = self.pipes.video_control.send(VideoControl::ForceKeyframe);
+            }
+            Output::VideoTarget(target) => {
+                let _ = self
+                    .pipes
+                    .video_control
+                    .send(VideoControl::SetTarget(target));
             }
             Output::PeerLeft(peer) => {
                 let _ = self

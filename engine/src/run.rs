@@ -215,6 +215,7 @@ async fn join(
             roster,
             mic_muted: config.mic_muted,
             camera_off: config.camera_off,
+            max_video_kbps: config.video.bitrate_kbps,
             initial_state: (**publish.borrow()).clone(),
         },
         Clock::new(now, wall_clock_us()),

@@ -46,6 +46,8 @@ pub struct MemberOutputs {
     pub keyframes_forced: u64,
     /// The packet loss the core last told our audio encoder to expect.
     pub expected_audio_loss: Option<u8>,
+    /// Every new video target rate control gave the encoder.
+    pub video_targets: Vec<crate::core::VideoTarget>,
     /// Peers the core told the codec threads to forget.
     pub peers_left: Vec<PeerId>,
     /// The latest published state, and how many were published.
@@ -189,6 +191,7 @@ impl SimCall {
                 roster,
                 mic_muted: false,
                 camera_off: false,
+                max_video_kbps: 1500,
                 initial_state: CallState {
                     my_name: name.to_owned(),
                     ..CallState::default()
@@ -436,6 +439,7 @@ impl SimCall {
                 }
                 Output::ForceKeyframe => m.out.keyframes_forced += 1,
                 Output::ExpectedAudioLoss(p) => m.out.expected_audio_loss = Some(p),
+                Output::VideoTarget(t) => m.out.video_targets.push(t),
                 Output::PeerLeft(p) => m.out.peers_left.push(p),
                 Output::Publish(state) => {
                     m.out.publishes += 1;

@@ -147,6 +147,36 @@ pub struct PeerStats {
     pub fec_recovered: u64,
     /// Its frames given up on (not recovered in time).
     pub video_frames_given_up: u64,
+    /// One entry per second of the call (the last [`MAX_TIMELINE`] seconds).
+    pub timeline: Vec<PeerSecond>,
+}
+
+/// Most seconds kept in a timeline.
+pub const MAX_TIMELINE: usize = 900;
+
+/// One second of a peer's video as we received it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PeerSecond {
+    /// Seconds since the call started (this second is `t_s .. t_s + 1`).
+    pub t_s: u64,
+    /// Frames decoded.
+    pub frames: u32,
+    /// Video kbit/s received.
+    pub kbps: f64,
+    /// p95 of capture→decoded latency of the frames decoded (none decoded: `None`).
+    pub latency_p95_ms: Option<f64>,
+    /// The longest gap between two decoded frames that ended in this second.
+    pub max_gap_ms: u64,
+}
+
+/// One second of our own video sending.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SentSecond {
+    pub t_s: u64,
+    /// The encoder's target bitrate at the end of the second.
+    pub target_kbps: u32,
+    /// Temporal layers sent (1: base only).
+    pub layers: u8,
 }
 
 /// One remote peer as this client knows it.
@@ -171,7 +201,7 @@ pub struct PeerState {
 }
 
 /// What this client sent.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SentStats {
     pub video_frames: u64,
     pub audio_frames: u64,
@@ -189,6 +219,14 @@ pub struct SentStats {
     pub nacks_received: u64,
     pub retransmissions: u64,
     pub retransmissions_refused: u64,
+    /// The video rate control's target (kbit/s) and whether only the base temporal layer
+    /// (half the frame rate) is sent.
+    pub target_kbps: u32,
+    pub base_layer_only: bool,
+    /// Times rate control lowered the target.
+    pub rate_decreases: u64,
+    /// One entry per second (the last [`MAX_TIMELINE`] seconds).
+    pub timeline: Vec<SentSecond>,
 }
 
 /// One entry of the key-exchange log (names match the bot report).

@@ -1,9 +1,10 @@
 //! Per-peer media statistics the call core keeps from the codec threads' events (decoded
-//! frames, latency, PSNR, audio), folded into the published [`CallState`](crate::CallState).
+//! frames, latency, PSNR, audio, a per-second timeline), folded into the published
+//! [`CallState`](crate::CallState).
 
 use std::time::{Duration, Instant};
 
-use crate::state::LatencyStats;
+use crate::state::{LatencyStats, MAX_TIMELINE, PeerSecond};
 
 /// Most latency samples kept per peer (a sliding window).
 const MAX_LATENCY_SAMPLES: usize = 4096;
@@ -26,11 +27,90 @@ pub struct PeerMedia {
     pub freeze_count: u64,
     pub freeze_ms_total: u64,
     pub max_freeze_ms: u64,
+    /// When the call started: second 0 of the timeline.
+    pub origin: Option<Instant>,
+    /// Finished seconds, oldest first (at most [`MAX_TIMELINE`]).
+    pub timeline: Vec<PeerSecond>,
+    second: Option<SecondTally>,
+}
+
+/// The second being counted.
+#[derive(Debug, Default, Clone)]
+struct SecondTally {
+    t_s: u64,
+    frames: u32,
+    bytes: u64,
+    latencies: Vec<f32>,
+    max_gap_ms: u64,
 }
 
 impl PeerMedia {
+    /// Statistics of a peer in a call that started at `origin`.
+    pub fn new(origin: Instant) -> Self {
+        Self {
+            origin: Some(origin),
+            ..Self::default()
+        }
+    }
+
+    /// The tally of the second `now` falls in, closing the earlier ones (empty seconds too).
+    fn tally(&mut self, now: Instant) -> Option<&mut SecondTally> {
+        let t_s = now.saturating_duration_since(self.origin?).as_secs();
+        while let Some(current) = self.second.as_ref()
+            && current.t_s < t_s
+        {
+            let done = self.second.take().expect("checked");
+            let next = done.t_s + 1;
+            self.close(done);
+            if next < t_s {
+                self.second = Some(SecondTally {
+                    t_s: next,
+                    ..SecondTally::default()
+                });
+            }
+        }
+        Some(self.second.get_or_insert_with(|| SecondTally {
+            t_s,
+            ..SecondTally::default()
+        }))
+    }
+
+    fn close(&mut self, done: SecondTally) {
+        if self.timeline.len() >= MAX_TIMELINE {
+            self.timeline.remove(0);
+        }
+        self.timeline.push(PeerSecond {
+            t_s: done.t_s,
+            frames: done.frames,
+            kbps: done.bytes as f64 * 8.0 / 1000.0,
+            latency_p95_ms: (!done.latencies.is_empty())
+                .then(|| latency_summary(&done.latencies).p95),
+            max_gap_ms: done.max_gap_ms,
+        });
+    }
+
+    /// Closes every second before `now` (so the timeline is current when published).
+    pub fn roll(&mut self, now: Instant) {
+        self.tally(now);
+    }
+
+    /// A video datagram of `len` bytes arrived.
+    pub fn record_video_bytes(&mut self, now: Instant, len: usize) {
+        if let Some(t) = self.tally(now) {
+            t.bytes += len as u64;
+        }
+    }
+
     /// Records one decoded video frame with its capture→decoded latency.
     pub fn record_decoded(&mut self, now: Instant, latency_ms: f32) {
+        let gap_ms = self.decoded_times.last().map_or(0, |last| {
+            now.saturating_duration_since(*last).as_millis() as u64
+        });
+        if let Some(t) = self.tally(now) {
+            t.frames += 1;
+            t.latencies.push(latency_ms);
+            t.max_gap_ms = t.max_gap_ms.max(gap_ms);
+        }
         self.video_frames_decoded += 1;
         if self.latency_samples_ms.len() < MAX_LATENCY_SAMPLES {
             self.latency_samples_ms.push(latency_ms);
@@ -144,6 +224,32 @@ mod tests {
         assert_eq!(m.freeze_count, 2);
         assert_eq!(m.freeze_ms_total, 400 + 250);
         assert_eq!(m.max_freeze_ms, 400);
+    }
+
+    #[test]
+    fn the_timeline_has_one_entry_per_second_with_gaps_where_they_end() {
+        let t0 = Instant::now();
+        let mut m = PeerMedia::new(t0);
+        let mut t = t0;
+        for i in 0..30 {
+            m.record_decoded(t, 10.0 + i as f32);
+            m.record_video_bytes(t, 1000);
+            t += Duration::from_millis(33);
+        }
+        // Nothing for 1.6 s: second 1 stays empty, the gap ends in second 2.
+        t += Duration::from_millis(1600);
+        m.record_decoded(t, 50.0);
+        m.roll(t0 + Duration::from_secs(3));
+        let seconds: Vec<u64> = m.timeline.iter().map(|s| s.t_s).collect();
+        assert_eq!(seconds, [0, 1, 2]);
+        let (first, empty, last) = (&m.timeline[0], &m.timeline[1], &m.timeline[2]);
+        assert_eq!(first.frames, 30);
+        assert!((first.kbps - 240.0).abs() < 1e-9);
+        assert!(first.latency_p95_ms.unwrap() >= 37.0);
+        assert!(first.max_gap_ms <= 34);
+        assert_eq!((empty.frames, empty.latency_p95_ms), (0, None));
+        assert_eq!(last.frames, 1);
+        assert!(last.max_gap_ms >= 1600, "{}", last.max_gap_ms);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The video-send thread: captures from the source at the frame rate, encodes H.264 (a
-//! keyframe every 2 s and on request) and hands each frame to the driver laid out for sealing
+//! The video-send thread: captures from the source at the frame rate, encodes H.264 in two
+//! temporal layers (a keyframe every 2 s and on request; the bitrate and whether the upper
+//! layer is sent follow rate control) and hands each frame to the driver laid out for sealing
 //! in place. Never touches the network. Its control channel is never dropped from.
 
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use vcall_media::video_codec::{H264Encoder, H264EncoderConfig};
 use vcall_proto::media::VideoMeta;
 
 use crate::config::{SourceError, VideoInput, VideoSettings};
-use crate::core::{LocalMedia, MediaEvent};
+use crate::core::{LocalMedia, MediaEvent, VideoTarget};
 use crate::handle::{RgbaFrame, VideoFrames, Waker};
 use crate::state::Stream;
 use crate::wall_clock_us;
@@ -26,6 +27,8 @@ pub(crate) enum VideoControl {
     SetInput(VideoInput),
     SetCameraOff(bool),
     ForceKeyframe,
+    /// Rate control's new target.
+    SetTarget(VideoTarget),
 }
 
 struct ActiveSource {
@@ -103,6 +106,10 @@ impl VideoSender {
         let mut last_keyframe = start;
         let mut preview_rgba = Vec::new();
         let mut preview_seq = 0u64;
+        let mut target = VideoTarget {
+            bitrate_kbps: settings.bitrate_kbps,
+            base_layer_only: false,
+        };
         loop {
             loop {
                 match control.try_recv() {
@@ -127,6 +134,14 @@ impl VideoSender {
                     Ok(VideoControl::ForceKeyframe) => {
                         if let Some(enc) = encoder.as_mut() {
                             enc.force_keyframe();
+                        }
+                    }
+                    Ok(VideoControl::SetTarget(new)) => {
+                        target = new;
+                        if let Some(enc) = encoder.as_mut()
+                            && let Err(e) = enc.set_bitrate(new.bitrate_kbps.saturating_mul(1000))
+                        {
+                            report(format!("video encoder: {e}"));
                         }
                     }
                     Err(TryRecvError::Empty) => break,
@@ -166,8 +181,9 @@ impl VideoSender {
                     width: w,
                     height: h,
                     max_frame_rate: settings.fps as f32,
-                    bitrate_bps: settings.bitrate_kbps.saturating_mul(1000),
+                    bitrate_bps: target.bitrate_kbps.saturating_mul(1000),
                     keyframe_interval_frames: 0,
+                    temporal_layers: 2,
                 };
                 match H264Encoder::new(config) {
                     Ok(e) => encoder = Some(e),
@@ -195,12 +211,18 @@ impl VideoSender {
             if info.is_keyframe {
                 last_keyframe = now;
             }
-            if info.len > 0 {
+            // At a very low rate only the base layer goes out: half the frame rate, and the
+            // frames left out are ones nothing refers to.
+            let shed = target.base_layer_only && info.temporal_layer > 0 && !info.is_keyframe;
+            if info.len > 0 && !shed {
                 let meta = VideoMeta {
                     capture_time_us,
                     frame_number: frame_number as u32,
                     keyframe: info.is_keyframe,
                     test_pattern: src.test_pattern,
+                    layer: info.temporal_layer,
+                    // Written by the core, which knows which frame went out before.
+                    previous_layer: 0,
                     width: w as u16,
                     height: h as u16,
                 };

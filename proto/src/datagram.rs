@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! offset size field
-//! 0      1    version        = PROTOCOL_VERSION (3)
+//! 0      1    version        = PROTOCOL_VERSION (4)
 //! 1      1    kind           1 video fragment, 2 audio, 3 heartbeat, 4 feedback
-//! 2      1    flags          bit 0: a target peer id follows; other bits must be 0
+//! 2      1    flags          bit 0: a target peer id follows; bits 1-2: the video frame's
+//!                            temporal layer (0 for other kinds); other bits must be 0
 //! 3      4    sender         u32 BE; clients send 0, the relay overwrites it with the true sender
 //! 7      4    target         u32 BE, only when flags bit 0 is set (addressed datagram)
 //! ..          body           opaque to the relay (end-to-end encrypted)
@@ -47,6 +48,11 @@ impl DatagramKind {
 }
 
 const FLAG_TARGET: u8 = 0x01;
+/// Flags bits 1-2: the temporal layer of the video frame a fragment belongs to.
+const LAYER_SHIFT: u8 = 1;
+const LAYER_MASK: u8 = 0b110;
+/// The highest temporal layer a header can carry.
+pub const MAX_TEMPORAL_LAYER: u8 = 3;
 
 /// The parsed clear header of a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +62,10 @@ pub struct DatagramHeader {
     pub sender: PeerId,
     /// When set, the relay forwards the datagram to this peer only.
     pub target: Option<PeerId>,
+    /// Video only: the temporal layer (0 ..= [`MAX_TEMPORAL_LAYER`]) of the frame. A frame of
+    /// layer `L` is never a reference for a frame of a lower layer, so a relay may drop the
+    /// upper layers for a congested receiver and the rest still decodes. 0 for other kinds.
+    pub layer: u8,
 }
 
 impl DatagramHeader {
@@ -70,6 +80,16 @@ impl DatagramHeader {
             kind,
             sender: PeerId::NONE,
             target,
+            layer: 0,
+        }
+    }
+
+    /// The same header for a video fragment of temporal layer `layer` (at most
+    /// [`MAX_TEMPORAL_LAYER`]; higher values are a programming error and are clamped).
+    pub fn with_layer(self, layer: u8) -> Self {
+        Self {
+            layer: layer.min(MAX_TEMPORAL_LAYER),
+            ..self
         }
     }
 
@@ -92,11 +112,12 @@ impl DatagramHeader {
     pub fn write(&self, out: &mut [u8]) -> usize {
         out[0] = PROTOCOL_VERSION;
         out[1] = self.kind as u8;
-        out[2] = if self.target.is_some() {
+        let target_flag = if self.target.is_some() {
             FLAG_TARGET
         } else {
             0
         };
+        out[2] = target_flag | (self.layer.min(MAX_TEMPORAL_LAYER) << LAYER_SHIFT);
         out[3..7].copy_from_slice(&self.sender.0.to_be_bytes());
         if let Some(target) = self.target {
             out[7..11].copy_from_slice(&target.0.to_be_bytes());
@@ -127,10 +148,17 @@ impl DatagramHeader {
         }
         let kind = DatagramKind::from_u8(r.u8()?)?;
         let flags = r.u8()?;
-        if flags & !FLAG_TARGET != 0 {
+        if flags & !(FLAG_TARGET | LAYER_MASK) != 0 {
             return Err(DecodeError::Invalid {
                 what: "datagram flags",
                 why: "reserved bits set",
+            });
+        }
+        let layer = (flags & LAYER_MASK) >> LAYER_SHIFT;
+        if layer != 0 && kind != DatagramKind::Video {
+            return Err(DecodeError::Invalid {
+                what: "datagram flags",
+                why: "a temporal layer on a datagram that is not video",
             });
         }
         let sender = PeerId(r.u32()?);
@@ -150,6 +178,7 @@ impl DatagramHeader {
             kind,
             sender,
             target,
+            layer,
         };
         Ok((header, header.len()))
     }
@@ -177,6 +206,7 @@ mod tests {
                     kind,
                     sender: PeerId(0xdead_beef),
                     target,
+                    layer: 0,
                 };
                 let mut d = Vec::new();
                 h.append(&mut d);
@@ -189,15 +219,49 @@ mod tests {
     }
 
     #[test]
+    fn video_headers_carry_every_temporal_layer() {
+        for layer in 0..=MAX_TEMPORAL_LAYER {
+            for target in [None, Some(PeerId(7))] {
+                let h = DatagramHeader::new(DatagramKind::Video, target).with_layer(layer);
+                let mut d = Vec::new();
+                h.append(&mut d);
+                assert_eq!(d[2] >> 1, layer);
+                assert_eq!(DatagramHeader::decode(&d).unwrap().0, h);
+            }
+        }
+        // Clamped, never spilling into reserved bits.
+        let h = DatagramHeader::new(DatagramKind::Video, None).with_layer(200);
+        assert_eq!(h.layer, MAX_TEMPORAL_LAYER);
+    }
+
+    #[test]
+    fn a_layer_on_a_datagram_that_is_not_video_is_rejected() {
+        for kind in [
+            DatagramKind::Audio,
+            DatagramKind::Heartbeat,
+            DatagramKind::Feedback,
+        ] {
+            let d = [PROTOCOL_VERSION, kind as u8, 0b010, 0, 0, 0, 0];
+            assert!(matches!(
+                DatagramHeader::decode(&d),
+                Err(DecodeError::Invalid { .. })
+            ));
+        }
+        let video = [PROTOCOL_VERSION, 1, 0b110, 0, 0, 0, 0];
+        assert_eq!(DatagramHeader::decode(&video).unwrap().0.layer, 3);
+    }
+
+    #[test]
     fn exact_bytes_of_an_addressed_feedback_header() {
         let h = DatagramHeader {
             kind: DatagramKind::Feedback,
             sender: PeerId(0x0102_0304),
             target: Some(PeerId(9)),
+            layer: 0,
         };
         let mut d = Vec::new();
         h.append(&mut d);
-        assert_eq!(d, [3, 4, 1, 1, 2, 3, 4, 0, 0, 0, 9]);
+        assert_eq!(d, [4, 4, 1, 1, 2, 3, 4, 0, 0, 0, 9]);
     }
 
     #[test]
@@ -206,6 +270,7 @@ mod tests {
             kind: DatagramKind::Audio,
             sender: PeerId(666),
             target: None,
+            layer: 0,
         };
         let mut d = Vec::new();
         forged.append(&mut d);
@@ -221,26 +286,26 @@ mod tests {
     #[test]
     fn rejects_bad_headers_with_typed_errors() {
         assert!(matches!(
-            DatagramHeader::decode(&[3, 2, 0, 0]),
+            DatagramHeader::decode(&[4, 2, 0, 0]),
             Err(DecodeError::Truncated { .. })
         ));
         assert_eq!(
-            DatagramHeader::decode(&[2, 2, 0, 0, 0, 0, 0]),
-            Err(DecodeError::UnknownVersion(2))
+            DatagramHeader::decode(&[3, 2, 0, 0, 0, 0, 0]),
+            Err(DecodeError::UnknownVersion(3))
         );
         assert!(matches!(
-            DatagramHeader::decode(&[3, 9, 0, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[4, 9, 0, 0, 0, 0, 0]),
             Err(DecodeError::UnknownKind { value: 9, .. })
         ));
         assert!(matches!(
-            DatagramHeader::decode(&[3, 2, 0x80, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[4, 1, 0x80, 0, 0, 0, 0]),
             Err(DecodeError::Invalid { .. })
         ));
         assert!(matches!(
-            DatagramHeader::decode(&[3, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[4, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(DecodeError::Invalid { .. })
         ));
-        let big = vec![3u8; MAX_DATAGRAM_SIZE + 1];
+        let big = vec![4u8; MAX_DATAGRAM_SIZE + 1];
         assert!(matches!(
             DatagramHeader::decode(&big),
             Err(DecodeError::TooLarge { .. })

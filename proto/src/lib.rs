@@ -29,7 +29,7 @@ pub use fragment::{FragmentHeader, Reassembler};
 pub const ALPN: &[u8] = b"vcall/1";
 
 /// Protocol version carried in `Hello` and in every datagram header.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// Largest datagram any vcall endpoint sends or forwards, header included.
 ///

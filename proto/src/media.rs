@@ -12,7 +12,9 @@ use crate::wire::Reader;
 /// ```text
 /// 0  8  capture_time_us   u64 BE, sender's wall clock (µs since the Unix epoch)
 /// 8  4  frame_number      u32 BE, sender's frame counter (the test pattern's number)
-/// 12 1  flags             bit 0 keyframe, bit 1 source is the test pattern; others 0
+/// 12 1  flags             bit 0 keyframe, bit 1 source is the test pattern,
+///                         bits 2-3 temporal layer (as in the datagram header),
+///                         bits 4-5 the temporal layer of the previous frame_id; others 0
 /// 13 2  width             u16 BE
 /// 15 2  height            u16 BE
 /// 17 ..  H.264 access unit (Annex-B)
@@ -23,17 +25,38 @@ pub struct VideoMeta {
     pub frame_number: u32,
     pub keyframe: bool,
     pub test_pattern: bool,
+    /// The frame's temporal layer, 0 ..= 3 (authenticated here; the clear copy in the
+    /// datagram header is for the relay).
+    pub layer: u8,
+    /// The temporal layer of the frame sent just before this one (frame_id − 1), 0 ..= 3:
+    /// tells a receiver that a frame it never saw was an upper-layer one.
+    pub previous_layer: u8,
     pub width: u16,
     pub height: u16,
 }
 
 impl VideoMeta {
     pub const LEN: usize = 17;
+    /// Offset of the flags byte.
+    pub const FLAGS_OFFSET: usize = 12;
+
+    /// Writes `previous_layer` into an encoded header (`plain` starts with it): the sender's
+    /// core knows it only when the frame gets its frame_id.
+    pub fn set_previous_layer(plain: &mut [u8], previous_layer: u8) {
+        if let Some(flags) = plain.get_mut(Self::FLAGS_OFFSET) {
+            *flags = (*flags & !0b11_0000) | (previous_layer & 0b11) << 4;
+        }
+    }
 
     pub fn append(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.capture_time_us.to_be_bytes());
         out.extend_from_slice(&self.frame_number.to_be_bytes());
-        out.push(self.keyframe as u8 | (self.test_pattern as u8) << 1);
+        out.push(
+            self.keyframe as u8
+                | (self.test_pattern as u8) << 1
+                | (self.layer & 0b11) << 2
+                | (self.previous_layer & 0b11) << 4,
+        );
         out.extend_from_slice(&self.width.to_be_bytes());
         out.extend_from_slice(&self.height.to_be_bytes());
     }
@@ -44,7 +67,7 @@ impl VideoMeta {
         let capture_time_us = r.u64()?;
         let frame_number = r.u32()?;
         let flags = r.u8()?;
-        if flags & !0b11 != 0 {
+        if flags & !0b11_1111 != 0 {
             return Err(reserved("video flags"));
         }
         let width = r.u16()?;
@@ -60,6 +83,8 @@ impl VideoMeta {
             frame_number,
             keyframe: flags & 1 != 0,
             test_pattern: flags & 2 != 0,
+            layer: (flags >> 2) & 0b11,
+            previous_layer: (flags >> 4) & 0b11,
             width,
             height,
         };
@@ -148,10 +173,11 @@ impl Heartbeat {
 /// 0  1  type   1 = keyframe request, 2 = receiver report, 3 = NACK
 /// keyframe request:  1..5  last_frame_number u32 BE (highest frame_number received from that
 ///                           sender since its first keyframe, 0 if none; informational)
-/// receiver report:   1..5  video_frames_received u32 BE (cumulative)
-///                    5..9  video_frames_lost     u32 BE (cumulative)
-///                    9..13 audio_frames_lost     u32 BE (cumulative)
-///                    13..21 echo_time_us         u64 BE (the sender's last heartbeat time, for RTT)
+/// receiver report:   1..3  interval_ms        u16 BE, 1..=10000 (the window covered)
+///                    3..5  fragments_expected u16 BE (video fragments finished in the window)
+///                    5..7  fragments_lost     u16 BE (of those, not arrived by themselves)
+///                    7..11 video_bytes        u32 BE (video datagram bytes received)
+///                    11..13 queuing_delay_ms  u16 BE (0xFFFF: unknown)
 /// NACK:              1..2  n u8, 1..=32 entries, then n times (8 bytes each):
 ///                          frame_id u32 BE, first u16 BE, mask u16 BE
 ///                          first = 0xFFFF: every fragment of the frame (mask 0), else the
@@ -165,14 +191,48 @@ pub enum Feedback {
     KeyframeRequest {
         last_frame_number: u32,
     },
-    ReceiverReport {
-        video_frames_received: u32,
-        video_frames_lost: u32,
-        audio_frames_lost: u32,
-        echo_time_us: u64,
-    },
+    /// What a receiver saw of the target's video over the last `interval_ms`: drives the
+    /// sender's bitrate (PROTOCOL.md §6.4).
+    ReceiverReport(ReceiverReport),
     /// Fragments to send again (retransmissions are the same sealed bytes).
     Nack(NackList),
+}
+
+/// A receiver report (feedback type 2): one receiver's view of one sender's video path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReceiverReport {
+    /// The window the report covers, ending when it was sent (1 ..= 10 000 ms).
+    pub interval_ms: u16,
+    /// Video fragments (data and repair) of the sender's frames finished in the window.
+    pub fragments_expected: u16,
+    /// Of those, fragments that did not arrive by themselves (before any retransmission).
+    pub fragments_lost: u16,
+    /// Video datagram bytes received from the sender in the window (retransmissions too).
+    pub video_bytes: u32,
+    /// How much the one-way delay of the sender's video exceeds its minimum over the last
+    /// 10 s (queues building on the path); `None` when not measured yet.
+    pub queuing_delay_ms: Option<u16>,
+}
+
+impl ReceiverReport {
+    /// Wire value of an unknown queuing delay.
+    pub const UNKNOWN_DELAY: u16 = 0xFFFF;
+    /// The longest window a report may cover.
+    pub const MAX_INTERVAL_MS: u16 = 10_000;
+
+    /// The loss the receiver saw, 0.0 ..= 1.0 (0 when nothing was expected).
+    pub fn loss_fraction(&self) -> f64 {
+        if self.fragments_expected == 0 {
+            0.0
+        } else {
+            f64::from(self.fragments_lost) / f64::from(self.fragments_expected)
+        }
+    }
+
+    /// The video receive rate in kbit/s.
+    pub fn receive_kbps(&self) -> f64 {
+        f64::from(self.video_bytes) * 8.0 / f64::from(self.interval_ms)
+    }
 }
 
 /// One NACK entry: fragments of one frame to send again.
@@ -269,17 +329,18 @@ impl Feedback {
                 out.push(1);
                 out.extend_from_slice(&last_frame_number.to_be_bytes());
             }
-            Self::ReceiverReport {
-                video_frames_received,
-                video_frames_lost,
-                audio_frames_lost,
-                echo_time_us,
-            } => {
+            Self::ReceiverReport(report) => {
                 out.push(2);
-                out.extend_from_slice(&video_frames_received.to_be_bytes());
-                out.extend_from_slice(&video_frames_lost.to_be_bytes());
-                out.extend_from_slice(&audio_frames_lost.to_be_bytes());
-                out.extend_from_slice(&echo_time_us.to_be_bytes());
+                out.extend_from_slice(&report.interval_ms.to_be_bytes());
+                out.extend_from_slice(&report.fragments_expected.to_be_bytes());
+                out.extend_from_slice(&report.fragments_lost.to_be_bytes());
+                out.extend_from_slice(&report.video_bytes.to_be_bytes());
+                out.extend_from_slice(
+                    &report
+                        .queuing_delay_ms
+                        .unwrap_or(ReceiverReport::UNKNOWN_DELAY)
+                        .to_be_bytes(),
+                );
             }
             Self::Nack(list) => {
                 out.push(3);
@@ -299,12 +360,31 @@ impl Feedback {
             1 => Self::KeyframeRequest {
                 last_frame_number: r.u32()?,
             },
-            2 => Self::ReceiverReport {
-                video_frames_received: r.u32()?,
-                video_frames_lost: r.u32()?,
-                audio_frames_lost: r.u32()?,
-                echo_time_us: r.u64()?,
-            },
+            2 => {
+                let report = ReceiverReport {
+                    interval_ms: r.u16()?,
+                    fragments_expected: r.u16()?,
+                    fragments_lost: r.u16()?,
+                    video_bytes: r.u32()?,
+                    queuing_delay_ms: match r.u16()? {
+                        ReceiverReport::UNKNOWN_DELAY => None,
+                        ms => Some(ms),
+                    },
+                };
+                if !(1..=ReceiverReport::MAX_INTERVAL_MS).contains(&report.interval_ms) {
+                    return Err(DecodeError::Invalid {
+                        what: "receiver report",
+                        why: "interval outside 1..=10000 ms",
+                    });
+                }
+                if report.fragments_lost > report.fragments_expected {
+                    return Err(DecodeError::Invalid {
+                        what: "receiver report",
+                        why: "more fragments lost than expected",
+                    });
+                }
+                Self::ReceiverReport(report)
+            }
             3 => {
                 let n = r.u8()?;
                 if n == 0 || usize::from(n) > NackList::MAX {
@@ -360,12 +440,23 @@ mod tests {
             frame_number: 77,
             keyframe: true,
             test_pattern: true,
+            layer: 0,
+            previous_layer: 0,
             width: 1280,
             height: 720,
         };
         let mut b = Vec::new();
         m.append(&mut b);
         assert_eq!(b.len(), VideoMeta::LEN);
+        for layer in 0..=3 {
+            let mut with_layer = Vec::new();
+            VideoMeta { layer, ..m }.append(&mut with_layer);
+            assert_eq!(with_layer[12] >> 2, layer);
+            assert_eq!(VideoMeta::decode(&with_layer).unwrap().0.layer, layer);
+            VideoMeta::set_previous_layer(&mut with_layer, 3 - layer);
+            let got = VideoMeta::decode(&with_layer).unwrap().0;
+            assert_eq!((got.layer, got.previous_layer), (layer, 3 - layer));
+        }
         b.extend_from_slice(&[0, 0, 0, 1, 0x67]);
         let (got, payload) = VideoMeta::decode(&b).unwrap();
         assert_eq!(got, m);
@@ -384,6 +475,8 @@ mod tests {
                 frame_number: 0,
                 keyframe: false,
                 test_pattern: false,
+                layer: 0,
+                previous_layer: 0,
                 width: w,
                 height: h,
             }
@@ -430,12 +523,20 @@ mod tests {
             Feedback::KeyframeRequest {
                 last_frame_number: 12,
             },
-            Feedback::ReceiverReport {
-                video_frames_received: 1,
-                video_frames_lost: 2,
-                audio_frames_lost: 3,
-                echo_time_us: 4,
-            },
+            Feedback::ReceiverReport(ReceiverReport {
+                interval_ms: 500,
+                fragments_expected: 300,
+                fragments_lost: 15,
+                video_bytes: 40_000,
+                queuing_delay_ms: Some(12),
+            }),
+            Feedback::ReceiverReport(ReceiverReport {
+                interval_ms: 1,
+                fragments_expected: 0,
+                fragments_lost: 0,
+                video_bytes: 0,
+                queuing_delay_ms: None,
+            }),
         ] {
             let mut b = Vec::new();
             fb.append(&mut b);
@@ -445,6 +546,52 @@ mod tests {
         }
         assert!(Feedback::decode(&[4]).is_err());
         assert!(Feedback::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn absurd_receiver_reports_are_rejected() {
+        let good = ReceiverReport {
+            interval_ms: 500,
+            fragments_expected: 10,
+            fragments_lost: 10,
+            video_bytes: 1,
+            queuing_delay_ms: None,
+        };
+        let mut b = Vec::new();
+        Feedback::ReceiverReport(good).append(&mut b);
+        assert_eq!(b.len(), 13);
+        assert_eq!(&b[11..], &[0xFF, 0xFF]);
+        assert!(Feedback::decode(&b).is_ok());
+        for bad in [
+            ReceiverReport {
+                fragments_lost: 11,
+                ..good
+            },
+            ReceiverReport {
+                interval_ms: 0,
+                ..good
+            },
+            ReceiverReport {
+                interval_ms: 10_001,
+                ..good
+            },
+        ] {
+            let mut b = Vec::new();
+            Feedback::ReceiverReport(bad).append(&mut b);
+            assert!(Feedback::decode(&b).is_err(), "{bad:?}");
+        }
+        assert!((good.loss_fraction() - 1.0).abs() < 1e-9);
+        assert_eq!(ReceiverReport::default().loss_fraction(), 0.0);
+        assert!(
+            (ReceiverReport {
+                video_bytes: 50_000,
+                ..good
+            }
+            .receive_kbps()
+                - 800.0)
+                .abs()
+                < 1e-9
+        );
     }
 
     #[test]

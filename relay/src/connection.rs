@@ -20,6 +20,7 @@ use crate::link::{PeerLink, application_code};
 use crate::metrics::{DropReason, RejectReason};
 use crate::rooms::{RoomId, Rooms};
 use crate::server::{Shared, stopping};
+use crate::shedding::LayerGate;
 use crate::writer::ControlWriter;
 
 /// Largest piece read from a control stream at once.
@@ -94,6 +95,7 @@ impl ClientConn {
                         self.state.control_stream_opened(PeerLink {
                             connection: self.connection.clone(),
                             control: writer.queue().clone(),
+                            layers: Arc::new(LayerGate::new(Instant::now())),
                         });
                         self.writer = Some(writer);
                         return Ok(recv);

@@ -1,6 +1,7 @@
 //! The datagram path of one joined peer: read a datagram, apply the sender's rate limit, check
 //! the header and stamp the sender, then hand one shared `Bytes` to every receiver listed in the
-//! room's lock-free [`fanout`](crate::fanout) snapshot.
+//! room's lock-free [`fanout`](crate::fanout) snapshot, shedding upper temporal layers for
+//! congested receivers ([`shedding`](crate::shedding)).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,7 @@ use crate::fanout::FanoutReader;
 use crate::link::PeerLink;
 use crate::metrics::{DropReason, Metrics};
 use crate::rate::{CountAndBytes, Throttle};
+use crate::shedding::is_congested;
 use crate::writer::ControlQueue;
 
 /// At most one "datagrams dropped: rate limited" notice per client per this interval.
@@ -29,6 +31,8 @@ pub(crate) struct DatagramForwarder {
     notice: Throttle,
     /// The sender's own control queue, for the rate-limit notice.
     notices: ControlQueue,
+    /// Every connection's datagram send buffer size (bytes), to tell how much is queued.
+    send_buffer: usize,
     metrics: Arc<Metrics>,
 }
 
@@ -53,6 +57,7 @@ impl DatagramForwarder {
             ),
             notice: Throttle::new(RATE_NOTICE_INTERVAL),
             notices,
+            send_buffer: limits.datagram_send_buffer,
             metrics,
         }
     }
@@ -98,7 +103,18 @@ impl DatagramForwarder {
         match self.fanout.recipients(me, header.target) {
             Ok(members) => {
                 for member in members.iter().filter(|m| m.peer != me) {
-                    send_copy(&member.link.connection, stamped.clone(), &self.metrics);
+                    let link = &member.link;
+                    let admitted = link.layers.admit(header.layer, now, || {
+                        let queued = self
+                            .send_buffer
+                            .saturating_sub(link.connection.datagram_send_buffer_space());
+                        is_congested(queued, || link.connection.stats().path.cwnd)
+                    });
+                    if admitted {
+                        send_copy(&link.connection, stamped.clone(), &self.metrics);
+                    } else {
+                        self.metrics.datagram_dropped(DropReason::LayerShed, len);
+                    }
                 }
             }
             Err(_) => self

@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod rate;
 pub mod rooms;
 pub mod server;
+mod shedding;
 mod writer;
 
 pub use cert::{CertError, RelayIdentity, fingerprint};

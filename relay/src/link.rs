@@ -1,11 +1,15 @@
 //! How the relay reaches one client: [`PeerLink`], the handle the rooms hold for each member
-//! (its control queue and its QUIC connection), and closing a connection with an error code.
+//! (its control queue, its QUIC connection and its layer gate), and closing a connection with
+//! an error code.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use quinn::{Connection, VarInt};
 use vcall_proto::ErrorCode;
 
 use crate::metrics::Metrics;
+use crate::shedding::LayerGate;
 use crate::writer::ControlQueue;
 
 /// How the relay reaches one joined peer: control frames through its queue, datagrams through
@@ -14,6 +18,8 @@ use crate::writer::ControlQueue;
 pub(crate) struct PeerLink {
     pub(crate) connection: Connection,
     pub(crate) control: ControlQueue,
+    /// Which temporal layers of video this receiver's path takes now.
+    pub(crate) layers: Arc<LayerGate>,
 }
 
 impl PeerLink {

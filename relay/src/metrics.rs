@@ -26,6 +26,9 @@ pub enum DropReason {
     UnknownTarget,
     /// The receiver's datagram send buffer is full (per receiver).
     Congested,
+    /// A video fragment of an upper temporal layer, not sent to a receiver whose path is
+    /// congested (per receiver).
+    LayerShed,
     /// Larger than what the receiver's path or datagram limit allows (per receiver).
     TooLargeForPath,
     /// The receiver does not accept datagrams at all (per receiver).
@@ -36,13 +39,14 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         Self::NotJoined,
         Self::Malformed,
         Self::Oversized,
         Self::RateLimited,
         Self::UnknownTarget,
         Self::Congested,
+        Self::LayerShed,
         Self::TooLargeForPath,
         Self::ReceiverUnsupported,
         Self::ReceiverGone,
@@ -57,6 +61,7 @@ impl DropReason {
             Self::RateLimited => "rate_limited",
             Self::UnknownTarget => "unknown_target",
             Self::Congested => "congested",
+            Self::LayerShed => "layer_shed",
             Self::TooLargeForPath => "too_large_for_path",
             Self::ReceiverUnsupported => "receiver_unsupported",
             Self::ReceiverGone => "receiver_gone",

@@ -270,6 +270,7 @@ fn media_replayed_resent_relabelled_moved_or_flipped_is_rejected() {
         kind: DatagramKind::Feedback,
         sender: alice,
         target: None,
+        layer: 0,
     }
     .append(&mut stripped);
     stripped.extend_from_slice(&addressed[DatagramHeader::MAX_LEN..]);

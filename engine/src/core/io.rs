@@ -156,6 +156,8 @@ pub enum Output {
     ForceKeyframe,
     /// Our audio encoder should expect this much packet loss (percent), for Opus in-band FEC.
     ExpectedAudioLoss(u8),
+    /// Our video encoder's new target: bitrate, and whether to send the base layer only.
+    VideoTarget(super::VideoTarget),
     /// A peer left: the codec threads drop its decoder, jitter buffer and recorders.
     PeerLeft(PeerId),
     /// The call's state changed: show this snapshot.
@@ -168,6 +170,8 @@ pub struct CoreConfig {
     pub roster: Vec<RosterEntry>,
     pub mic_muted: bool,
     pub camera_off: bool,
+    /// The video bitrate the encoder is configured for: rate control never goes above it.
+    pub max_video_kbps: u32,
     /// The state the call starts from (relay, room, names, link...).
     pub initial_state: CallState,
 }
@@ -189,4 +193,12 @@ pub struct CoreCounters {
     pub not_sent: u64,
     /// E2EE messages the session rejected.
     pub signals_rejected: u64,
+    /// Frames not decoded because a lost frame of a lower temporal layer they refer to was
+    /// given up on (PROTOCOL.md §5).
+    pub video_frames_skipped: u64,
+    /// Receiver reports sent and received (feedback type 2).
+    pub reports_sent: u64,
+    pub reports_received: u64,
+    /// Feedback bodies that opened but did not decode (absurd reports, bad NACKs...): ignored.
+    pub feedback_malformed: u64,
 }

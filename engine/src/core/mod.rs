@@ -15,8 +15,10 @@
 
 mod io;
 mod keyframes;
+mod rate;
 mod recovery;
 mod remote;
+mod report;
 mod retransmit;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -27,8 +29,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use vcall_crypto::{Action, OpenError, Session};
 use vcall_proto::control::{ControlFrame, ErrorCode, RosterEntry};
+use vcall_proto::e2ee::SealedHeader;
 use vcall_proto::fragment::{FragmentHeader, fragment_frame_with_repair};
-use vcall_proto::media::{AudioMeta, Feedback, Heartbeat, NackList, VideoMeta};
+use vcall_proto::media::{AudioMeta, Feedback, Heartbeat, NackList, ReceiverReport, VideoMeta};
+use vcall_proto::repair::RepairHeader;
 use vcall_proto::{DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE, PeerId};
 
 pub use io::{
@@ -36,9 +40,11 @@ pub use io::{
     VideoToDecode,
 };
 pub use keyframes::{FORCE_INTERVAL, KeyframeNeed, KeyframePolicy, REQUEST_INTERVAL};
+pub use rate::{MIN_VIDEO_KBPS, RateController, VideoTarget};
 use recovery::Ordered;
 pub use recovery::RecoveryTiming;
 use remote::RemotePeer;
+pub use report::REPORT_INTERVAL;
 pub use retransmit::RetransmitCounters;
 use retransmit::{LossEstimate, SentHistory, repair_for};
 
@@ -93,8 +99,11 @@ pub struct CallCore {
     frame_id: u32,
     /// Our sealed video fragments, for NACKs.
     history: SentHistory,
-    /// The loss our receivers report through their NACKs (drives repair fragments).
+    /// The loss our receivers report through their NACKs (drives repair fragments when they
+    /// send no receiver reports).
     loss: LossEstimate,
+    /// Our video's target bitrate and layers, from receiver reports and our send queue.
+    rate: RateController,
     /// The packet loss our audio encoder was last told to expect (percent).
     audio_loss_told: u8,
     next_recovery: Instant,
@@ -122,6 +131,12 @@ pub struct CallCore {
     scratch: Vec<u8>,
     counters: CoreCounters,
     started_unix_ms: u64,
+    /// When the core was created: second 0 of the timelines.
+    call_started: Instant,
+    /// The temporal layer of the last video frame we sent (written into the next one).
+    last_sent_layer: u8,
+    /// The first second of the call not yet in `state.sent.timeline`.
+    next_sent_second: u64,
     /// Set when the core itself ends the call (the E2EE session ended); see `take_end`.
     ending: Option<EndReason>,
 }
@@ -157,6 +172,7 @@ impl CallCore {
             frame_id: 0,
             history: SentHistory::default(),
             loss: LossEstimate::default(),
+            rate: RateController::new(config.max_video_kbps),
             audio_loss_told: DEFAULT_EXPECTED_AUDIO_LOSS,
             next_recovery: now + RECOVERY_INTERVAL,
             ordered: Vec::new(),
@@ -176,11 +192,15 @@ impl CallCore {
             scratch: Vec::with_capacity(MAX_DATAGRAM_SIZE),
             counters: CoreCounters::default(),
             started_unix_ms,
+            call_started: now,
+            last_sent_layer: 0,
+            next_sent_second: 0,
             ending: None,
         };
         for peer in core.roster.keys().copied().collect::<Vec<_>>() {
-            core.remotes.insert(peer, RemotePeer::default());
+            core.remotes.insert(peer, RemotePeer::new(now, now));
         }
+        core.state.sent.target_kbps = core.rate.target().bitrate_kbps;
         core.drain_session(now);
         core
     }
@@ -227,7 +247,7 @@ impl CallCore {
         self.remotes = self
             .roster
             .keys()
-            .map(|&p| (p, RemotePeer::default()))
+            .map(|&p| (p, RemotePeer::new(now, self.call_started)))
             .collect();
         self.keyframes = KeyframePolicy::default();
         self.history = SentHistory::default();
@@ -279,10 +299,22 @@ impl CallCore {
         &self.state
     }
 
-    /// What the path allows now: the largest datagram and the round-trip time.
-    pub fn set_path(&mut self, max_datagram: Option<usize>, rtt: Duration) {
+    /// What the path allows now: the largest datagram, the round-trip time, and how many
+    /// bytes wait in our QUIC datagram send buffer (a standing queue means our uplink is full).
+    pub fn set_path(
+        &mut self,
+        max_datagram: Option<usize>,
+        rtt: Duration,
+        send_queue_bytes: usize,
+    ) {
         self.datagram_limit = max_datagram.map_or(MAX_DATAGRAM_SIZE, |m| m.min(MAX_DATAGRAM_SIZE));
         self.rtt = rtt;
+        self.rate.on_send_queue(send_queue_bytes);
+    }
+
+    /// The video rate controller (read-only: its target and decisions).
+    pub fn rate(&self) -> &RateController {
+        &self.rate
     }
 
     /// The next thing to do, if any.
@@ -344,6 +376,27 @@ impl CallCore {
             for remote in self.remotes.values_mut() {
                 remote.reassembler.expire(now);
             }
+            self.send_reports(now);
+            if let Some(target) = self.rate.poll(now) {
+                self.outputs.push_back(Output::VideoTarget(target));
+            }
+            let target = self.rate.target();
+            let sent = &mut self.state.sent;
+            sent.target_kbps = target.bitrate_kbps;
+            sent.base_layer_only = target.base_layer_only;
+            sent.rate_decreases = self.rate.decreases;
+            let second = now.saturating_duration_since(self.call_started).as_secs();
+            while self.next_sent_second < second {
+                if sent.timeline.len() >= crate::state::MAX_TIMELINE {
+                    sent.timeline.remove(0);
+                }
+                sent.timeline.push(crate::state::SentSecond {
+                    t_s: self.next_sent_second,
+                    target_kbps: target.bitrate_kbps,
+                    layers: if target.base_layer_only { 1 } else { 2 },
+                });
+                self.next_sent_second += 1;
+            }
             self.refresh_stats(now);
         }
     }
@@ -361,7 +414,10 @@ impl CallCore {
                     )));
                 }
                 self.roster.insert(entry.peer, entry.name);
-                self.remotes.entry(entry.peer).or_default();
+                let call_started = self.call_started;
+                self.remotes
+                    .entry(entry.peer)
+                    .or_insert_with(|| RemotePeer::new(now, call_started));
                 self.session.on_peer_joined(entry.peer, now_ms);
                 self.publish_now = true;
             }
@@ -370,6 +426,7 @@ impl CallCore {
                     self.remotes.remove(&peer);
                     self.history.forget(peer);
                     self.keyframes.forget(peer);
+                    self.rate.forget(peer);
                     if let Some(i) = self.state.peers.iter().position(|p| p.peer_id == peer) {
                         let gone = self.state.peers.remove(i);
                         if self.state.departed.len() >= MAX_DEPARTED {
@@ -453,7 +510,7 @@ impl CallCore {
                 }
                 self.state.sent.width = u32::from(meta.width);
                 self.state.sent.height = u32::from(meta.height);
-                self.send_video(now, meta.keyframe, frame);
+                self.send_video(now, meta, frame);
             }
             LocalMedia::Audio { plain } => {
                 // Mute is enforced here, where packets leave: whatever was queued before the
@@ -554,19 +611,30 @@ impl CallCore {
             return;
         };
         remote.bytes_in += datagram.len() as u64;
+        if header.kind == DatagramKind::Video {
+            remote.media.record_video_bytes(now, datagram.len());
+        }
         let body = &datagram[offset..];
         match header.kind {
             DatagramKind::Video => {
-                if header.target == Some(self.me) {
+                let retransmission = header.target == Some(self.me);
+                if retransmission {
                     remote.retransmissions_received += 1;
                 }
-                self.on_video_fragment(now, sender, body)
+                self.on_video_fragment(now, sender, header.layer, retransmission, body)
             }
             kind => self.on_small_datagram(now, sender, kind, header.target, body),
         }
     }
 
-    fn on_video_fragment(&mut self, now: Instant, sender: PeerId, body: &[u8]) {
+    fn on_video_fragment(
+        &mut self,
+        now: Instant,
+        sender: PeerId,
+        layer: u8,
+        retransmission: bool,
+        body: &[u8],
+    ) {
         let now_ms = self.clock.unix_ms(now);
         let Some(remote) = self.remotes.get_mut(&sender) else {
             return;
@@ -575,6 +643,22 @@ impl CallCore {
             remote.decrypt_failures += 1;
             return;
         };
+        let repair_count = if fragment.index >= fragment.count {
+            RepairHeader::decode(chunk)
+                .ok()
+                .map(|(h, _)| h.repair_count)
+        } else {
+            None
+        };
+        remote.meter.on_video_fragment(
+            fragment.frame_id,
+            fragment.index,
+            fragment.count,
+            repair_count,
+            retransmission,
+            body.len() + DatagramHeader::MIN_LEN,
+        );
+        remote.layers.note(fragment.frame_id, layer);
         remote.nacks.on_fragment(fragment.frame_id);
         let Some(mut frame) = remote.reassembler.insert(now, fragment, chunk) else {
             return;
@@ -636,15 +720,41 @@ impl CallCore {
         sender: PeerId,
         ordered: &mut Vec<Ordered<VideoToDecode>>,
     ) {
+        // Which give-ups need no keyframe: every frame of upper layers (known from their
+        // fragments, or from the frame delivered right after them).
+        let mut upper_only = Vec::new();
+        if let Some(remote) = self.remotes.get_mut(&sender) {
+            for (i, o) in ordered.iter().enumerate() {
+                if let Ordered::GaveUp { from, to } = *o {
+                    let next = match ordered.get(i + 1) {
+                        Some(Ordered::Deliver(frame)) => Some(&frame.meta),
+                        _ => None,
+                    };
+                    let next_meta = |id: u32| next.filter(|_| id == to);
+                    upper_only.push(remote.layers.lost(from, to, next_meta));
+                }
+            }
+        }
+        let mut upper_only = upper_only.into_iter();
         let mut need_keyframe = false;
         for o in ordered.drain(..) {
             match o {
                 Ordered::Deliver(frame) => {
                     need_keyframe &= !frame.meta.keyframe;
-                    self.outputs.push_back(Output::Decode(frame));
+                    let skip = self
+                        .remotes
+                        .get_mut(&sender)
+                        .is_some_and(|r| r.layers.skips(&frame.meta));
+                    if skip {
+                        self.counters.video_frames_skipped += 1;
+                    } else {
+                        self.outputs.push_back(Output::Decode(frame));
+                    }
                 }
                 Ordered::GaveUp { from, to } => {
-                    need_keyframe = true;
+                    // Frames of upper temporal layers are no reference for the base: losing
+                    // them needs no keyframe (PROTOCOL.md §5).
+                    need_keyframe |= !upper_only.next().unwrap_or(false);
                     if let Some(remote) = self.remotes.get_mut(&sender) {
                         let mut id = from;
                         while id != to {
@@ -674,9 +784,18 @@ impl CallCore {
             let Some(remote) = self.remotes.get_mut(&peer) else {
                 continue;
             };
-            remote
-                .order
-                .poll(now, timing.give_up, &mut |o| ordered.push(o));
+            // Only upper-layer frames missing: nothing waits for them, wait less.
+            let upper = remote.order.missing().is_some_and(|(from, to)| {
+                remote
+                    .layers
+                    .all_upper(from, to, |id| remote.order.held(id).map(|f| &f.meta))
+            });
+            let give_up = if upper {
+                timing.give_up_upper
+            } else {
+                timing.give_up
+            };
+            remote.order.poll(now, give_up, &mut |o| ordered.push(o));
             if !ordered.is_empty() {
                 self.apply_order(now, peer, &mut ordered);
             }
@@ -690,6 +809,23 @@ impl CallCore {
             }
         }
         self.ordered = ordered;
+    }
+
+    /// Every [`REPORT_INTERVAL`], a receiver report to each peer whose video reached us.
+    fn send_reports(&mut self, now: Instant) {
+        let due: Vec<(PeerId, ReceiverReport)> = self
+            .remotes
+            .iter_mut()
+            .filter_map(|(&peer, r)| r.meter.take(now).map(|report| (peer, report)))
+            .filter(|(_, report)| report.video_bytes > 0)
+            .collect();
+        for (peer, report) in due {
+            let mut plain = Vec::with_capacity(16);
+            Feedback::ReceiverReport(report).append(&mut plain);
+            if self.send_sealed(DatagramKind::Feedback, Some(peer), &plain) {
+                self.counters.reports_sent += 1;
+            }
+        }
     }
 
     fn send_nack(&mut self, peer: PeerId, list: NackList) {
@@ -729,6 +865,9 @@ impl CallCore {
         match kind {
             DatagramKind::Audio => {
                 if let Ok((meta, opus)) = AudioMeta::decode(plain) {
+                    remote
+                        .meter
+                        .on_audio(now, meta.capture_time_us, self.clock.unix_us(now));
                     remote.note_audio_sequence(meta.sequence);
                     self.outputs.push_back(Output::Play(AudioToPlay {
                         peer: sender,
@@ -769,7 +908,11 @@ impl CallCore {
                         outputs.push_back(Output::Datagram(d));
                     });
                 }
-                Ok(Feedback::ReceiverReport { .. }) | Err(_) => {}
+                Ok(Feedback::ReceiverReport(report)) => {
+                    self.counters.reports_received += 1;
+                    self.rate.on_report(now, sender, report);
+                }
+                Err(_) => self.counters.feedback_malformed += 1,
             },
             DatagramKind::Video => {}
         }
@@ -833,7 +976,11 @@ impl CallCore {
 
     /// Seals a frame in place (its first `SealedHeader::LEN` bytes are reserved), fragments it
     /// (keyframes with repair fragments), queues the datagrams and keeps them for NACKs.
-    fn send_video(&mut self, now: Instant, keyframe: bool, mut frame: Vec<u8>) {
+    fn send_video(&mut self, now: Instant, meta: VideoMeta, mut frame: Vec<u8>) {
+        let keyframe = meta.keyframe;
+        if let Some(plain) = frame.get_mut(SealedHeader::LEN..) {
+            VideoMeta::set_previous_layer(plain, self.last_sent_layer);
+        }
         if self
             .session
             .seal_in_place(DatagramKind::Video, None, &mut frame, 0)
@@ -842,11 +989,15 @@ impl CallCore {
             self.counters.not_sent += 1;
             return;
         }
-        let header = DatagramHeader::new(DatagramKind::Video, None);
+        let header = DatagramHeader::new(DatagramKind::Video, None).with_layer(meta.layer);
         let approx_count = frame
             .len()
             .div_ceil(self.datagram_limit.saturating_sub(30).max(1));
-        let repair = repair_for(approx_count, keyframe, self.loss.fraction());
+        let loss = self
+            .loss
+            .fraction()
+            .max(self.rate.worst_loss(now).unwrap_or(0.0));
+        let repair = repair_for(approx_count, keyframe, loss);
         // Room for a target id: a retransmission is the same body behind an addressed header.
         let limit = self.datagram_limit - RETRANSMIT_HEADER_GROWTH;
         let Ok(fragments) =
@@ -868,6 +1019,7 @@ impl CallCore {
         }
         self.history.record(self.frame_id, kept);
         self.frame_id = self.frame_id.wrapping_add(1);
+        self.last_sent_layer = meta.layer;
         self.state.sent.video_frames += 1;
     }
 
@@ -1003,8 +1155,13 @@ impl CallCore {
         self.frames_sent_at_stats = sent.video_frames;
         let resent = self.history.counters();
         self.loss.update(&resent);
-        sent.loss_reported = self.loss.fraction();
-        let expected = expected_audio_loss(self.loss.fraction());
+        // Receiver reports see the loss FEC repaired too; NACKs are the fallback.
+        let loss = self
+            .loss
+            .fraction()
+            .max(self.rate.worst_loss(now).unwrap_or(0.0));
+        sent.loss_reported = loss;
+        let expected = expected_audio_loss(loss);
         if expected.abs_diff(self.audio_loss_told) >= 2 {
             self.audio_loss_told = expected;
             self.outputs.push_back(Output::ExpectedAudioLoss(expected));
@@ -1017,8 +1174,10 @@ impl CallCore {
             let Some(remote) = self.remotes.get_mut(&peer.peer_id) else {
                 continue;
             };
+            remote.media.roll(now);
             let s = &mut peer.stats;
             let media = &remote.media;
+            s.timeline.clone_from(&media.timeline);
             s.width = media.width;
             s.height = media.height;
             s.fps = media.fps_at(now);

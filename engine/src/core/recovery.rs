@@ -2,13 +2,14 @@
 //! when, and the order frames reach the decoder. A frame that is late is waited for (while its
 //! retransmission or repair may still come); frames behind it are held, then delivered in
 //! frame-id order. Only when the wait is over is a frame given up on, and only then does the
-//! core ask for a keyframe.
+//! core ask for a keyframe, unless every frame given up on was of an upper temporal layer
+//! (then only the frames that refer to it are skipped, and a shorter wait suffices).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use vcall_proto::fragment::Reassembler;
-use vcall_proto::media::{NackEntry, NackList};
+use vcall_proto::media::{NackEntry, NackList, VideoMeta};
 
 /// NACKs for one frame at most this many times.
 pub const MAX_NACKS_PER_FRAME: u8 = 3;
@@ -28,6 +29,9 @@ pub struct RecoveryTiming {
     pub renack: Duration,
     /// How long a missing frame is waited for before it is given up on.
     pub give_up: Duration,
+    /// The same when only upper-layer frames are missing (no other frame needs them): time
+    /// for one NACK's answer, short enough that the pause is not a freeze.
+    pub give_up_upper: Duration,
 }
 
 impl RecoveryTiming {
@@ -41,6 +45,8 @@ impl RecoveryTiming {
             // the first and its answer takes about a round trip through the relay and back.
             give_up: (renack * 3 + e2e + Duration::from_millis(20))
                 .clamp(Duration::from_millis(150), Duration::from_millis(800)),
+            give_up_upper: (renack + Duration::from_millis(20))
+                .clamp(Duration::from_millis(60), Duration::from_millis(150)),
         }
     }
 }
@@ -235,6 +241,19 @@ impl<F> FrameOrder<F> {
         self.next
     }
 
+    /// The frames waited for now: `from .. to` (exclusive), `to` the first held frame.
+    pub fn missing(&self) -> Option<(u32, u32)> {
+        Some((self.next?, self.held.front()?.0))
+    }
+
+    /// A held frame, by id.
+    pub fn held(&self, frame_id: u32) -> Option<&F> {
+        self.held
+            .iter()
+            .find(|(id, _, _)| *id == frame_id)
+            .map(|(_, _, f)| f)
+    }
+
     /// A complete frame; hands what to do, in order, to `out`.
     pub fn push(
         &mut self,
@@ -337,6 +356,96 @@ impl<F> FrameOrder<F> {
         } else {
             Some(self.waiting_since.unwrap_or(now))
         };
+    }
+}
+
+/// Frame layers remembered (by frame id modulo this).
+const LAYER_MEMORY: usize = 64;
+
+/// The temporal layer of a sender's recent frames (from their fragments' clear headers, or
+/// from the next frame's authenticated `previous_layer`), and which delivered frames a lost
+/// upper-layer frame makes undecodable: after losing a frame of layer `L` ≥ 1, frames of
+/// layers above `L` are skipped until a frame of layer ≤ `L` (or a keyframe) is decoded.
+#[derive(Debug)]
+pub struct FrameLayers {
+    recent: [Option<(u32, u8)>; LAYER_MEMORY],
+    skip_above: Option<u8>,
+}
+
+impl Default for FrameLayers {
+    fn default() -> Self {
+        Self {
+            recent: [None; LAYER_MEMORY],
+            skip_above: None,
+        }
+    }
+}
+
+impl FrameLayers {
+    /// A fragment of `frame_id` said its frame is of `layer`.
+    pub fn note(&mut self, frame_id: u32, layer: u8) {
+        self.recent[frame_id as usize % LAYER_MEMORY] = Some((frame_id, layer));
+    }
+
+    fn layer_of(&self, frame_id: u32) -> Option<u8> {
+        match self.recent[frame_id as usize % LAYER_MEMORY] {
+            Some((id, layer)) if id == frame_id => Some(layer),
+            _ => None,
+        }
+    }
+
+    /// Whether every frame `from .. to` is known to be of an upper layer (≥ 1), by its own
+    /// fragments or by what the frame after it says (`next_meta`, the held frames' headers).
+    pub fn all_upper<'a>(
+        &self,
+        from: u32,
+        to: u32,
+        next_meta: impl Fn(u32) -> Option<&'a VideoMeta>,
+    ) -> bool {
+        let n = to.wrapping_sub(from);
+        if n == 0 || n as usize > LAYER_MEMORY {
+            return false;
+        }
+        (0..n).all(|k| {
+            let id = from.wrapping_add(k);
+            let said_next = next_meta(id.wrapping_add(1)).map(|m| m.previous_layer);
+            self.layer_of(id).or(said_next).is_some_and(|l| l >= 1)
+        })
+    }
+
+    /// Frames `from .. to` were given up on. True when that needs no keyframe (all were of
+    /// upper layers); then the frames referring to them will be skipped.
+    pub fn lost<'a>(
+        &mut self,
+        from: u32,
+        to: u32,
+        next_meta: impl Fn(u32) -> Option<&'a VideoMeta>,
+    ) -> bool {
+        if !self.all_upper(from, to, &next_meta) {
+            return false;
+        }
+        let lowest = (0..to.wrapping_sub(from))
+            .filter_map(|k| {
+                let id = from.wrapping_add(k);
+                self.layer_of(id)
+                    .or(next_meta(id.wrapping_add(1)).map(|m| m.previous_layer))
+            })
+            .min()
+            .unwrap_or(1);
+        self.skip_above = Some(self.skip_above.map_or(lowest, |s| s.min(lowest)));
+        true
+    }
+
+    /// Whether this delivered frame must be skipped (it may refer to a lost frame).
+    pub fn skips(&mut self, meta: &VideoMeta) -> bool {
+        match self.skip_above {
+            Some(lost) if !meta.keyframe && meta.layer > lost => true,
+            Some(_) => {
+                self.skip_above = None;
+                false
+            }
+            None => false,
+        }
     }
 }
 
@@ -495,5 +604,60 @@ mod tests {
         // Once decided, nothing of frame 1 is asked for.
         s.set_floor(2);
         assert!(s.absent.is_empty());
+    }
+
+    fn meta(layer: u8, previous_layer: u8, keyframe: bool) -> VideoMeta {
+        VideoMeta {
+            capture_time_us: 0,
+            frame_number: 0,
+            keyframe,
+            test_pattern: false,
+            layer,
+            previous_layer,
+            width: 2,
+            height: 2,
+        }
+    }
+
+    #[test]
+    fn losing_upper_layer_frames_needs_no_keyframe_and_skips_only_their_dependents() {
+        let mut l = FrameLayers::default();
+        let none = |_: u32| -> Option<&VideoMeta> { None };
+        l.note(10, 1);
+        assert!(l.all_upper(10, 11, none));
+        // A frame never seen: known only from the next frame's header.
+        assert!(!l.all_upper(11, 12, none));
+        let next = meta(0, 1, false);
+        assert!(l.all_upper(11, 12, |id| (id == 12).then_some(&next)));
+        // A base-layer frame lost: a keyframe is needed.
+        l.note(13, 0);
+        assert!(!l.lost(13, 14, none));
+        assert!(!l.all_upper(10, 14, none));
+        // Three layers: losing a layer-1 frame skips layer-2 frames until a layer ≤ 1 one.
+        l.note(20, 1);
+        assert!(l.lost(20, 21, none));
+        assert!(l.skips(&meta(2, 1, false)));
+        assert!(!l.skips(&meta(1, 2, false)));
+        assert!(!l.skips(&meta(2, 1, false)), "the chain is whole again");
+        // With two layers nothing after a lost layer-1 frame is skipped.
+        l.note(30, 1);
+        assert!(l.lost(30, 31, none));
+        assert!(!l.skips(&meta(0, 1, false)));
+        // A keyframe always decodes.
+        l.note(40, 1);
+        assert!(l.lost(40, 41, none));
+        assert!(!l.skips(&meta(3, 0, true)));
+        // Empty or absurd ranges are never "all upper".
+        assert!(!l.all_upper(5, 5, none));
+        assert!(!l.all_upper(0, 1000, none));
+    }
+
+    #[test]
+    fn the_wait_for_upper_layer_frames_is_shorter() {
+        for rtt in [0, 20, 40, 100, 500] {
+            let t = RecoveryTiming::from_rtt(Duration::from_millis(rtt));
+            assert!(t.give_up_upper < t.give_up, "{t:?}");
+            assert!(t.give_up_upper <= Duration::from_millis(150));
+        }
     }
 }

@@ -8,7 +8,8 @@ use vcall_proto::fragment::{Reassembler, ReassemblyConfig};
 use vcall_proto::media::Heartbeat;
 
 use super::VideoToDecode;
-use super::recovery::{FrameOrder, NackScheduler};
+use super::recovery::{FrameLayers, FrameOrder, NackScheduler};
+use super::report::ReportMeter;
 use crate::stats::PeerMedia;
 
 /// Receive-side state of one remote peer (created when the relay announces it).
@@ -17,6 +18,10 @@ pub struct RemotePeer {
     pub nacks: NackScheduler,
     /// Its frames in frame-id order, waiting for late ones.
     pub order: FrameOrder<VideoToDecode>,
+    /// The temporal layer of its recent frames, and which frames a loss makes undecodable.
+    pub layers: FrameLayers,
+    /// What we measure of its path, for our receiver reports to it.
+    pub meter: ReportMeter,
     /// Video fragments it resent to us (addressed to us) that arrived.
     pub retransmissions_received: u64,
     /// The frame number of the first keyframe we accepted (nothing before it is decodable).
@@ -33,12 +38,15 @@ pub struct RemotePeer {
     pub media: PeerMedia,
 }
 
-impl Default for RemotePeer {
-    fn default() -> Self {
+impl RemotePeer {
+    /// A peer met at `now` in a call that started at `call_started`.
+    pub fn new(now: Instant, call_started: Instant) -> Self {
         Self {
             reassembler: Reassembler::new(ReassemblyConfig::default()),
             nacks: NackScheduler::default(),
             order: FrameOrder::default(),
+            layers: FrameLayers::default(),
+            meter: ReportMeter::new(now),
             retransmissions_received: 0,
             first_keyframe_number: None,
             last_frame_number: 0,
@@ -50,12 +58,10 @@ impl Default for RemotePeer {
             bytes_in_at_last_report: 0,
             heartbeat: None,
             last_heartbeat_at: None,
-            media: PeerMedia::default(),
+            media: PeerMedia::new(call_started),
         }
     }
-}
 
-impl RemotePeer {
     /// Notes an audio sequence number: a step ahead of the highest seen by `n` (< 1000)
     /// counts `n - 1` frames lost, a late frame behind it (audio held for its batch signature
     /// comes out of order) fills one of them again, and any larger jump is a restart.
@@ -91,7 +97,7 @@ mod tests {
 
     #[test]
     fn audio_losses_are_counted() {
-        let mut p = RemotePeer::default();
+        let mut p = RemotePeer::new(Instant::now(), Instant::now());
         p.note_audio_sequence(1);
         p.note_audio_sequence(2);
         p.note_audio_sequence(5);
@@ -108,7 +114,7 @@ mod tests {
 
     #[test]
     fn expected_frames_count_from_the_first_keyframe() {
-        let mut p = RemotePeer::default();
+        let mut p = RemotePeer::new(Instant::now(), Instant::now());
         assert_eq!(p.video_frames_expected(), 0);
         p.first_keyframe_number = Some(10);
         p.last_frame_number = 19;

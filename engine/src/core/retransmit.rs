@@ -211,10 +211,11 @@ pub fn repair_for(count: usize, keyframe: bool, loss: f64) -> usize {
     }
 }
 
-/// The same datagram body behind a header addressed to `to`.
+/// The same datagram body behind a header addressed to `to` (same temporal layer).
 fn addressed(original: &Bytes, to: PeerId) -> Bytes {
-    let header = DatagramHeader::new(DatagramKind::Video, Some(to));
-    let body = DatagramHeader::decode(original).map_or(&original[..0], |(_, off)| &original[off..]);
+    let (layer, body) = DatagramHeader::decode(original)
+        .map_or((0, &original[..0]), |(h, off)| (h.layer, &original[off..]));
+    let header = DatagramHeader::new(DatagramKind::Video, Some(to)).with_layer(layer);
     let mut out = BytesMut::with_capacity(header.len() + body.len());
     let mut head = [0u8; DatagramHeader::MAX_LEN];
     let n = header.write(&mut head);
@@ -233,7 +234,8 @@ mod tests {
     const BOB: PeerId = PeerId(2);
 
     fn frame(history: &mut SentHistory, frame_id: u32, len: usize) -> Vec<Bytes> {
-        let h = DatagramHeader::new(DatagramKind::Video, None);
+        // Odd frames are of temporal layer 1.
+        let h = DatagramHeader::new(DatagramKind::Video, None).with_layer((frame_id % 2) as u8);
         let data: Vec<u8> = (0..len).map(|i| i as u8).collect();
         let d: Vec<Bytes> = fragment_frame(&h, frame_id, &data, MAX_DATAGRAM_SIZE)
             .unwrap()
@@ -267,6 +269,7 @@ mod tests {
             let (_, ooff) = DatagramHeader::decode(&sent[index]).unwrap();
             assert_eq!(gh.target, Some(BOB));
             assert_eq!(gh.kind, DatagramKind::Video);
+            assert_eq!(gh.layer, 1, "the frame's layer is kept");
             assert_eq!(&got[goff..], &sent[index][ooff..], "same sealed bytes");
         }
         // A whole-frame NACK resends every fragment (sending frame 6 gave Bob the credit).

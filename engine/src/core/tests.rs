@@ -48,6 +48,8 @@ fn video(frame_number: u32, keyframe: bool, size: usize) -> LocalMedia {
         frame_number,
         keyframe,
         test_pattern: false,
+        layer: 0,
+        previous_layer: 0,
         width: 640,
         height: 360,
     };
@@ -434,6 +436,7 @@ fn datagrams_from_strangers_and_garbage_are_counted_not_delivered() {
         kind: DatagramKind::Audio,
         sender: PeerId(99),
         target: None,
+        layer: 0,
     }
     .append(&mut stranger);
     stranger.extend_from_slice(&[0; 40]);
@@ -583,7 +586,7 @@ fn under_loss_p_frames_carry_repair_fragments_and_without_loss_they_do_not() {
     }
     stream(&mut call, a, 60, 300);
     call.run_for(Duration::from_millis(500));
-    let sent = state(&call, a).sent;
+    let sent = state(&call, a).sent.clone();
     assert!(sent.loss_reported > 0.03, "{sent:?}");
     let p = &state(&call, b).peers[0].stats;
     assert!(p.fec_recovered >= 20, "P-frames rebuilt from repair: {p:?}");

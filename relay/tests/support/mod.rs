@@ -221,6 +221,7 @@ pub fn datagram(target: Option<PeerId>, sender: PeerId, body: &[u8]) -> Bytes {
         kind: DatagramKind::Video,
         sender,
         target,
+        layer: 0,
     };
     let mut out = Vec::with_capacity(header.len() + body.len());
     header.append(&mut out);

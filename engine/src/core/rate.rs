@@ -1,0 +1,314 @@
+//! The sender's video rate control: from its receivers' reports (loss, receive rate, queuing
+//! delay) and its own QUIC send queue, the encoder's target bitrate, and below a share of the
+//! configured rate the base temporal layer only (half the frame rate). Multiplicative decrease
+//! on congestion, slow increase after a quiet hold, like the loss/delay parts of Google
+//! congestion control. One slow receiver does not slow everyone: the sender follows the
+//! median receiver (of two, the better one), and the relay sheds upper layers for the rest.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use vcall_proto::PeerId;
+use vcall_proto::media::ReceiverReport;
+
+/// Never below this (kbit/s).
+pub const MIN_VIDEO_KBPS: u32 = 100;
+/// Receiver loss above this means congestion.
+const LOSS_CONGESTED: f64 = 0.10;
+/// Receiver loss below this allows increasing.
+const LOSS_CLEAR: f64 = 0.02;
+/// Queuing delay above this means congestion (ms).
+const DELAY_CONGESTED_MS: u16 = 100;
+/// Queuing delay below this allows increasing (ms).
+const DELAY_CLEAR_MS: u16 = 40;
+/// Our own QUIC send queue above this much of the target's time means congestion (ms).
+const QUEUE_CONGESTED_MS: f64 = 150.0;
+/// At most one decrease per this (a report's window plus a round trip).
+const DECREASE_SPACING: Duration = Duration::from_millis(700);
+/// No increase for this long after a decrease (hysteresis).
+const INCREASE_HOLD: Duration = Duration::from_secs(2);
+/// Increase rate while the path is clear: this fraction of the target per second.
+const INCREASE_PER_SECOND: f64 = 0.10;
+/// Reports older than this are ignored.
+const REPORT_MAX_AGE: Duration = Duration::from_secs(2);
+/// Send only the base layer below this share of the configured rate; back to both layers
+/// above the second share.
+const BASE_ONLY_BELOW: f64 = 0.30;
+const BOTH_LAYERS_ABOVE: f64 = 0.40;
+/// A new target is passed to the encoder when it moved at least this much.
+const RETELL_CHANGE: f64 = 0.05;
+
+/// What the video encoder should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoTarget {
+    pub bitrate_kbps: u32,
+    /// Send only temporal layer 0 (half the frame rate).
+    pub base_layer_only: bool,
+}
+
+/// The sender's rate controller.
+#[derive(Debug)]
+pub struct RateController {
+    max_kbps: u32,
+    target_kbps: f64,
+    base_layer_only: bool,
+    reports: HashMap<PeerId, (Instant, ReceiverReport)>,
+    send_queue_bytes: usize,
+    last_decrease: Option<Instant>,
+    last_poll: Option<Instant>,
+    told: VideoTarget,
+    /// Decreases made (for the stats).
+    pub decreases: u64,
+}
+
+impl RateController {
+    /// A controller starting at (and never above) `max_kbps`.
+    pub fn new(max_kbps: u32) -> Self {
+        let max_kbps = max_kbps.max(MIN_VIDEO_KBPS);
+        let told = VideoTarget {
+            bitrate_kbps: max_kbps,
+            base_layer_only: false,
+        };
+        Self {
+            max_kbps,
+            target_kbps: f64::from(max_kbps),
+            base_layer_only: false,
+            reports: HashMap::new(),
+            send_queue_bytes: 0,
+            last_decrease: None,
+            last_poll: None,
+            told,
+            decreases: 0,
+        }
+    }
+
+    /// The target now.
+    pub fn target(&self) -> VideoTarget {
+        VideoTarget {
+            bitrate_kbps: self.target_kbps.round() as u32,
+            base_layer_only: self.base_layer_only,
+        }
+    }
+
+    /// A receiver's report on our video.
+    pub fn on_report(&mut self, now: Instant, from: PeerId, report: ReceiverReport) {
+        self.reports.insert(from, (now, report));
+    }
+
+    /// A receiver left.
+    pub fn forget(&mut self, peer: PeerId) {
+        self.reports.remove(&peer);
+    }
+
+    /// Bytes waiting in our QUIC datagram send buffer now.
+    pub fn on_send_queue(&mut self, bytes: usize) {
+        self.send_queue_bytes = bytes;
+    }
+
+    /// The highest loss any receiver reports now (for forward error correction, which helps
+    /// everyone), if any reported.
+    pub fn worst_loss(&self, now: Instant) -> Option<f64> {
+        self.fresh(now)
+            .map(|r| r.loss_fraction())
+            .max_by(f64::total_cmp)
+    }
+
+    fn fresh(&self, now: Instant) -> impl Iterator<Item = &ReceiverReport> {
+        self.reports
+            .values()
+            .filter(move |(at, _)| now.saturating_duration_since(*at) <= REPORT_MAX_AGE)
+            .map(|(_, r)| r)
+    }
+
+    /// Runs the control step; returns a new target for the encoder when it changed enough.
+    pub fn poll(&mut self, now: Instant) -> Option<VideoTarget> {
+        let dt = self
+            .last_poll
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last_poll = Some(now);
+        // The median receiver: of n sorted best first, index (n-1)/2.
+        let mut losses: Vec<f64> = self.fresh(now).map(|r| r.loss_fraction()).collect();
+        let mut delays: Vec<u16> = self.fresh(now).filter_map(|r| r.queuing_delay_ms).collect();
+        let mut rates: Vec<f64> = self
+            .fresh(now)
+            .filter(|r| r.loss_fraction() > LOSS_CONGESTED)
+            .map(|r| r.receive_kbps())
+            .collect();
+        losses.sort_by(f64::total_cmp);
+        delays.sort_unstable();
+        rates.sort_by(|a, b| b.total_cmp(a));
+        let loss = median(&losses).copied().unwrap_or(0.0);
+        let delay = median(&delays).copied().unwrap_or(0);
+        let queue_ms = self.send_queue_bytes as f64 * 8.0 / self.target_kbps.max(1.0);
+        let congested =
+            loss > LOSS_CONGESTED || delay > DELAY_CONGESTED_MS || queue_ms > QUEUE_CONGESTED_MS;
+        let clear =
+            loss < LOSS_CLEAR && delay < DELAY_CLEAR_MS && queue_ms < QUEUE_CONGESTED_MS / 3.0;
+        let since_decrease = self
+            .last_decrease
+            .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+        if congested && since_decrease >= DECREASE_SPACING {
+            let mut next = self.target_kbps * (1.0 - 0.5 * loss).min(0.85);
+            if let Some(&received) = median(&rates) {
+                // What still arrives, a little under it, when the loss says the path is full.
+                next = next.min(received * 0.9);
+            }
+            self.target_kbps = next;
+            self.last_decrease = Some(now);
+            self.decreases += 1;
+        } else if clear && since_decrease >= INCREASE_HOLD {
+            self.target_kbps *= 1.0 + INCREASE_PER_SECOND * dt.as_secs_f64();
+        }
+        self.target_kbps = self
+            .target_kbps
+            .clamp(f64::from(MIN_VIDEO_KBPS), f64::from(self.max_kbps));
+        let share = self.target_kbps / f64::from(self.max_kbps);
+        if share < BASE_ONLY_BELOW {
+            self.base_layer_only = true;
+        } else if share > BOTH_LAYERS_ABOVE {
+            self.base_layer_only = false;
+        }
+        let target = self.target();
+        let moved = (f64::from(target.bitrate_kbps) - f64::from(self.told.bitrate_kbps)).abs()
+            >= f64::from(self.told.bitrate_kbps) * RETELL_CHANGE;
+        let at_bound = target.bitrate_kbps != self.told.bitrate_kbps
+            && (target.bitrate_kbps == self.max_kbps || target.bitrate_kbps == MIN_VIDEO_KBPS);
+        if moved || at_bound || target.base_layer_only != self.told.base_layer_only {
+            self.told = target;
+            return Some(target);
+        }
+        None
+    }
+}
+
+/// The element at index (n-1)/2 of a list sorted best first.
+fn median<T>(sorted: &[T]) -> Option<&T> {
+    sorted.get(sorted.len().saturating_sub(1) / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(lost_percent: u16, kbps: u32, delay: Option<u16>) -> ReceiverReport {
+        ReceiverReport {
+            interval_ms: 500,
+            fragments_expected: 100,
+            fragments_lost: lost_percent,
+            video_bytes: kbps * 500 / 8,
+            queuing_delay_ms: delay,
+        }
+    }
+
+    /// Drives the controller every 250 ms for `secs`, one report per 500 ms from each
+    /// receiver; returns the last target.
+    fn drive(
+        c: &mut RateController,
+        t: &mut Instant,
+        secs: u32,
+        reports: impl Fn(f64) -> Vec<(PeerId, ReceiverReport)>,
+    ) -> VideoTarget {
+        for step in 0..secs * 4 {
+            *t += Duration::from_millis(250);
+            if step % 2 == 0 {
+                for (peer, r) in reports(c.target_kbps) {
+                    c.on_report(*t, peer, r);
+                }
+            }
+            c.poll(*t);
+        }
+        c.target()
+    }
+
+    #[test]
+    fn a_capped_path_makes_the_sender_step_down_and_a_lifted_cap_up_again() {
+        let mut t = Instant::now();
+        let mut c = RateController::new(1500);
+        // The path carries 800 kbit/s: the excess is lost and queues build.
+        let capped = |target: f64| {
+            let loss = (1.0 - 800.0 / target).max(0.0);
+            let delay = if target > 800.0 { 250 } else { 10 };
+            vec![(
+                PeerId(2),
+                report((loss * 100.0) as u16, target.min(800.0) as u32, Some(delay)),
+            )]
+        };
+        let down = drive(&mut c, &mut t, 5, capped);
+        assert!(
+            down.bitrate_kbps <= 800,
+            "{down:?} after 5 s under an 800 kbit/s cap"
+        );
+        assert!(down.bitrate_kbps >= 500, "{down:?}: not far below the cap");
+        assert!(!down.base_layer_only);
+        let held = drive(&mut c, &mut t, 10, capped);
+        assert!(held.bitrate_kbps <= 880, "{held:?} stays near the cap");
+        // The cap is lifted: the rate climbs back to the configured maximum.
+        let clear = |target: f64| vec![(PeerId(2), report(0, target as u32, Some(5)))];
+        let up = drive(&mut c, &mut t, 20, clear);
+        assert_eq!(up.bitrate_kbps, 1500, "{up:?}");
+    }
+
+    #[test]
+    fn a_very_low_rate_sends_only_the_base_layer_with_hysteresis() {
+        let mut t = Instant::now();
+        let mut c = RateController::new(1000);
+        let awful = |target: f64| vec![(PeerId(2), report(50, (target / 2.0) as u32, Some(400)))];
+        let low = drive(&mut c, &mut t, 6, awful);
+        assert_eq!(low.bitrate_kbps, MIN_VIDEO_KBPS);
+        assert!(low.base_layer_only);
+        let clear = |target: f64| vec![(PeerId(2), report(0, target as u32, Some(0)))];
+        // Still base only a little above the threshold, both layers well above it.
+        let mut saw_base_only_above_threshold = false;
+        for _ in 0..60 {
+            let v = drive(&mut c, &mut t, 1, clear);
+            if v.base_layer_only && v.bitrate_kbps > 300 {
+                saw_base_only_above_threshold = true;
+            }
+            if !v.base_layer_only {
+                assert!(v.bitrate_kbps > 400, "{v:?}");
+            }
+        }
+        assert!(saw_base_only_above_threshold);
+        assert!(!c.target().base_layer_only);
+    }
+
+    #[test]
+    fn one_slow_receiver_of_three_does_not_lower_the_rate() {
+        let mut t = Instant::now();
+        let mut c = RateController::new(600);
+        let mixed = |target: f64| {
+            vec![
+                (PeerId(2), report(0, target as u32, Some(3))),
+                (PeerId(3), report(0, target as u32, Some(4))),
+                (PeerId(4), report(50, 300, Some(900))),
+            ]
+        };
+        assert_eq!(drive(&mut c, &mut t, 10, mixed).bitrate_kbps, 600);
+        // But with two receivers of three slow, it does.
+        let mostly_slow = |_: f64| {
+            vec![
+                (PeerId(2), report(0, 600, Some(3))),
+                (PeerId(3), report(40, 300, Some(600))),
+                (PeerId(4), report(50, 300, Some(900))),
+            ]
+        };
+        assert!(drive(&mut c, &mut t, 5, mostly_slow).bitrate_kbps < 300);
+        assert!((c.worst_loss(t).unwrap() - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn our_own_send_queue_is_congestion_too_and_stale_reports_are_ignored() {
+        let mut t = Instant::now();
+        let mut c = RateController::new(1000);
+        c.on_report(t, PeerId(2), report(60, 100, Some(900)));
+        t += REPORT_MAX_AGE + Duration::from_millis(1);
+        assert_eq!(c.poll(t), None, "a stale report changes nothing");
+        assert_eq!(c.worst_loss(t), None);
+        // 40 KB queued at 1 Mbit/s is 320 ms.
+        c.on_send_queue(40_000);
+        t += Duration::from_millis(250);
+        let v = c.poll(t).expect("a decrease");
+        assert_eq!(v.bitrate_kbps, 850);
+        assert_eq!(c.decreases, 1);
+    }
+}
