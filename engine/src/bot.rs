@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::{CallPhase, CallState, LatencyStats};
+use crate::{CallPhase, CallState, LatencyStats, PeerSecond, SentSecond};
 
 /// What this bot sent.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -15,6 +15,52 @@ pub struct SentReport {
     pub nacks_received: u64,
     pub retransmissions: u64,
     pub retransmissions_refused: u64,
+    /// The video rate control's target at the end of the call (kbit/s).
+    pub target_kbps: u32,
+    /// Only the base temporal layer (half the frame rate) was being sent at the end.
+    pub base_layer_only: bool,
+    pub rate_decreases: u64,
+    pub timeline: Vec<SentSecondReport>,
+}
+
+/// One second of this bot's video sending.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SentSecondReport {
+    pub t_s: u64,
+    pub target_kbps: u32,
+    pub layers: u8,
+}
+
+impl From<&SentSecond> for SentSecondReport {
+    fn from(s: &SentSecond) -> Self {
+        Self {
+            t_s: s.t_s,
+            target_kbps: s.target_kbps,
+            layers: s.layers,
+        }
+    }
+}
+
+/// One second of a peer's video as this bot received it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PeerSecondReport {
+    pub t_s: u64,
+    pub frames: u32,
+    pub kbps: f64,
+    pub latency_p95_ms: Option<f64>,
+    pub max_gap_ms: u64,
+}
+
+impl From<&PeerSecond> for PeerSecondReport {
+    fn from(s: &PeerSecond) -> Self {
+        Self {
+            t_s: s.t_s,
+            frames: s.frames,
+            kbps: (s.kbps * 10.0).round() / 10.0,
+            latency_p95_ms: s.latency_p95_ms.map(|l| (l * 10.0).round() / 10.0),
+            max_gap_ms: s.max_gap_ms,
+        }
+    }
 }
 
 /// Capture→decoded latency in milliseconds.
@@ -66,6 +112,7 @@ pub struct PeerReport {
     pub height: u32,
     /// The peer left before this report was written (its figures are from when it left).
     pub left: bool,
+    pub timeline: Vec<PeerSecondReport>,
 }
 
 /// One key-exchange event.
@@ -131,6 +178,10 @@ impl Report {
                 nacks_received: state.sent.nacks_received,
                 retransmissions: state.sent.retransmissions,
                 retransmissions_refused: state.sent.retransmissions_refused,
+                target_kbps: state.sent.target_kbps,
+                base_layer_only: state.sent.base_layer_only,
+                rate_decreases: state.sent.rate_decreases,
+                timeline: state.sent.timeline.iter().map(Into::into).collect(),
             },
             peers: state
                 .peers
@@ -165,6 +216,7 @@ impl Report {
                     width: p.stats.width,
                     height: p.stats.height,
                     left,
+                    timeline: p.stats.timeline.iter().map(Into::into).collect(),
                 })
                 .collect(),
             handshake_log: state
@@ -243,6 +295,10 @@ mod tests {
             "nacks_received",
             "retransmissions",
             "retransmissions_refused",
+            "target_kbps",
+            "base_layer_only",
+            "rate_decreases",
+            "timeline",
         ] {
             assert!(json["sent"].get(key).is_some(), "missing sent.{key}");
         }
@@ -272,6 +328,7 @@ mod tests {
             "retransmissions",
             "fec_recovered",
             "video_frames_given_up",
+            "timeline",
         ] {
             assert!(peer.get(key).is_some(), "missing peers[].{key}");
         }

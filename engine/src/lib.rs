@@ -31,7 +31,8 @@ pub use invite::{fresh_invite_link, random_room_name};
 pub use run::redact_link;
 pub use state::{
     CallPhase, CallState, ConnectFailure, EndReason, HandshakeLogEntry, LatencyStats,
-    MAX_HANDSHAKE_LOG, PeerState, PeerStats, SecurityState, SentStats, Stream,
+    MAX_HANDSHAKE_LOG, MAX_TIMELINE, PeerSecond, PeerState, PeerStats, SecurityState, SentSecond,
+    SentStats, Stream,
 };
 
 /// Wall-clock microseconds since the Unix epoch (capture timestamps; latency on one host).

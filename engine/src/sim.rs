@@ -265,6 +265,11 @@ impl SimCall {
         }
     }
 
+    /// The simulated wall clock now (µs since the Unix epoch), as capture timestamps use.
+    pub fn unix_us(&self) -> u64 {
+        self.clock.unix_us(self.now)
+    }
+
     pub fn member(&self, peer: PeerId) -> &SimMember {
         &self.members[peer.0 as usize - 1]
     }

@@ -32,6 +32,10 @@ pub struct Args {
     /// SIGTERM.
     #[arg(long, value_parser = parse_seconds)]
     pub duration: Option<Duration>,
+    /// Give every client a new upstream socket (a new source port) at this time since the
+    /// start, as a NAT rebinding or a network change would (repeatable).
+    #[arg(long, value_name = "TIME", value_parser = parse_seconds)]
+    pub rebind_at: Vec<Duration>,
     /// Also print the report as one line of JSON (the last line of stdout).
     #[arg(long)]
     pub json: bool,

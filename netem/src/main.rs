@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         up,
         down,
         seed: args.seed,
+        rebind_at: args.rebind_at.clone(),
     };
     runtime.block_on(run(args, config))
 }

@@ -5,8 +5,10 @@
 //! [`vcall_netsim::LinkModel`]. Client `k` (numbered in order of first packet) uses the seeds
 //! [`link_seed`]`(seed, k, Up / Down)`, and blackouts count from the proxy's start
 //! ([`Proxy::origin`]): a test can rebuild the exact same decisions from the same seed.
+//! At each [`ProxyConfig::rebind_at`] every client's upstream socket is replaced by a new
+//! one (a new source port upstream sees), as a NAT rebinding or a network change would.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -55,6 +57,8 @@ pub struct ProxyConfig {
     /// Upstream → client impairments.
     pub down: LinkConfig,
     pub seed: u64,
+    /// Times since the proxy's start at which each client gets a new upstream socket.
+    pub rebind_at: Vec<Duration>,
 }
 
 /// One client's figures, refreshed by its task after every event.
@@ -66,6 +70,7 @@ struct ClientFigures {
     down_out: Forwarded,
     up_pending: usize,
     down_pending: usize,
+    rebinds: u64,
 }
 
 #[derive(Debug, Default)]
@@ -88,7 +93,9 @@ impl StatsHandle {
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let mut up = DirectionReport::default();
         let mut down = DirectionReport::default();
+        let mut rebinds = 0;
         for c in &shared.clients {
+            rebinds += c.rebinds;
             up.add(&c.up, &c.up_out, c.up_pending);
             down.add(&c.down, &c.down_out, c.down_pending);
         }
@@ -98,6 +105,7 @@ impl StatsHandle {
             seed: self.config.seed,
             duration_s: self.origin.elapsed().as_secs_f64(),
             clients: shared.clients.len() as u64,
+            rebinds,
             up,
             down,
         }
@@ -197,13 +205,7 @@ impl Proxy {
         stop: watch::Receiver<bool>,
         tasks: &mut JoinSet<()>,
     ) -> io::Result<mpsc::UnboundedSender<(Instant, Vec<u8>)>> {
-        let upstream_addr = self.config.upstream;
-        let any = match upstream_addr.ip() {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        let upstream = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
-        upstream.connect(upstream_addr).await?;
+        let upstream = open_upstream(self.config.upstream).await?;
         info!(
             "client {index} {client}: upstream socket {}",
             upstream.local_addr()?
@@ -232,11 +234,22 @@ impl Proxy {
             shared.clients.len() - 1
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        let mut rebinds: Vec<Instant> = self
+            .config
+            .rebind_at
+            .iter()
+            .map(|d| self.origin + *d)
+            .filter(|at| *at > now)
+            .collect();
+        rebinds.sort();
         let task = ClientTask {
             client,
             index,
             listen: self.socket.clone(),
+            upstream_addr: self.config.upstream,
             upstream,
+            rebinds: rebinds.into(),
             links,
             shared: self.stats.shared.clone(),
             slot,
@@ -256,7 +269,10 @@ struct ClientTask {
     client: SocketAddr,
     index: usize,
     listen: Arc<UdpSocket>,
+    upstream_addr: SocketAddr,
     upstream: UdpSocket,
+    /// When this client's upstream socket is replaced next (earliest first).
+    rebinds: VecDeque<Instant>,
     links: ClientLinks,
     shared: Arc<Mutex<Shared>>,
     slot: usize,
@@ -296,11 +312,31 @@ impl ClientTask {
                     }
                 },
                 () = sleep_until(next) => {}
+                () = sleep_until(self.rebinds.front().copied()) => self.rebind().await,
             }
             self.flush(Instant::now()).await;
             self.publish();
         }
         self.publish();
+    }
+
+    /// Replaces the upstream socket (packets in flight down the old one are lost with it).
+    async fn rebind(&mut self) {
+        self.rebinds.pop_front();
+        match open_upstream(self.upstream_addr).await {
+            Ok(socket) => {
+                info!(
+                    "client {} {}: rebound upstream {:?} -> {:?}",
+                    self.index,
+                    self.client,
+                    self.upstream.local_addr().ok(),
+                    socket.local_addr().ok()
+                );
+                self.upstream = socket;
+                self.links.figures.rebinds += 1;
+            }
+            Err(e) => warn!("client {}: cannot rebind upstream: {e}", self.index),
+        }
     }
 
     fn offer(&mut self, direction: Direction, at: Instant, packet: Vec<u8>) {
@@ -358,6 +394,17 @@ impl ClientTask {
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         shared.clients[self.slot] = *f;
     }
+}
+
+/// A new UDP socket on any local port, connected to `upstream`.
+async fn open_upstream(upstream: SocketAddr) -> io::Result<UdpSocket> {
+    let any = match upstream.ip() {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
+    socket.connect(upstream).await?;
+    Ok(socket)
 }
 
 /// Sleeps until `at` (forever when `None`).

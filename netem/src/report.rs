@@ -104,6 +104,8 @@ pub struct Report {
     pub duration_s: f64,
     /// Distinct client source addresses seen.
     pub clients: u64,
+    /// Upstream sockets replaced (`--rebind-at`), over every client.
+    pub rebinds: u64,
     /// Client → upstream.
     pub up: DirectionReport,
     /// Upstream → client.
@@ -115,10 +117,11 @@ impl Report {
     pub fn human(&self) -> String {
         format!(
             "vcall-netem up (client->upstream): {}\nvcall-netem down (upstream->client): {}\n\
-             vcall-netem: {} client(s), {:.1} s, seed {}",
+             vcall-netem: {} client(s), {} rebind(s), {:.1} s, seed {}",
             self.up.human(),
             self.down.human(),
             self.clients,
+            self.rebinds,
             self.duration_s,
             self.seed
         )

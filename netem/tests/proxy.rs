@@ -1,6 +1,6 @@
 //! The proxy on loopback between a test client and an echo server: forwarding both ways,
 //! total loss, seeded loss equal to the shared link model's decisions, blackouts, the rate
-//! cap's tail drop and one upstream socket per client. Timing is only ever bounded loosely.
+//! cap's tail drop, one upstream socket per client, and rebinding it on schedule. Timing is only ever bounded loosely.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -50,15 +50,19 @@ impl Running {
 }
 
 async fn start_proxy(upstream: SocketAddr, up: LinkConfig, down: LinkConfig, seed: u64) -> Running {
-    let proxy = Proxy::bind(ProxyConfig {
+    start_proxy_with(ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         upstream,
         up,
         down,
         seed,
+        rebind_at: Vec::new(),
     })
     .await
-    .unwrap();
+}
+
+async fn start_proxy_with(config: ProxyConfig) -> Running {
+    let proxy = Proxy::bind(config).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let (addr, origin, stats) = (proxy.local_addr(), proxy.origin(), proxy.stats());
     let task = tokio::spawn(proxy.run(async move {
@@ -357,4 +361,46 @@ async fn distinct_client_ports_get_distinct_upstream_sockets() {
     let report = proxy.finish().await;
     assert_eq!(report.clients, 2);
     assert_eq!((report.up.packets_out, report.down.packets_out), (10, 10));
+}
+
+#[tokio::test]
+async fn a_rebind_gives_the_client_a_new_source_port_upstream_and_replies_still_arrive() {
+    let (echo, seen) = echo_server().await;
+    let proxy = start_proxy_with(ProxyConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: echo,
+        up: LinkConfig::perfect(),
+        down: LinkConfig::perfect(),
+        seed: 1,
+        rebind_at: vec![Duration::from_millis(300)],
+    })
+    .await;
+    let socket = client(proxy.addr).await;
+    let mut buf = [0u8; 100];
+    let mut echoed = 0;
+    for i in 0..10u32 {
+        socket.send(&i.to_be_bytes()).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+            .await
+            .expect("an echo")
+            .unwrap();
+        assert_eq!(seq(&buf[..n]), i);
+        echoed += 1;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(echoed, 10);
+    let seen = seen.lock().unwrap().clone();
+    let sources: Vec<SocketAddr> = seen.iter().map(|(from, _, _)| *from).collect();
+    let distinct: BTreeSet<SocketAddr> = sources.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        2,
+        "one source before the rebind, one after: {sources:?}"
+    );
+    // The change happens once, at the scheduled time, and never goes back.
+    let switch = sources.iter().position(|s| *s != sources[0]).unwrap();
+    assert!(sources[switch..].iter().all(|s| *s == sources[switch]));
+    assert!(seen[switch].2 >= proxy.origin + Duration::from_millis(300));
+    let report = proxy.finish().await;
+    assert_eq!((report.clients, report.rebinds), (1, 1));
 }

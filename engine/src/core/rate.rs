@@ -2,7 +2,8 @@
 //! delay) and its own QUIC send queue, the encoder's target bitrate, and below a share of the
 //! configured rate the base temporal layer only (half the frame rate). Multiplicative decrease
 //! on congestion, slow increase after a quiet hold, like the loss/delay parts of Google
-//! congestion control. One slow receiver does not slow everyone: the sender follows the
+//! congestion control. A high queuing delay that is already falling (the queue draining after
+//! a decrease) is not congestion again: only a delay that stays or grows is. One slow receiver does not slow everyone: the sender follows the
 //! median receiver (of two, the better one), and the relay sheds upper layers for the rest.
 
 use std::collections::HashMap;
@@ -19,6 +20,13 @@ const LOSS_CONGESTED: f64 = 0.10;
 const LOSS_CLEAR: f64 = 0.02;
 /// Queuing delay above this means congestion (ms).
 const DELAY_CONGESTED_MS: u16 = 100;
+/// A decrease for queuing delay alone waits this long after the last one: the queue built
+/// before it takes that long to drain.
+const DELAY_DECREASE_SPACING: Duration = Duration::from_millis(1500);
+/// The delay's trend is sampled this often; it is falling when it dropped by more than
+/// [`DELAY_FALLING_MS`] since the previous sample.
+const DELAY_TREND_INTERVAL: Duration = Duration::from_millis(500);
+const DELAY_FALLING_MS: u16 = 10;
 /// Queuing delay below this allows increasing (ms).
 const DELAY_CLEAR_MS: u16 = 40;
 /// Our own QUIC send queue above this much of the target's time means congestion (ms).
@@ -55,6 +63,10 @@ pub struct RateController {
     reports: HashMap<PeerId, (Instant, ReceiverReport)>,
     send_queue_bytes: usize,
     last_decrease: Option<Instant>,
+    /// The median queuing delay at the last trend sample (when, ms), and whether it fell
+    /// since the one before.
+    delay_sample: Option<(Instant, u16)>,
+    delay_falling: bool,
     last_poll: Option<Instant>,
     told: VideoTarget,
     /// Decreases made (for the stats).
@@ -76,6 +88,8 @@ impl RateController {
             reports: HashMap::new(),
             send_queue_bytes: 0,
             last_decrease: None,
+            delay_sample: None,
+            delay_falling: false,
             last_poll: None,
             told,
             decreases: 0,
@@ -140,13 +154,24 @@ impl RateController {
         let loss = median(&losses).copied().unwrap_or(0.0);
         let delay = median(&delays).copied().unwrap_or(0);
         let queue_ms = self.send_queue_bytes as f64 * 8.0 / self.target_kbps.max(1.0);
-        let congested =
-            loss > LOSS_CONGESTED || delay > DELAY_CONGESTED_MS || queue_ms > QUEUE_CONGESTED_MS;
-        let clear =
-            loss < LOSS_CLEAR && delay < DELAY_CLEAR_MS && queue_ms < QUEUE_CONGESTED_MS / 3.0;
+        match self.delay_sample {
+            Some((at, _)) if now.saturating_duration_since(at) < DELAY_TREND_INTERVAL => {}
+            Some((_, previous)) => {
+                self.delay_falling = delay.saturating_add(DELAY_FALLING_MS) < previous;
+                self.delay_sample = Some((now, delay));
+            }
+            None => self.delay_sample = Some((now, delay)),
+        }
         let since_decrease = self
             .last_decrease
             .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+        // A high delay that is falling is a queue draining, not a queue building.
+        let queue_building = delay > DELAY_CONGESTED_MS
+            && !self.delay_falling
+            && since_decrease >= DELAY_DECREASE_SPACING;
+        let congested = loss > LOSS_CONGESTED || queue_building || queue_ms > QUEUE_CONGESTED_MS;
+        let clear =
+            loss < LOSS_CLEAR && delay < DELAY_CLEAR_MS && queue_ms < QUEUE_CONGESTED_MS / 3.0;
         if congested && since_decrease >= DECREASE_SPACING {
             let mut next = self.target_kbps * (1.0 - 0.5 * loss).min(0.85);
             if let Some(&received) = median(&rates) {
@@ -246,6 +271,29 @@ mod tests {
         let clear = |target: f64| vec![(PeerId(2), report(0, target as u32, Some(5)))];
         let up = drive(&mut c, &mut t, 20, clear);
         assert_eq!(up.bitrate_kbps, 1500, "{up:?}");
+    }
+
+    #[test]
+    fn a_draining_queue_is_not_congestion_but_a_standing_one_is() {
+        let mut t = Instant::now();
+        let mut c = RateController::new(1000);
+        let one = |delay: u16| vec![(PeerId(2), report(0, 1000, Some(delay)))];
+        // A queue of 400 ms: a decrease.
+        t += Duration::from_millis(250);
+        c.on_report(t, PeerId(2), report(0, 1000, Some(400)));
+        assert_eq!(c.poll(t).map(|v| v.bitrate_kbps), Some(850));
+        // It peaks, then drains (one report per 500 ms): no further decrease while it falls.
+        for delay in [450, 420, 380, 330, 280, 240, 200, 170, 150] {
+            t += Duration::from_millis(250);
+            c.on_report(t, PeerId(2), report(0, 1000, Some(delay)));
+            c.poll(t);
+            t += Duration::from_millis(250);
+            c.poll(t);
+        }
+        assert_eq!((c.target().bitrate_kbps, c.decreases), (850, 1));
+        // A queue that stops draining at 150 ms is a standing queue: a decrease again.
+        drive(&mut c, &mut t, 1, |_| one(150));
+        assert_eq!((c.target().bitrate_kbps, c.decreases), (723, 2));
     }
 
     #[test]

@@ -57,10 +57,11 @@ fn video(frame_number: u32, keyframe: bool, size: usize) -> LocalMedia {
     LocalMedia::video(meta, &au)
 }
 
-fn audio(sequence: u32) -> LocalMedia {
+/// An audio frame captured at `capture_time_us` (the simulated wall clock).
+fn audio(sequence: u32, capture_time_us: u64) -> LocalMedia {
     LocalMedia::audio(
         AudioMeta {
-            capture_time_us: 0,
+            capture_time_us,
             sequence,
         },
         &[0xAB; 60],
@@ -71,8 +72,9 @@ fn audio(sequence: u32) -> LocalMedia {
 fn stream(call: &mut SimCall, from: PeerId, first: u32, frames: u32) {
     for n in first..first + frames {
         call.send_media(from, video(n, n == first, 3000));
-        call.send_media(from, audio(n * 2));
-        call.send_media(from, audio(n * 2 + 1));
+        let now_us = call.unix_us();
+        call.send_media(from, audio(n * 2, now_us));
+        call.send_media(from, audio(n * 2 + 1, now_us));
         call.run_for(Duration::from_millis(33));
     }
 }
@@ -368,7 +370,7 @@ fn a_muted_microphone_sends_no_audio_whatever_is_queued() {
     call.command(a, CoreCommand::SetMicMuted(true));
     // Everything the audio thread had queued (and more) arrives after the mute.
     for seq in 100..600 {
-        call.send_media(a, audio(seq));
+        call.send_media(a, audio(seq, call.unix_us()));
     }
     call.run_for(Duration::from_secs(2));
     assert_eq!(
@@ -382,7 +384,7 @@ fn a_muted_microphone_sends_no_audio_whatever_is_queued() {
     let s = state(&call, b);
     assert!(s.peers.iter().find(|p| p.peer_id == a).unwrap().mic_muted);
     call.command(a, CoreCommand::SetMicMuted(false));
-    call.send_media(a, audio(600));
+    call.send_media(a, audio(600, call.unix_us()));
     assert_eq!(
         sent_of_kind(&call.member(a).out, DatagramKind::Audio),
         audio_before + 1
@@ -594,4 +596,98 @@ fn under_loss_p_frames_carry_repair_fragments_and_without_loss_they_do_not() {
     assert!(got.len() >= 345, "{} of 360 decoded", got.len());
     let told = call.member(a).out.expected_audio_loss.unwrap();
     assert!(told > 5, "the audio encoder is told the loss: {told} %");
+}
+
+/// Sends 30 fps video in two temporal layers (even frames layer 0, odd ones layer 1; a
+/// keyframe first) and 50 fps audio, following the sender's rate control as an encoder
+/// would: frames sized for its latest target, layer-1 frames dropped when it asks for the
+/// base layer only. Returns the layer-1 frames dropped.
+fn stream_layered(call: &mut SimCall, from: PeerId, first: u32, frames: u32) -> u32 {
+    let mut dropped = 0;
+    for n in first..first + frames {
+        let target = call.member(from).out.video_targets.last().copied();
+        let kbps = target.map_or(1500, |t| t.bitrate_kbps) as usize;
+        let layer = (n % 2) as u8;
+        if layer == 1 && target.is_some_and(|t| t.base_layer_only) {
+            dropped += 1;
+        } else {
+            let mut media = video(n, n == first, kbps * 1000 / 8 / 30);
+            if let LocalMedia::Video { meta, .. } = &mut media {
+                meta.layer = layer;
+            }
+            call.send_media(from, media);
+        }
+        let now_us = call.unix_us();
+        call.send_media(from, audio(n * 2, now_us));
+        call.send_media(from, audio(n * 2 + 1, now_us));
+        call.run_for(Duration::from_millis(33));
+    }
+    dropped
+}
+
+#[test]
+fn a_lost_upper_layer_frame_costs_that_frame_only_and_no_keyframe() {
+    let (mut call, ids) = keyed_call(2, 23);
+    let (a, b) = (ids[0], ids[1]);
+    // Frame 7 (layer 1) never arrives, whatever is resent.
+    lose_at_relay(&mut call, a, vec![(7, None)], true);
+    stream_layered(&mut call, a, 0, 30);
+    call.run_for(Duration::from_millis(500));
+    let want: Vec<u32> = (0..30).filter(|&n| n != 7).collect();
+    assert_eq!(decoded_from(&call, b, a), want);
+    assert_eq!(
+        call.member(a).out.keyframes_forced,
+        0,
+        "a non-reference frame's loss needs no keyframe"
+    );
+    let p = &state(&call, b).peers[0].stats;
+    assert_eq!(p.video_frames_given_up, 1, "{p:?}");
+    assert_eq!(call.member(b).core.counters().video_frames_skipped, 0);
+}
+
+#[test]
+fn a_rate_cap_makes_the_sender_step_down_and_lifting_it_makes_it_step_up() {
+    let (mut call, ids) = keyed_call(2, 24);
+    let (a, b) = (ids[0], ids[1]);
+    let base = lan().up;
+    let capped = LinkConfig {
+        rate_bps: Some(800_000),
+        queue_bytes: 40_000,
+        ..base.clone()
+    };
+    call.member_mut(a).set_links(MemberLinks {
+        up: capped,
+        down: base.clone(),
+    });
+    stream_layered(&mut call, a, 0, 300);
+    let down = state(&call, a).sent.clone();
+    assert!(down.rate_decreases >= 1, "{down:?}");
+    assert!(
+        down.target_kbps <= 800,
+        "below the cap after 10 s: {} kbit/s",
+        down.target_kbps
+    );
+    assert!(down.target_kbps >= 100, "{down:?}");
+    // What gets through is still a call: the last 3 s decode at a steady rate.
+    let decoded = decoded_from(&call, b, a);
+    let recent = decoded.iter().filter(|&&n| n >= 210).count();
+    assert!(recent >= 45, "{recent} of the last 90 frames decoded");
+
+    call.member_mut(a).set_links(MemberLinks {
+        up: base.clone(),
+        down: base,
+    });
+    stream_layered(&mut call, a, 300, 600);
+    let up = state(&call, a).sent.clone();
+    assert!(
+        up.target_kbps >= 1200,
+        "back up once the cap is lifted: {} kbit/s",
+        up.target_kbps
+    );
+    assert!(!up.base_layer_only);
+    let timeline: Vec<u32> = up.timeline.iter().map(|s| s.target_kbps).collect();
+    assert!(
+        timeline.iter().any(|&k| k <= 800) && timeline.last().is_some_and(|&k| k >= 1200),
+        "{timeline:?}"
+    );
 }
