@@ -14,7 +14,8 @@
 #            later on the same port with the same state directory (so the same certificate)
 #   rebind   no loss; 10 s in, each bot's proxy moves it to a new source port (NAT
 #            rebinding): the relay sees the connection migrate
-#   cap      bot1 sends 1280x720 @ 1500 kbit/s; its path up to the relay is capped at
+#   cap      bot1 sends 1280x720 @ 1500 kbit/s of the busy test pattern (noise that takes
+#            every bit the encoder is given); its path up to the relay is capped at
 #            800 kbit/s (50 000-byte queue, tail drop): rate control must adapt
 #   three    three bots; bot3's path down from the relay is capped at 300 kbit/s (20 000-byte
 #            queue): the relay sheds upper layers for it, the other two must not suffer
@@ -108,9 +109,9 @@ scenario_bots() { [[ "$1" == three ]] && echo 3 || echo 2; }
 # What bot $2 sends in scenario $1.
 bot_media() {
     if [[ "$1" == cap && "$2" == 1 ]]; then
-        echo "--resolution 1280x720 --bitrate-kbps 1500"
+        echo "--video testsrc-busy --resolution 1280x720 --bitrate-kbps 1500"
     else
-        echo "--resolution 640x360 --bitrate-kbps 600"
+        echo "--video testsrc --resolution 640x360 --bitrate-kbps 600"
     fi
 }
 
@@ -145,7 +146,7 @@ run_scenario() {
         echo "   bot$i via $proxy: $media ${flags:-(no extra impairment)}"
         # shellcheck disable=SC2086
         VCALL_LINK="vcall://$proxy/net-$name?fp=$FP#k=$key" "$BOT_BIN" --name "bot$i" \
-            --duration "$DURATION" --video testsrc --audio tone $media --fps 30 \
+            --duration "$DURATION" --audio tone $media --fps 30 \
             --report "$dir/bot$i.json" 2>"$dir/bot$i.err" &
         bot_pids+=("$!")
         PIDS+=("$!")

@@ -43,6 +43,9 @@ pub enum VideoInput {
     Off,
     /// The built-in moving, frame-numbered test pattern (receivers can compute PSNR).
     TestPattern,
+    /// The test pattern under fresh noise every frame: content that takes every bit the
+    /// encoder is given (for rate-control tests; no PSNR).
+    BusyPattern,
     /// A Y4M file, looped.
     Y4m(PathBuf),
     /// Any other source, e.g. a camera opened by the app.

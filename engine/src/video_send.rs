@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{Sender, UnboundedSender};
 use vcall_media::I420Frame;
-use vcall_media::source::{TestPatternSource, VideoSource, Y4mFileSource};
+use vcall_media::source::{BusyPatternSource, TestPatternSource, VideoSource, Y4mFileSource};
 use vcall_media::video_codec::{H264Encoder, H264EncoderConfig};
 use vcall_proto::media::VideoMeta;
 
@@ -48,6 +48,13 @@ fn open_input(
                     .map_err(SourceError::TestPattern)?,
             ),
             test_pattern: true,
+        }),
+        VideoInput::BusyPattern => Some(ActiveSource {
+            source: Box::new(
+                BusyPatternSource::new(settings.width as usize, settings.height as usize)
+                    .map_err(SourceError::TestPattern)?,
+            ),
+            test_pattern: false,
         }),
         VideoInput::Y4m(path) => Some(ActiveSource {
             source: Box::new(

@@ -97,7 +97,7 @@ fn two_bots_report_each_other_and_record_what_they_received() {
         let mut wav = WavReader::new(std::io::BufReader::new(wav)).unwrap();
         let mut samples = vec![0.0f32; 48_000];
         let n = wav.read_samples(&mut samples).unwrap();
-        assert!(n >= 24_000, "{me} recorded {n} samples");
+        assert!(n >= 24_000, "{me} recorded {n} samples; its report: {p}");
         let hz = dominant_frequency(&samples[..n], 48_000);
         assert!((hz - frequency_for_name(other)).abs() < 5.0, "{hz}");
     }

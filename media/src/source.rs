@@ -55,6 +55,40 @@ impl VideoSource for TestPatternSource {
     }
 }
 
+/// The test pattern under fresh luma noise every frame: a busy scene (a camera's grain, a
+/// moving crowd) that takes every bit the encoder is given, for tests of rate control. The
+/// noise is seeded by the frame number, so a run is repeatable; frames are not the clean
+/// pattern, so receivers cannot compute PSNR against it.
+#[derive(Debug, Clone, Copy)]
+pub struct BusyPatternSource {
+    pattern: TestPatternSource,
+}
+
+impl BusyPatternSource {
+    /// A busy pattern source of `width`x`height` (even, non-zero).
+    pub fn new(width: usize, height: usize) -> Result<Self, MediaError> {
+        Ok(Self {
+            pattern: TestPatternSource::new(width, height)?,
+        })
+    }
+}
+
+impl VideoSource for BusyPatternSource {
+    fn next_frame(&mut self, frame_number: u64, out: &mut I420Frame) -> Result<bool, MediaError> {
+        self.pattern.next_frame(frame_number, out)?;
+        // xorshift32, never seeded with 0.
+        let mut state = (frame_number as u32).wrapping_mul(0x9E37_79B9) | 1;
+        let (y, _, _) = out.planes_mut();
+        for pixel in y.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            *pixel = pixel.saturating_add((state & 0x0F) as u8);
+        }
+        Ok(true)
+    }
+}
+
 /// Frames of a Y4M file, played once or looped.
 pub struct Y4mFileSource {
     reader: Y4mReader<BufReader<File>>,
@@ -257,6 +291,39 @@ mod tests {
         assert_eq!((frame.width(), frame.height()), (320, 180));
         assert_eq!(test_pattern::read_frame_number(&frame), Some(77));
         assert!(TestPatternSource::new(0, 180).is_err());
+        assert!(BusyPatternSource::new(0, 180).is_err());
+    }
+
+    #[test]
+    fn busy_pattern_source_is_the_pattern_under_repeatable_noise() {
+        let mut busy = BusyPatternSource::new(320, 180).unwrap();
+        let mut clean = TestPatternSource::new(320, 180).unwrap();
+        let (mut a, mut b, mut c) = (
+            I420Frame::new(2, 2).unwrap(),
+            I420Frame::new(2, 2).unwrap(),
+            I420Frame::new(2, 2).unwrap(),
+        );
+        busy.next_frame(5, &mut a).unwrap();
+        busy.next_frame(5, &mut b).unwrap();
+        clean.next_frame(5, &mut c).unwrap();
+        assert_eq!(a.y(), b.y(), "the same frame number, the same noise");
+        let differing = a.y().iter().zip(c.y()).filter(|(x, y)| x != y).count();
+        assert!(differing > a.y().len() / 2, "{differing} pixels differ");
+        busy.next_frame(6, &mut b).unwrap();
+        clean.next_frame(6, &mut c).unwrap();
+        let noise = |f: &I420Frame, p: &I420Frame| -> Vec<i16> {
+            f.y()
+                .iter()
+                .zip(p.y())
+                .map(|(x, y)| *x as i16 - *y as i16)
+                .collect()
+        };
+        let mut clean5 = I420Frame::new(2, 2).unwrap();
+        TestPatternSource::new(320, 180)
+            .unwrap()
+            .next_frame(5, &mut clean5)
+            .unwrap();
+        assert_ne!(noise(&a, &clean5), noise(&b, &c), "fresh noise every frame");
     }
 
     #[test]

@@ -26,7 +26,8 @@ struct Args {
     /// Seconds to stay in the call.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// testsrc, none, or a .y4m file.
+    /// testsrc, testsrc-busy (the pattern under noise: takes every bit it is given), none,
+    /// or a .y4m file.
     #[arg(long, default_value = "testsrc")]
     video: String,
     /// tone, none, or a 48 kHz mono .wav file.
@@ -80,6 +81,7 @@ fn main() -> ExitCode {
     };
     config.camera = match args.video.as_str() {
         "testsrc" => VideoInput::TestPattern,
+        "testsrc-busy" => VideoInput::BusyPattern,
         "none" => VideoInput::Off,
         path => VideoInput::Y4m(PathBuf::from(path)),
     };

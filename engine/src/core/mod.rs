@@ -46,7 +46,7 @@ pub use recovery::RecoveryTiming;
 use remote::RemotePeer;
 pub use report::REPORT_INTERVAL;
 pub use retransmit::RetransmitCounters;
-use retransmit::{LossEstimate, SentHistory, repair_for};
+use retransmit::{LossEstimate, SentHistory, repair_for, repair_share};
 
 use crate::state::{
     CallPhase, CallState, EndReason, HandshakeLogEntry, MAX_HANDSHAKE_LOG, PeerState,
@@ -377,6 +377,8 @@ impl CallCore {
                 remote.reassembler.expire(now);
             }
             self.send_reports(now);
+            self.rate
+                .set_repair_share(repair_share(self.video_loss(now)));
             if let Some(target) = self.rate.poll(now) {
                 self.outputs.push_back(Output::VideoTarget(target));
             }
@@ -951,6 +953,14 @@ impl CallCore {
         }
     }
 
+    /// The fraction of our video fragments receivers lose: the worst receiver report (which
+    /// sees the loss FEC repaired too), or the share NACKed as a fallback.
+    fn video_loss(&self, now: Instant) -> f64 {
+        self.loss
+            .fraction()
+            .max(self.rate.worst_loss(now).unwrap_or(0.0))
+    }
+
     fn request_keyframe(&mut self, now: Instant, peer: PeerId, need: KeyframeNeed) {
         if !self.remotes.contains_key(&peer) || !self.keyframes.should_request(now, peer, need) {
             return;
@@ -993,11 +1003,7 @@ impl CallCore {
         let approx_count = frame
             .len()
             .div_ceil(self.datagram_limit.saturating_sub(30).max(1));
-        let loss = self
-            .loss
-            .fraction()
-            .max(self.rate.worst_loss(now).unwrap_or(0.0));
-        let repair = repair_for(approx_count, keyframe, loss);
+        let repair = repair_for(approx_count, keyframe, self.video_loss(now));
         // Room for a target id: a retransmission is the same body behind an addressed header.
         let limit = self.datagram_limit - RETRANSMIT_HEADER_GROWTH;
         let Ok(fragments) =
@@ -1155,11 +1161,8 @@ impl CallCore {
         self.frames_sent_at_stats = sent.video_frames;
         let resent = self.history.counters();
         self.loss.update(&resent);
-        // Receiver reports see the loss FEC repaired too; NACKs are the fallback.
-        let loss = self
-            .loss
-            .fraction()
-            .max(self.rate.worst_loss(now).unwrap_or(0.0));
+        let loss = self.video_loss(now);
+        let sent = &mut self.state.sent;
         sent.loss_reported = loss;
         let expected = expected_audio_loss(loss);
         if expected.abs_diff(self.audio_loss_told) >= 2 {

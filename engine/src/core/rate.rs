@@ -3,7 +3,12 @@
 //! configured rate the base temporal layer only (half the frame rate). Multiplicative decrease
 //! on congestion, slow increase after a quiet hold, like the loss/delay parts of Google
 //! congestion control. A high queuing delay that is already falling (the queue draining after
-//! a decrease) is not congestion again: only a delay that stays or grows is. One slow receiver does not slow everyone: the sender follows the
+//! a decrease) is not congestion again: only a delay that stays or grows is. Loss is congestion
+//! only beside a queue (a delay above [`LOSS_NEEDS_DELAY_MS`]): random loss on a radio link
+//! comes without one, and lowering the rate would not cure it (repair fragments do). A full
+//! tail-drop queue always shows its delay. The target is the video's whole send rate: the
+//! encoder is told it less the repair fragments' share ([`RateController::set_repair_share`]).
+//! One slow receiver does not slow everyone: the sender follows the
 //! median receiver (of two, the better one), and the relay sheds upper layers for the rest.
 
 use std::collections::HashMap;
@@ -16,6 +21,9 @@ use vcall_proto::media::ReceiverReport;
 pub const MIN_VIDEO_KBPS: u32 = 100;
 /// Receiver loss above this means congestion.
 const LOSS_CONGESTED: f64 = 0.10;
+/// Loss is congestion only with at least this queuing delay (ms); a receiver that cannot
+/// measure delay (no audio from us) has its loss taken as congestion.
+const LOSS_NEEDS_DELAY_MS: u16 = 25;
 /// Receiver loss below this allows increasing.
 const LOSS_CLEAR: f64 = 0.02;
 /// Queuing delay above this means congestion (ms).
@@ -69,6 +77,8 @@ pub struct RateController {
     delay_falling: bool,
     last_poll: Option<Instant>,
     told: VideoTarget,
+    /// Repair fragments sent per data fragment now.
+    repair_share: f64,
     /// Decreases made (for the stats).
     pub decreases: u64,
 }
@@ -92,16 +102,25 @@ impl RateController {
             delay_falling: false,
             last_poll: None,
             told,
+            repair_share: 0.0,
             decreases: 0,
         }
     }
 
-    /// The target now.
+    /// The encoder's target now: the send rate less the repair fragments' share.
     pub fn target(&self) -> VideoTarget {
         VideoTarget {
-            bitrate_kbps: self.target_kbps.round() as u32,
+            bitrate_kbps: (self.target_kbps / (1.0 + self.repair_share))
+                .max(f64::from(MIN_VIDEO_KBPS))
+                .round() as u32,
             base_layer_only: self.base_layer_only,
         }
+    }
+
+    /// Repair (FEC) fragments now sent per data fragment (0..=1), which the encoder's rate
+    /// leaves room for.
+    pub fn set_repair_share(&mut self, share: f64) {
+        self.repair_share = share.clamp(0.0, 1.0);
     }
 
     /// A receiver's report on our video.
@@ -141,11 +160,21 @@ impl RateController {
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         self.last_poll = Some(now);
         // The median receiver: of n sorted best first, index (n-1)/2.
-        let mut losses: Vec<f64> = self.fresh(now).map(|r| r.loss_fraction()).collect();
+        // Per receiver, the loss that counts as congestion: only beside a queue.
+        let mut losses: Vec<f64> = self
+            .fresh(now)
+            .map(|r| match r.queuing_delay_ms {
+                Some(d) if d < LOSS_NEEDS_DELAY_MS => 0.0,
+                _ => r.loss_fraction(),
+            })
+            .collect();
         let mut delays: Vec<u16> = self.fresh(now).filter_map(|r| r.queuing_delay_ms).collect();
         let mut rates: Vec<f64> = self
             .fresh(now)
-            .filter(|r| r.loss_fraction() > LOSS_CONGESTED)
+            .filter(|r| {
+                r.loss_fraction() > LOSS_CONGESTED
+                    && r.queuing_delay_ms.is_none_or(|d| d >= LOSS_NEEDS_DELAY_MS)
+            })
             .map(|r| r.receive_kbps())
             .collect();
         losses.sort_by(f64::total_cmp);
@@ -294,6 +323,39 @@ mod tests {
         // A queue that stops draining at 150 ms is a standing queue: a decrease again.
         drive(&mut c, &mut t, 1, |_| one(150));
         assert_eq!((c.target().bitrate_kbps, c.decreases), (723, 2));
+    }
+
+    #[test]
+    fn random_loss_without_a_queue_is_not_congestion() {
+        let mut t = Instant::now();
+        let mut c = RateController::new(600);
+        // 36 % loss (20 % on each of two hops), no queue: the rate stays.
+        let radio = |target: f64| vec![(PeerId(2), report(36, (target * 0.64) as u32, Some(4)))];
+        assert_eq!(drive(&mut c, &mut t, 10, radio).bitrate_kbps, 600);
+        assert_eq!(c.decreases, 0);
+        assert!(
+            (c.worst_loss(t).unwrap() - 0.36).abs() < 1e-9,
+            "FEC still sees it"
+        );
+        // The same loss from a receiver that cannot measure delay counts.
+        let blind = |target: f64| vec![(PeerId(2), report(36, (target * 0.64) as u32, None))];
+        assert!(drive(&mut c, &mut t, 2, blind).bitrate_kbps < 600);
+    }
+
+    #[test]
+    fn the_encoder_leaves_room_for_repair_fragments() {
+        let mut c = RateController::new(1000);
+        assert_eq!(c.target().bitrate_kbps, 1000);
+        c.set_repair_share(0.25);
+        assert_eq!(c.target().bitrate_kbps, 800);
+        let t = Instant::now();
+        assert_eq!(c.poll(t).map(|v| v.bitrate_kbps), Some(800), "retold");
+        c.set_repair_share(7.0);
+        assert_eq!(
+            c.target().bitrate_kbps,
+            500,
+            "at most one repair per data fragment"
+        );
     }
 
     #[test]

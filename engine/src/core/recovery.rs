@@ -21,6 +21,9 @@ const MAX_ABSENT: usize = 32;
 /// reorders fragments sent together, and a NACK for one still on its way is wasted.
 pub const REORDER_GRACE: Duration = Duration::from_millis(15);
 
+/// The longest wait for frames of upper layers only.
+pub const MAX_UPPER_WAIT: Duration = Duration::from_millis(100);
+
 /// How long loss recovery waits, from the path's round-trip time to the relay (a NACK's
 /// answer crosses the relay twice: about two such round trips).
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +33,8 @@ pub struct RecoveryTiming {
     /// How long a missing frame is waited for before it is given up on.
     pub give_up: Duration,
     /// The same when only upper-layer frames are missing (no other frame needs them): time
-    /// for one NACK's answer, short enough that the pause is not a freeze.
+    /// for one NACK's answer, at most [`MAX_UPPER_WAIT`] so that the pause (the wait plus the
+    /// two frame intervals it spans) stays under a freeze's 183 ms at 30 fps.
     pub give_up_upper: Duration,
 }
 
@@ -45,8 +49,8 @@ impl RecoveryTiming {
             // the first and its answer takes about a round trip through the relay and back.
             give_up: (renack * 3 + e2e + Duration::from_millis(20))
                 .clamp(Duration::from_millis(150), Duration::from_millis(800)),
-            give_up_upper: (renack + Duration::from_millis(20))
-                .clamp(Duration::from_millis(60), Duration::from_millis(150)),
+            give_up_upper: (e2e + Duration::from_millis(10))
+                .clamp(Duration::from_millis(40), MAX_UPPER_WAIT),
         }
     }
 }
@@ -657,7 +661,8 @@ mod tests {
         for rtt in [0, 20, 40, 100, 500] {
             let t = RecoveryTiming::from_rtt(Duration::from_millis(rtt));
             assert!(t.give_up_upper < t.give_up, "{t:?}");
-            assert!(t.give_up_upper <= Duration::from_millis(150));
+            assert!(t.give_up_upper <= MAX_UPPER_WAIT);
+            assert!(t.give_up_upper >= Duration::from_millis(40));
         }
     }
 }

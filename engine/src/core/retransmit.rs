@@ -211,6 +211,15 @@ pub fn repair_for(count: usize, keyframe: bool, loss: f64) -> usize {
     }
 }
 
+/// Repair fragments per data fragment that [`repair_for`] adds to P-frames at `loss`.
+pub fn repair_share(loss: f64) -> f64 {
+    if loss >= 0.01 {
+        (loss * 2.0).min(1.0)
+    } else {
+        0.0
+    }
+}
+
 /// The same datagram body behind a header addressed to `to` (same temporal layer).
 fn addressed(original: &Bytes, to: PeerId) -> Bytes {
     let (layer, body) = DatagramHeader::decode(original)
