@@ -108,6 +108,7 @@ pub struct PeerReport {
     pub retransmissions: u64,
     pub fec_recovered: u64,
     pub video_frames_given_up: u64,
+    pub video_playout_delay_ms: u64,
     pub width: u32,
     pub height: u32,
     /// The peer left before this report was written (its figures are from when it left).
@@ -213,6 +214,7 @@ impl Report {
                     retransmissions: p.stats.retransmissions,
                     fec_recovered: p.stats.fec_recovered,
                     video_frames_given_up: p.stats.video_frames_given_up,
+                    video_playout_delay_ms: p.stats.video_playout_delay_ms,
                     width: p.stats.width,
                     height: p.stats.height,
                     left,
@@ -328,6 +330,7 @@ mod tests {
             "retransmissions",
             "fec_recovered",
             "video_frames_given_up",
+            "video_playout_delay_ms",
             "timeline",
         ] {
             assert!(peer.get(key).is_some(), "missing peers[].{key}");

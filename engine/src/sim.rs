@@ -38,8 +38,9 @@ pub struct MemberLinks {
 /// What a member's core produced that is not network traffic.
 #[derive(Default)]
 pub struct MemberOutputs {
-    /// Frames handed to the video decoder, in order.
+    /// Frames handed to the video decoder, in order, and when.
     pub decoded: Vec<VideoToDecode>,
+    pub decoded_at: Vec<Instant>,
     /// Audio frames handed to the audio thread, in order.
     pub played: Vec<AudioToPlay>,
     /// How often the core asked our encoder for a keyframe.
@@ -435,6 +436,7 @@ impl SimCall {
                 Output::Decode(v) => {
                     if m.keep_media {
                         m.out.decoded.push(v);
+                        m.out.decoded_at.push(now);
                     }
                 }
                 Output::Play(a) => {

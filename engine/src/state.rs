@@ -147,6 +147,9 @@ pub struct PeerStats {
     pub fec_recovered: u64,
     /// Its frames given up on (not recovered in time).
     pub video_frames_given_up: u64,
+    /// The video playout delay now: how long its frames wait before decoding so that late
+    /// (repaired) ones play on time, in milliseconds.
+    pub video_playout_delay_ms: u64,
     /// One entry per second of the call (the last [`MAX_TIMELINE`] seconds).
     pub timeline: Vec<PeerSecond>,
 }

@@ -15,9 +15,11 @@
 
 mod io;
 mod keyframes;
+mod playout;
 mod rate;
 mod recovery;
 mod remote;
+pub use playout::MAX_PLAYOUT_DELAY;
 mod report;
 mod retransmit;
 
@@ -337,6 +339,11 @@ impl CallCore {
             .min(self.next_stats)
             .min(self.next_recovery)
             .min(self.next_ping);
+        for remote in self.remotes.values() {
+            if let Some(due) = remote.playout.next_due() {
+                next = next.min(due);
+            }
+        }
         if let Some(ms) = self.session.next_timeout() {
             next = next.min(self.clock.instant_of_unix_ms(ms));
         }
@@ -354,6 +361,7 @@ impl CallCore {
             self.next_heartbeat = now + HEARTBEAT_INTERVAL;
             self.send_heartbeat(now);
         }
+        self.release_due_frames(now);
         if now >= self.next_recovery {
             self.next_recovery = now + RECOVERY_INTERVAL;
             self.run_recovery(now);
@@ -749,8 +757,10 @@ impl CallCore {
                         .is_some_and(|r| r.layers.skips(&frame.meta));
                     if skip {
                         self.counters.video_frames_skipped += 1;
-                    } else {
-                        self.outputs.push_back(Output::Decode(frame));
+                    } else if let Some(remote) = self.remotes.get_mut(&sender) {
+                        let now_us = self.clock.unix_us(now);
+                        let capture_us = frame.meta.capture_time_us;
+                        remote.playout.push(now, now_us, capture_us, frame);
                     }
                 }
                 Ordered::GaveUp { from, to } => {
@@ -774,6 +784,16 @@ impl CallCore {
         }
         if need_keyframe {
             self.request_keyframe(now, sender, KeyframeNeed::FrameLost);
+        }
+        self.release_due_frames(now);
+    }
+
+    /// Hands the decoder every frame whose playout time has come (PROTOCOL.md §5, "Playout").
+    fn release_due_frames(&mut self, now: Instant) {
+        for remote in self.remotes.values_mut() {
+            while let Some(frame) = remote.playout.pop_due(now) {
+                self.outputs.push_back(Output::Decode(frame));
+            }
         }
     }
 
@@ -1211,6 +1231,7 @@ impl CallCore {
             s.retransmissions = remote.retransmissions_received;
             s.fec_recovered = reassembly.frames_repaired;
             s.video_frames_given_up = remote.order.given_up;
+            s.video_playout_delay_ms = remote.playout.target().as_millis() as u64;
         }
         self.publish_now = true;
     }

@@ -1,5 +1,5 @@
 //! What the call core knows about one remote peer's media: its fragment reassembler, loss
-//! recovery (NACKs, frame order), sequence continuity, what its heartbeats say, and its
+//! recovery (NACKs, frame order), its video playout delay, sequence continuity, what its heartbeats say, and its
 //! media statistics.
 
 use std::time::Instant;
@@ -8,6 +8,7 @@ use vcall_proto::fragment::{Reassembler, ReassemblyConfig};
 use vcall_proto::media::Heartbeat;
 
 use super::VideoToDecode;
+use super::playout::VideoPlayout;
 use super::recovery::{FrameLayers, FrameOrder, NackScheduler};
 use super::report::ReportMeter;
 use crate::stats::PeerMedia;
@@ -20,6 +21,8 @@ pub struct RemotePeer {
     pub order: FrameOrder<VideoToDecode>,
     /// The temporal layer of its recent frames, and which frames a loss makes undecodable.
     pub layers: FrameLayers,
+    /// Its frames in order, waiting for their playout time (then decoded).
+    pub playout: VideoPlayout<VideoToDecode>,
     /// What we measure of its path, for our receiver reports to it.
     pub meter: ReportMeter,
     /// Video fragments it resent to us (addressed to us) that arrived.
@@ -46,6 +49,7 @@ impl RemotePeer {
             nacks: NackScheduler::default(),
             order: FrameOrder::default(),
             layers: FrameLayers::default(),
+            playout: VideoPlayout::default(),
             meter: ReportMeter::new(now),
             retransmissions_received: 0,
             first_keyframe_number: None,

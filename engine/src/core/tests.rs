@@ -43,12 +43,24 @@ fn lan() -> MemberLinks {
 }
 
 fn video(frame_number: u32, keyframe: bool, size: usize) -> LocalMedia {
+    video_at(frame_number, keyframe, size, 0, 0)
+}
+
+/// A video frame of temporal layer `layer` captured at `capture_time_us` (the simulated
+/// wall clock).
+fn video_at(
+    frame_number: u32,
+    keyframe: bool,
+    size: usize,
+    layer: u8,
+    capture_time_us: u64,
+) -> LocalMedia {
     let meta = VideoMeta {
-        capture_time_us: 0,
+        capture_time_us,
         frame_number,
         keyframe,
         test_pattern: false,
-        layer: 0,
+        layer,
         previous_layer: 0,
         width: 640,
         height: 360,
@@ -71,8 +83,8 @@ fn audio(sequence: u32, capture_time_us: u64) -> LocalMedia {
 /// Sends 30 fps video (a keyframe first) and 50 fps audio from `from` for `frames` frames.
 fn stream(call: &mut SimCall, from: PeerId, first: u32, frames: u32) {
     for n in first..first + frames {
-        call.send_media(from, video(n, n == first, 3000));
         let now_us = call.unix_us();
+        call.send_media(from, video_at(n, n == first, 3000, 0, now_us));
         call.send_media(from, audio(n * 2, now_us));
         call.send_media(from, audio(n * 2 + 1, now_us));
         call.run_for(Duration::from_millis(33));
@@ -309,6 +321,46 @@ fn lost_fragments_and_frames_are_resent_and_every_frame_decodes_in_order() {
         "{resent:?}"
     );
     assert!(resent.fragments_requested <= 3 * 6, "{resent:?}");
+}
+
+#[test]
+fn frames_repaired_by_retransmission_play_without_a_pause_once_the_playout_delay_has_learnt() {
+    let (mut call, ids) = keyed_call(2, 12);
+    let (a, b) = (ids[0], ids[1]);
+    // Every 10th frame loses its middle fragment's first copy and every repair fragment:
+    // only a NACK's retransmission repairs it, tens of ms late.
+    let lost = (10..100)
+        .step_by(10)
+        .flat_map(|f| [1, 3, 4, 5, 6].map(|i| (f, Some(i))))
+        .collect();
+    lose_at_relay(&mut call, a, lost, false);
+    stream(&mut call, a, 0, 100);
+    call.run_for(Duration::from_millis(500));
+    assert_eq!(decoded_from(&call, b, a), (0..100).collect::<Vec<_>>());
+    let p = state(&call, b).peers[0].stats.clone();
+    assert!(p.retransmissions >= 9, "{p:?}");
+    assert!(p.video_playout_delay_ms >= 30, "{p:?}");
+    let at = &call.member(b).out.decoded_at;
+    let gap = |w: &[Instant]| w[1].saturating_duration_since(w[0]);
+    // The first repairs taught the playout delay; from the 4th on, frames keep their spacing.
+    let late_gap = at[45..].windows(2).map(gap).max().unwrap();
+    assert!(late_gap <= Duration::from_millis(50), "{late_gap:?}");
+    // The first repair, before anything was learnt, was a pause.
+    let first_gap = at[5..15].windows(2).map(gap).max().unwrap();
+    assert!(first_gap >= Duration::from_millis(60), "{first_gap:?}");
+}
+
+#[test]
+fn on_a_clean_path_frames_wait_for_no_playout_delay() {
+    let (mut call, ids) = keyed_call(2, 13);
+    let (a, b) = (ids[0], ids[1]);
+    stream(&mut call, a, 0, 60);
+    let p = state(&call, b).peers[0].stats.clone();
+    assert!(decoded_from(&call, b, a).len() >= 58);
+    assert!(
+        p.video_playout_delay_ms <= 6,
+        "jitter of 2 ms per hop: {p:?}"
+    );
 }
 
 #[test]
@@ -611,11 +663,9 @@ fn stream_layered(call: &mut SimCall, from: PeerId, first: u32, frames: u32) -> 
         if layer == 1 && target.is_some_and(|t| t.base_layer_only) {
             dropped += 1;
         } else {
-            let mut media = video(n, n == first, kbps * 1000 / 8 / 30);
-            if let LocalMedia::Video { meta, .. } = &mut media {
-                meta.layer = layer;
-            }
-            call.send_media(from, media);
+            let size = kbps * 1000 / 8 / 30;
+            let now_us = call.unix_us();
+            call.send_media(from, video_at(n, n == first, size, layer, now_us));
         }
         let now_us = call.unix_us();
         call.send_media(from, audio(n * 2, now_us));
@@ -668,7 +718,9 @@ fn a_rate_cap_makes_the_sender_step_down_and_lifting_it_makes_it_step_up() {
         down.target_kbps
     );
     assert!(down.target_kbps >= 100, "{down:?}");
-    // What gets through is still a call: the last 3 s decode at a steady rate.
+    // What gets through is still a call: the last 3 s decode at a steady rate (once the
+    // frames waiting for their playout time have left).
+    call.run_for(MAX_PLAYOUT_DELAY);
     let decoded = decoded_from(&call, b, a);
     let recent = decoded.iter().filter(|&&n| n >= 210).count();
     assert!(recent >= 45, "{recent} of the last 90 frames decoded");
