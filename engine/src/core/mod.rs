@@ -22,6 +22,7 @@ mod remote;
 pub use playout::MAX_PLAYOUT_DELAY;
 mod report;
 mod retransmit;
+mod window_min;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::ControlFlow;

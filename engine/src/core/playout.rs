@@ -10,6 +10,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::window_min::WindowMin;
+
 /// The playout delay never exceeds this: beyond it a late frame is shown late.
 pub const MAX_PLAYOUT_DELAY: Duration = Duration::from_millis(200);
 /// Frames whose lateness the target is taken from.
@@ -29,8 +31,8 @@ pub struct VideoPlayout<T> {
     lateness_us: [u32; LATENESS_WINDOW],
     lateness_len: usize,
     lateness_next: usize,
-    /// (arrival, transit µs) with increasing transits: the front is the window's minimum.
-    base: VecDeque<(Instant, i64)>,
+    /// The least transit (µs) over [`BASE_WINDOW`].
+    base: WindowMin,
     target: Duration,
     last_release: Option<Instant>,
 }
@@ -42,7 +44,7 @@ impl<T> Default for VideoPlayout<T> {
             lateness_us: [0; LATENESS_WINDOW],
             lateness_len: 0,
             lateness_next: 0,
-            base: VecDeque::new(),
+            base: WindowMin::new(BASE_WINDOW),
             target: Duration::ZERO,
             last_release: None,
         }
@@ -59,18 +61,7 @@ impl<T> VideoPlayout<T> {
     /// at `now` (`now_us` on our wall clock). It waits until its playout time.
     pub fn push(&mut self, now: Instant, now_us: u64, capture_us: u64, frame: T) {
         let transit = now_us as i64 - capture_us as i64;
-        while self.base.back().is_some_and(|&(_, t)| t >= transit) {
-            self.base.pop_back();
-        }
-        self.base.push_back((now, transit));
-        while self
-            .base
-            .front()
-            .is_some_and(|&(at, _)| now.saturating_duration_since(at) > BASE_WINDOW)
-        {
-            self.base.pop_front();
-        }
-        let floor = self.base.front().map_or(transit, |&(_, t)| t);
+        let floor = self.base.push(now, transit);
         let late_us = (transit - floor).clamp(0, i64::from(u32::MAX)) as u32;
         self.lateness_us[self.lateness_next] = late_us;
         self.lateness_next = (self.lateness_next + 1) % LATENESS_WINDOW;

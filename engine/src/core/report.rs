@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use vcall_proto::media::ReceiverReport;
 
+use super::window_min::WindowMin;
+
 /// A receiver reports each sender's video path this often.
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(500);
 /// The minimum one-way delay is taken over this long.
@@ -35,8 +37,8 @@ pub struct ReportMeter {
     lost: u32,
     bytes: u32,
     window_start: Instant,
-    /// (arrival, one-way delay µs) with increasing delays: the front is the window's minimum.
-    delay_floor: VecDeque<(Instant, i64)>,
+    /// The least one-way delay (µs) over [`DELAY_BASE_WINDOW`].
+    delay_floor: WindowMin,
     /// Smoothed one-way delay, µs.
     delay: Option<f64>,
 }
@@ -50,7 +52,7 @@ impl ReportMeter {
             lost: 0,
             bytes: 0,
             window_start: now,
-            delay_floor: VecDeque::new(),
+            delay_floor: WindowMin::new(DELAY_BASE_WINDOW),
             delay: None,
         }
     }
@@ -119,17 +121,7 @@ impl ReportMeter {
     /// (ours).
     pub fn on_audio(&mut self, now: Instant, capture_us: u64, arrival_us: u64) {
         let delay = arrival_us as i64 - capture_us as i64;
-        while self.delay_floor.back().is_some_and(|&(_, d)| d >= delay) {
-            self.delay_floor.pop_back();
-        }
-        self.delay_floor.push_back((now, delay));
-        while self
-            .delay_floor
-            .front()
-            .is_some_and(|&(t, _)| now.duration_since(t) > DELAY_BASE_WINDOW)
-        {
-            self.delay_floor.pop_front();
-        }
+        self.delay_floor.push(now, delay);
         let smoothed = self
             .delay
             .map_or(delay as f64, |s| s + (delay as f64 - s) / 8.0);
@@ -138,7 +130,7 @@ impl ReportMeter {
 
     /// The queuing delay now (ms), once measured.
     pub fn queuing_delay_ms(&self) -> Option<u16> {
-        let floor = self.delay_floor.front()?.1 as f64;
+        let floor = self.delay_floor.min()? as f64;
         let delay = self.delay?;
         Some(((delay - floor).max(0.0) / 1000.0).round().min(60_000.0) as u16)
     }
