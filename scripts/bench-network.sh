@@ -22,8 +22,9 @@
 #
 # Prints ONE table: per scenario, video frames decoded / expected and audio frames played from
 # real or Opus-FEC data / expected over every receiver (from the bots' JSON reports,
-# docs/BOT-REPORT.md: video expected = peers[].video_frames_expected; audio expected = the
-# sender's sent.audio_frames), video freezes (their total as a share of the call time, and the
+# docs/BOT-REPORT.md: video expected = peers[].video_frames_expected, from the first keyframe;
+# audio expected = peers[].audio_frames_expected, from the first frame that arrived, as RTP
+# counts), video freezes (their total as a share of the call time, and the
 # longest), the recovery work (NACKs sent, fragments resent, frames rebuilt by FEC, frames
 # given up on), and the loss the proxies actually applied (their --json reports); then one
 # note per scenario with its own goal's figures.
@@ -217,19 +218,16 @@ for name in scenarios:
     for i in range(1, bots + 1):
         if f"bot{i}" not in reports:
             notes.append(f"{name}: bot{i} wrote no report")
-    # By name: after a reconnect a bot has a new peer id, and its old entry stays listed.
-    sent_audio = {n: r.get("sent", {}).get("audio_frames", 0) for n, r in reports.items()}
     v_dec = v_exp = a_dec = a_exp = 0
     freeze_ms = call_ms = max_freeze = nacks = resent = fec = given_up = 0
     for r in reports.values():
         for e in r.get("errors", []):
             notes.append(f"{name}: {r.get('name')}: {e}")
-        for sender in {p.get("name") for p in r.get("peers", [])}:
-            a_exp += sent_audio.get(sender, 0)
         for p in r.get("peers", []):
             v_dec += p.get("video_frames_decoded", 0)
             v_exp += p.get("video_frames_expected", 0)
             a_dec += p.get("audio_frames_decoded", 0) + p.get("audio_frames_fec", 0)
+            a_exp += p.get("audio_frames_expected", 0)
             freeze_ms += p.get("video_freeze_ms_total", 0)
             max_freeze = max(max_freeze, p.get("video_max_freeze_ms", 0))
             call_ms += 1000.0 * r.get("duration_s", 0)

@@ -127,6 +127,8 @@ pub struct PeerStats {
     pub video_frames_received: u64,
     pub video_frames_decoded: u64,
     pub video_psnr_db: Option<f64>,
+    /// Audio frames the peer sent since the first one that reached us.
+    pub audio_frames_expected: u64,
     pub audio_frames_decoded: u64,
     /// Frames played without their packet: rebuilt with Opus FEC, or concealed.
     pub audio_frames_fec: u64,
@@ -135,6 +137,8 @@ pub struct PeerStats {
     pub latency_ms: LatencyStats,
     pub datagrams_lost: u64,
     pub decrypt_failures: u64,
+    /// Bodies that arrived a second time (audio redundancy copies, path duplicates): dropped.
+    pub duplicates: u64,
     /// Inter-frame gaps longer than max(3 × the mean frame interval, mean + 150 ms), as in
     /// WebRTC's statistics: how many, their total and the longest, in milliseconds.
     pub video_freeze_count: u64,
@@ -208,6 +212,8 @@ pub struct PeerState {
 pub struct SentStats {
     pub video_frames: u64,
     pub audio_frames: u64,
+    /// Audio datagrams sent a second time (redundancy while receivers report loss).
+    pub audio_repeats: u64,
     pub datagrams: u64,
     pub bytes: u64,
     pub bitrate_out_kbps: u64,

@@ -13,6 +13,7 @@
 //! timer ─────────handle_timeout───┘                 └── Output::Publish  → the UI / bot
 //! ```
 
+mod audio_redundancy;
 mod io;
 mod keyframes;
 mod playout;
@@ -29,6 +30,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use self::audio_redundancy::AudioRedundancy;
 use bytes::Bytes;
 use vcall_crypto::{Action, OpenError, Session};
 use vcall_proto::control::{ControlFrame, ErrorCode, RosterEntry};
@@ -109,6 +111,8 @@ pub struct CallCore {
     rate: RateController,
     /// The packet loss our audio encoder was last told to expect (percent).
     audio_loss_told: u8,
+    /// Our audio datagrams sent twice while receivers report loss.
+    audio_redundancy: AudioRedundancy,
     next_recovery: Instant,
     /// Reused list of what the frame order decided.
     ordered: Vec<Ordered<VideoToDecode>>,
@@ -177,6 +181,7 @@ impl CallCore {
             loss: LossEstimate::default(),
             rate: RateController::new(config.max_video_kbps),
             audio_loss_told: DEFAULT_EXPECTED_AUDIO_LOSS,
+            audio_redundancy: AudioRedundancy::default(),
             next_recovery: now + RECOVERY_INTERVAL,
             ordered: Vec::new(),
             next_heartbeat: now,
@@ -528,10 +533,18 @@ impl CallCore {
                 // mute (or whatever the audio thread does) never reaches the network.
                 if self.mic_muted {
                     self.counters.audio_gated += 1;
+                    self.audio_redundancy.forget();
                     return;
                 }
-                if self.send_sealed(DatagramKind::Audio, None, &plain) {
-                    self.state.sent.audio_frames += 1;
+                let Some(sent) = self.send_sealed(DatagramKind::Audio, None, &plain) else {
+                    return;
+                };
+                self.state.sent.audio_frames += 1;
+                if let Some(copy) = self.audio_redundancy.on_sent(&sent) {
+                    self.state.sent.audio_repeats += 1;
+                    self.state.sent.datagrams += 1;
+                    self.state.sent.bytes += copy.len() as u64;
+                    self.outputs.push_back(Output::Datagram(copy));
                 }
             }
         }
@@ -845,7 +858,10 @@ impl CallCore {
         for (peer, report) in due {
             let mut plain = Vec::with_capacity(16);
             Feedback::ReceiverReport(report).append(&mut plain);
-            if self.send_sealed(DatagramKind::Feedback, Some(peer), &plain) {
+            if self
+                .send_sealed(DatagramKind::Feedback, Some(peer), &plain)
+                .is_some()
+            {
                 self.counters.reports_sent += 1;
             }
         }
@@ -966,6 +982,12 @@ impl CallCore {
             | OpenError::NotForMe
             | OpenError::NotJoined
             | OpenError::AwaitingSignature => {}
+            // A second copy (audio redundancy) or a duplicate on the path.
+            OpenError::Replayed { .. } => {
+                if let Some(r) = self.remotes.get_mut(&sender) {
+                    r.duplicates += 1;
+                }
+            }
             _ => {
                 if let Some(r) = self.remotes.get_mut(&sender) {
                     r.decrypt_failures += 1;
@@ -1051,7 +1073,14 @@ impl CallCore {
     }
 
     /// Seals one datagram body and queues it; false if it could not be sealed or is too large.
-    fn send_sealed(&mut self, kind: DatagramKind, target: Option<PeerId>, plain: &[u8]) -> bool {
+    /// Seals `plain` and queues it as a datagram; returns the datagram (None when it could not
+    /// be sealed or is too large for the path).
+    fn send_sealed(
+        &mut self,
+        kind: DatagramKind,
+        target: Option<PeerId>,
+        plain: &[u8],
+    ) -> Option<Bytes> {
         let header = DatagramHeader::new(kind, target);
         let mut out = Vec::with_capacity(
             header.len()
@@ -1064,12 +1093,13 @@ impl CallCore {
             || out.len() > self.datagram_limit
         {
             self.counters.not_sent += 1;
-            return false;
+            return None;
         }
         self.state.sent.datagrams += 1;
         self.state.sent.bytes += out.len() as u64;
-        self.outputs.push_back(Output::Datagram(Bytes::from(out)));
-        true
+        let datagram = Bytes::from(out);
+        self.outputs.push_back(Output::Datagram(datagram.clone()));
+        Some(datagram)
     }
 
     /// Performs every pending action of the E2EE session.
@@ -1185,6 +1215,7 @@ impl CallCore {
         let loss = self.video_loss(now);
         let sent = &mut self.state.sent;
         sent.loss_reported = loss;
+        self.audio_redundancy.on_reported_loss(loss);
         let expected = expected_audio_loss(loss);
         if expected.abs_diff(self.audio_loss_told) >= 2 {
             self.audio_loss_told = expected;
@@ -1217,6 +1248,7 @@ impl CallCore {
             s.video_frames_received = remote.video_frames_received;
             s.video_frames_decoded = media.video_frames_decoded;
             s.video_psnr_db = media.psnr_db();
+            s.audio_frames_expected = remote.audio_frames_expected();
             s.audio_frames_decoded = media.audio_frames_decoded;
             s.audio_frames_fec = media.audio_frames_fec;
             s.audio_frames_concealed = media.audio_frames_concealed;
@@ -1225,6 +1257,7 @@ impl CallCore {
             let reassembly = remote.reassembler.stats();
             s.datagrams_lost = remote.audio_gaps + reassembly.frames_dropped;
             s.decrypt_failures = remote.decrypt_failures;
+            s.duplicates = remote.duplicates;
             s.video_freeze_count = media.freeze_count;
             s.video_freeze_ms_total = media.freeze_ms_total;
             s.video_max_freeze_ms = media.max_freeze_ms;

@@ -32,7 +32,14 @@ pub struct RemotePeer {
     pub last_frame_number: u32,
     pub video_frames_received: u64,
     pub last_audio_sequence: Option<u32>,
+    /// The first audio sequence number of the current run (since the sender's last restart).
+    first_audio_sequence: Option<u32>,
+    /// Audio frames expected in the runs before the current one.
+    audio_expected_before: u64,
     pub audio_gaps: u64,
+    /// Bodies that arrived again after their first copy (a sender's redundant audio copy, or
+    /// a duplicate on the path): dropped, not a failure.
+    pub duplicates: u64,
     pub decrypt_failures: u64,
     pub bytes_in: u64,
     pub bytes_in_at_last_report: u64,
@@ -56,7 +63,10 @@ impl RemotePeer {
             last_frame_number: 0,
             video_frames_received: 0,
             last_audio_sequence: None,
+            first_audio_sequence: None,
+            audio_expected_before: 0,
             audio_gaps: 0,
+            duplicates: 0,
             decrypt_failures: 0,
             bytes_in: 0,
             bytes_in_at_last_report: 0,
@@ -72,6 +82,7 @@ impl RemotePeer {
     pub fn note_audio_sequence(&mut self, sequence: u32) {
         let Some(highest) = self.last_audio_sequence else {
             self.last_audio_sequence = Some(sequence);
+            self.first_audio_sequence = Some(sequence);
             return;
         };
         let ahead = sequence.wrapping_sub(highest);
@@ -81,10 +92,32 @@ impl RemotePeer {
             self.audio_gaps += u64::from(ahead - 1);
             self.last_audio_sequence = Some(sequence);
         } else if behind < 1000 {
-            self.audio_gaps = self.audio_gaps.saturating_sub(1);
+            let first = self.first_audio_sequence.unwrap_or(highest);
+            let before_first = first.wrapping_sub(sequence);
+            if before_first > 0 && before_first < 1000 {
+                // From before the first frame seen (held for its batch signature): the run
+                // starts earlier, and the frames between are gaps.
+                self.audio_gaps += u64::from(before_first - 1);
+                self.first_audio_sequence = Some(sequence);
+            } else {
+                // Late, out of order: one counted gap filled again.
+                self.audio_gaps = self.audio_gaps.saturating_sub(1);
+            }
         } else {
+            self.audio_expected_before = self.audio_frames_expected();
             self.last_audio_sequence = Some(sequence);
+            self.first_audio_sequence = Some(sequence);
         }
+    }
+
+    /// Audio frames the sender sent since the first one that reached us (RTP's "expected":
+    /// highest sequence number minus the first, plus one, summed over the sender's restarts).
+    pub fn audio_frames_expected(&self) -> u64 {
+        let run = match (self.first_audio_sequence, self.last_audio_sequence) {
+            (Some(first), Some(last)) => u64::from(last.wrapping_sub(first)) + 1,
+            _ => 0,
+        };
+        self.audio_expected_before + run
     }
 
     /// Video frames the sender produced since its first keyframe we saw.
@@ -114,6 +147,32 @@ mod tests {
         assert_eq!(p.audio_gaps, 1);
         p.note_audio_sequence(100_002);
         assert_eq!(p.audio_gaps, 2);
+    }
+
+    #[test]
+    fn expected_audio_frames_count_from_the_first_received_across_restarts() {
+        let mut p = RemotePeer::new(Instant::now(), Instant::now());
+        assert_eq!(p.audio_frames_expected(), 0);
+        p.note_audio_sequence(10);
+        p.note_audio_sequence(14);
+        assert_eq!(p.audio_frames_expected(), 5);
+        // A frame from before the first one seen, released late: two more expected, one
+        // of them lost.
+        p.note_audio_sequence(8);
+        assert_eq!(p.audio_frames_expected(), 7);
+        assert_eq!(p.audio_gaps, 3 + 1);
+        // Long into the run, a late frame is just late.
+        for n in 15..2000 {
+            p.note_audio_sequence(n);
+        }
+        p.note_audio_sequence(2005);
+        p.note_audio_sequence(2001);
+        assert_eq!(p.audio_gaps, 4 + 5 - 1);
+        assert_eq!(p.audio_frames_expected(), 2005 - 8 + 1);
+        // The sender restarted its sequence: 6 from the first run, then the new run's.
+        p.note_audio_sequence(500_000);
+        p.note_audio_sequence(500_002);
+        assert_eq!(p.audio_frames_expected(), 1998 + 3);
     }
 
     #[test]

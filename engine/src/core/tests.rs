@@ -650,6 +650,76 @@ fn under_loss_p_frames_carry_repair_fragments_and_without_loss_they_do_not() {
     assert!(told > 5, "the audio encoder is told the loss: {told} %");
 }
 
+#[test]
+fn under_loss_audio_goes_out_twice_and_a_frame_is_lost_only_when_both_copies_are() {
+    let (mut call, ids) = keyed_call(2, 23);
+    let (a, b) = (ids[0], ids[1]);
+    stream(&mut call, a, 0, 60);
+    assert_eq!(
+        state(&call, a).sent.audio_repeats,
+        0,
+        "no copies on a clean path"
+    );
+    let lossy = LinkConfig {
+        delay: Duration::from_millis(20),
+        loss: 0.05,
+        ..LinkConfig::perfect()
+    };
+    for p in [a, b] {
+        call.member_mut(p).set_links(MemberLinks {
+            up: lossy.clone(),
+            down: lossy.clone(),
+        });
+    }
+    // Until the first receiver reports arrive, one copy of each; then two.
+    stream(&mut call, a, 60, 60);
+    assert!(
+        state(&call, a).sent.audio_repeats > 0,
+        "copies once loss is reported"
+    );
+    let first_measured = 240;
+    stream(&mut call, a, 120, 300);
+    call.run_for(Duration::from_secs(1));
+    let played: std::collections::BTreeSet<u32> = call
+        .member(b)
+        .out
+        .played
+        .iter()
+        .filter(|p| p.peer == a && p.meta.sequence >= first_measured)
+        .map(|p| p.meta.sequence)
+        .collect();
+    let sent = 2 * (120 + 300) - first_measured;
+    // One copy over two 5 % hops keeps about 90 %; two copies about 99 %.
+    assert!(
+        played.len() as u32 * 100 >= sent * 97,
+        "{} of {sent} audio frames played",
+        played.len()
+    );
+    let p = &state(&call, b).peers[0].stats;
+    assert!(
+        p.duplicates > 100,
+        "second copies dropped as duplicates: {p:?}"
+    );
+    assert_eq!(p.decrypt_failures, 0, "a copy is not a failure");
+    assert_eq!(
+        call.member(b)
+            .out
+            .played
+            .iter()
+            .filter(|p| p.peer == a)
+            .count(),
+        call.member(b)
+            .out
+            .played
+            .iter()
+            .filter(|p| p.peer == a)
+            .map(|p| p.meta.sequence)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        "each frame is played once"
+    );
+}
+
 /// Sends 30 fps video in two temporal layers (even frames layer 0, odd ones layer 1; a
 /// keyframe first) and 50 fps audio, following the sender's rate control as an encoder
 /// would: frames sized for its latest target, layer-1 frames dropped when it asks for the
