@@ -77,8 +77,15 @@ ready_line() {
     grep -m1 "^$2" "$1" || true
 }
 
-# The relay on an ephemeral loopback port; its ready line gives the port and fingerprint.
-"$RELAY_BIN" --listen 127.0.0.1:0 --state-dir "$WORK/relay" >"$WORK/relay.out" 2>"$WORK/relay.err" &
+# The relay on an ephemeral loopback port; its ready line gives the port and fingerprint. Its
+# metrics (datagrams it dropped, by reason) on a free port, read before and after each scenario.
+METRICS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+relay_metrics() {
+    python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' \
+        "http://127.0.0.1:$METRICS_PORT/metrics" >"$1" 2>/dev/null || true
+}
+"$RELAY_BIN" --listen 127.0.0.1:0 --state-dir "$WORK/relay" --metrics "127.0.0.1:$METRICS_PORT" \
+    >"$WORK/relay.out" 2>"$WORK/relay.err" &
 RELAY_PID=$!
 PIDS+=("$RELAY_PID")
 READY="$(ready_line "$WORK/relay.out" 'vcall-relay ready')"
@@ -125,6 +132,7 @@ run_scenario() {
     local bots netem_pids=() bot_pids=()
     bots="$(scenario_bots "$name")"
     echo "== $name: ${BASE[*]}, ${DURATION}s"
+    relay_metrics "$dir/relay-metrics.before"
     for i in $(seq "$bots"); do
         local flags
         flags="$(scenario_flags "$name" "$i")"
@@ -158,7 +166,7 @@ run_scenario() {
         wait "$RELAY_PID" 2>/dev/null || true
         sleep 1
         "$RELAY_BIN" --listen "127.0.0.1:$RELAY_PORT" --state-dir "$WORK/relay" \
-            >"$dir/relay2.out" 2>"$dir/relay2.err" &
+            --metrics "127.0.0.1:$METRICS_PORT" >"$dir/relay2.out" 2>"$dir/relay2.err" &
         RELAY_PID=$!
         PIDS+=("$RELAY_PID")
         echo "   relay killed at 10 s and restarted at 11 s: $(ready_line "$dir/relay2.out" 'vcall-relay ready')"
@@ -167,6 +175,7 @@ run_scenario() {
     for pid in "${bot_pids[@]}"; do
         wait "$pid" || failed=1
     done
+    relay_metrics "$dir/relay-metrics.after"
     if [[ "$failed" != 0 ]]; then
         echo "   (a bot reported failure: see its errors in the table notes)"
     fi
@@ -283,6 +292,21 @@ for name in scenarios:
             f"three: between the two uncapped bots {pct(dec, exp)} of frames decoded (goal ≥ 98%), "
             f"{', '.join(f'{f:.1f}' for f in fps)} fps, senders' targets {targets} kbit/s; the capped "
             f"bot3 receives {', '.join(f'{f:.1f}' for f in slow_fps)} fps")
+    drops = {}
+    # After a restart the relay's counters start again from zero.
+    for when, sign in (("after", 1),) + ((("before", -1),) if name != "restart" else ()):
+        try:
+            with open(os.path.join(d, f"relay-metrics.{when}")) as f:
+                for line in f:
+                    if line.startswith("vcall_relay_datagrams_dropped_total{reason="):
+                        reason = line.split('"')[1]
+                        drops[reason] = drops.get(reason, 0) + sign * int(float(line.split()[-1]))
+        except OSError:
+            pass
+    drops = {k: v for k, v in drops.items() if v > 0}
+    if drops:
+        notes.append(f"{name}: the relay dropped datagrams (or copies): "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())))
     recovery = f"{nacks}/{resent}/{fec}/{given_up}"
     totals = {"up": [0, 0], "down": [0, 0]}
     for path in sorted(glob.glob(os.path.join(d, "netem*.out"))):

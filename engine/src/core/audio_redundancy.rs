@@ -1,5 +1,6 @@
 //! Audio redundancy: while receivers report loss, every sealed audio datagram is sent a second
-//! time beside the next one (20 ms later), the same bytes. A receiver keeps whichever copy
+//! time beside the next one (20 ms later), the same bytes, and at heavy loss a third time
+//! beside the one after. A receiver keeps whichever copy
 //! arrives first (the second fails its replay check and is dropped), so a frame is lost only
 //! when both copies are, and a batch signature lost once no longer holds its packets back
 //! (docs/PROTOCOL.md §5, "Audio redundancy"). Audio is a small share of a call (about 40 kbit/s
@@ -8,43 +9,63 @@
 
 use bytes::Bytes;
 
-/// Reported loss (a fraction) at which the copies start...
-const ON_AT_LOSS: f64 = 0.02;
-/// ...and below which they stop again (hysteresis).
-const OFF_BELOW_LOSS: f64 = 0.01;
+/// Copies in all (the original included) by reported loss (a fraction): from the first
+/// threshold up, and back down only below the second (hysteresis).
+const STEPS: [(u8, f64, f64); 2] = [(2, 0.02, 0.01), (3, 0.10, 0.07)];
+/// The most copies of one datagram.
+const MAX_COPIES: usize = 3;
 
-/// Whether audio datagrams go out twice, and the last one sent (to repeat with the next).
-#[derive(Debug, Default)]
+/// How many times audio datagrams go out, and the last ones sent (to repeat with the next).
+#[derive(Debug)]
 pub struct AudioRedundancy {
-    on: bool,
-    previous: Option<Bytes>,
+    copies: u8,
+    /// The previous datagrams, newest first, with the copies each still owes.
+    previous: [Option<(Bytes, u8)>; MAX_COPIES - 1],
+}
+
+impl Default for AudioRedundancy {
+    fn default() -> Self {
+        Self {
+            copies: 1,
+            previous: [None, None],
+        }
+    }
 }
 
 impl AudioRedundancy {
     /// Follows the loss receivers report (the worst receiver's fraction of our fragments).
     pub fn on_reported_loss(&mut self, loss: f64) {
-        self.on = if self.on {
-            loss >= OFF_BELOW_LOSS
-        } else {
-            loss >= ON_AT_LOSS
-        };
-        if !self.on {
-            self.previous = None;
+        let mut copies = 1;
+        for (n, on_at, off_below) in STEPS {
+            let threshold = if self.copies >= n { off_below } else { on_at };
+            if loss >= threshold {
+                copies = n;
+            }
         }
+        self.copies = copies;
     }
 
-    /// An audio datagram was just sent: the previous one to send again now, if copies are on.
-    /// (A cheap clone: the bytes are shared, not copied.)
-    pub fn on_sent(&mut self, datagram: &Bytes) -> Option<Bytes> {
-        if !self.on {
-            return None;
+    /// An audio datagram was just sent: hands the earlier ones that owe a copy now to `send`
+    /// (cheap clones: the bytes are shared, not copied). Returns how many it handed.
+    pub fn on_sent(&mut self, datagram: &Bytes, mut send: impl FnMut(Bytes)) -> u64 {
+        let mut sent = 0;
+        for slot in &mut self.previous {
+            if let Some((bytes, owed)) = slot {
+                if *owed > 0 && self.copies > 1 {
+                    send(bytes.clone());
+                    sent += 1;
+                    *owed -= 1;
+                }
+            }
         }
-        self.previous.replace(datagram.clone())
+        self.previous.rotate_right(1);
+        self.previous[0] = (self.copies > 1).then(|| (datagram.clone(), self.copies - 1));
+        sent
     }
 
     /// The stream broke (mute, a new connection): the next datagram has nothing to repeat.
     pub fn forget(&mut self) {
-        self.previous = None;
+        self.previous = [None, None];
     }
 }
 
@@ -52,40 +73,65 @@ impl AudioRedundancy {
 mod tests {
     use super::*;
 
+    fn sent(r: &mut AudioRedundancy, d: &'static [u8]) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let n = r.on_sent(&Bytes::from_static(d), |b| out.push(b));
+        assert_eq!(n as usize, out.len());
+        out
+    }
+
     #[test]
-    fn each_datagram_is_repeated_once_beside_the_next_while_loss_is_reported() {
+    fn each_datagram_is_repeated_beside_the_next_ones_while_loss_is_reported() {
         let mut r = AudioRedundancy::default();
-        let (a, b, c) = (
-            Bytes::from_static(b"a"),
-            Bytes::from_static(b"b"),
-            Bytes::from_static(b"c"),
-        );
-        assert_eq!(r.on_sent(&a), None, "off until loss is reported");
+        assert!(sent(&mut r, b"a").is_empty(), "off until loss is reported");
+        assert!(sent(&mut r, b"b").is_empty());
         r.on_reported_loss(0.05);
-        assert_eq!(r.on_sent(&a), None);
-        assert_eq!(r.on_sent(&b), Some(a.clone()));
-        assert_eq!(r.on_sent(&c), Some(b.clone()));
+        assert!(sent(&mut r, b"a").is_empty());
+        assert_eq!(sent(&mut r, b"b"), vec![Bytes::from_static(b"a")]);
+        assert_eq!(sent(&mut r, b"c"), vec![Bytes::from_static(b"b")]);
         r.forget();
-        assert_eq!(r.on_sent(&a), None);
+        assert!(sent(&mut r, b"a").is_empty());
+        // Heavy loss: each datagram goes out three times, beside the next two.
+        r.on_reported_loss(0.2);
+        assert_eq!(sent(&mut r, b"b"), vec![Bytes::from_static(b"a")]);
+        assert_eq!(sent(&mut r, b"c"), vec![Bytes::from_static(b"b")]);
+        assert_eq!(
+            sent(&mut r, b"d"),
+            vec![Bytes::from_static(b"c"), Bytes::from_static(b"b")]
+        );
+        assert_eq!(
+            sent(&mut r, b"e"),
+            vec![Bytes::from_static(b"d"), Bytes::from_static(b"c")]
+        );
     }
 
-    /// Whether a datagram sent now would be repeated with the next one.
-    fn repeats(r: &mut AudioRedundancy) -> bool {
-        let a = Bytes::from_static(b"a");
-        r.on_sent(&a);
-        r.on_sent(&a).is_some()
+    /// How many copies a datagram sent now gets in all.
+    fn copies(r: &mut AudioRedundancy) -> usize {
+        r.forget();
+        sent(r, b"x");
+        1 + sent(r, b"y").len() + sent(r, b"z").len().saturating_sub(1)
     }
 
     #[test]
-    fn copies_start_at_two_percent_and_stop_below_one() {
+    fn copies_follow_the_loss_with_hysteresis() {
         let mut r = AudioRedundancy::default();
         r.on_reported_loss(0.015);
-        assert!(!repeats(&mut r));
+        assert_eq!(copies(&mut r), 1);
         r.on_reported_loss(0.02);
-        assert!(repeats(&mut r));
+        assert_eq!(copies(&mut r), 2);
         r.on_reported_loss(0.012);
-        assert!(repeats(&mut r), "hysteresis: still on between the thresholds");
+        assert_eq!(
+            copies(&mut r),
+            2,
+            "hysteresis: still on between the thresholds"
+        );
+        r.on_reported_loss(0.12);
+        assert_eq!(copies(&mut r), 3);
+        r.on_reported_loss(0.08);
+        assert_eq!(copies(&mut r), 3);
+        r.on_reported_loss(0.05);
+        assert_eq!(copies(&mut r), 2);
         r.on_reported_loss(0.005);
-        assert!(!repeats(&mut r));
+        assert_eq!(copies(&mut r), 1);
     }
 }

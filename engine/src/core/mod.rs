@@ -540,12 +540,14 @@ impl CallCore {
                     return;
                 };
                 self.state.sent.audio_frames += 1;
-                if let Some(copy) = self.audio_redundancy.on_sent(&sent) {
-                    self.state.sent.audio_repeats += 1;
-                    self.state.sent.datagrams += 1;
-                    self.state.sent.bytes += copy.len() as u64;
-                    self.outputs.push_back(Output::Datagram(copy));
-                }
+                let outputs = &mut self.outputs;
+                let sent_stats = &mut self.state.sent;
+                self.audio_redundancy.on_sent(&sent, |copy| {
+                    sent_stats.audio_repeats += 1;
+                    sent_stats.datagrams += 1;
+                    sent_stats.bytes += copy.len() as u64;
+                    outputs.push_back(Output::Datagram(copy));
+                });
             }
         }
     }

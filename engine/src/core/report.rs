@@ -1,7 +1,9 @@
 //! What a receiver measures of one sender's path for its receiver reports (PROTOCOL.md §6.4):
 //! video fragments expected and lost per window (from the clear fragment headers, before any
-//! retransmission), video bytes received, and the queuing delay (the one-way delay of the
-//! sender's audio over its minimum of the last 10 s; clock offsets cancel out).
+//! retransmission), video bytes received, and the queuing delay (the least one-way delay of
+//! the sender's audio over the last 300 ms, over its minimum of the last 10 s; clock offsets
+//! cancel out). The recent minimum, not an average: a standing queue raises every sample,
+//! while jitter and audio copies that arrive late (redundancy) raise only some.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -14,6 +16,8 @@ use super::window_min::WindowMin;
 pub const REPORT_INTERVAL: Duration = Duration::from_millis(500);
 /// The minimum one-way delay is taken over this long.
 const DELAY_BASE_WINDOW: Duration = Duration::from_secs(10);
+/// The current one-way delay is the least over this long (about 15 audio frames).
+const DELAY_RECENT_WINDOW: Duration = Duration::from_millis(300);
 /// A frame's fragments are counted once a frame this many ids later has shown up (later
 /// arrivals of it are reordering beyond any jitter and count as lost).
 const FINISH_AFTER: u32 = 3;
@@ -39,8 +43,8 @@ pub struct ReportMeter {
     window_start: Instant,
     /// The least one-way delay (µs) over [`DELAY_BASE_WINDOW`].
     delay_floor: WindowMin,
-    /// Smoothed one-way delay, µs.
-    delay: Option<f64>,
+    /// The least one-way delay (µs) over [`DELAY_RECENT_WINDOW`].
+    delay_recent: WindowMin,
 }
 
 impl ReportMeter {
@@ -53,7 +57,7 @@ impl ReportMeter {
             bytes: 0,
             window_start: now,
             delay_floor: WindowMin::new(DELAY_BASE_WINDOW),
-            delay: None,
+            delay_recent: WindowMin::new(DELAY_RECENT_WINDOW),
         }
     }
 
@@ -122,17 +126,18 @@ impl ReportMeter {
     pub fn on_audio(&mut self, now: Instant, capture_us: u64, arrival_us: u64) {
         let delay = arrival_us as i64 - capture_us as i64;
         self.delay_floor.push(now, delay);
-        let smoothed = self
-            .delay
-            .map_or(delay as f64, |s| s + (delay as f64 - s) / 8.0);
-        self.delay = Some(smoothed);
+        self.delay_recent.push(now, delay);
     }
 
     /// The queuing delay now (ms), once measured.
     pub fn queuing_delay_ms(&self) -> Option<u16> {
-        let floor = self.delay_floor.min()? as f64;
-        let delay = self.delay?;
-        Some(((delay - floor).max(0.0) / 1000.0).round().min(60_000.0) as u16)
+        let floor = self.delay_floor.min()?;
+        let delay = self.delay_recent.min()?;
+        Some(
+            ((delay - floor).max(0) as f64 / 1000.0)
+                .round()
+                .min(60_000.0) as u16,
+        )
     }
 
     /// The report for the window ending now, every [`REPORT_INTERVAL`]; the counts restart.
@@ -237,5 +242,24 @@ mod tests {
             );
         }
         assert_eq!(m.queuing_delay_ms(), Some(0));
+    }
+
+    #[test]
+    fn late_copies_and_jitter_are_not_a_queue() {
+        let t = Instant::now();
+        let mut m = ReportMeter::new(t);
+        // Every other frame arrives 40 ms late (its first copy lost, a later copy came), and
+        // the rest jitter by up to 9 ms.
+        for i in 0..200u64 {
+            let at = t + Duration::from_millis(20 * i);
+            let extra = if i % 2 == 1 {
+                40_000
+            } else {
+                (i * 7919) % 9_000
+            };
+            m.on_audio(at, 20_000 * i, 20_000 * i + 30_000 + extra);
+        }
+        let q = m.queuing_delay_ms().unwrap();
+        assert!(q <= 9, "{q} ms");
     }
 }
