@@ -49,9 +49,9 @@ impl AudioRedundancy {
     /// (cheap clones: the bytes are shared, not copied). Returns how many it handed.
     pub fn on_sent(&mut self, datagram: &Bytes, mut send: impl FnMut(Bytes)) -> u64 {
         let mut sent = 0;
-        for slot in &mut self.previous {
-            if let Some((bytes, owed)) = slot {
-                if *owed > 0 && self.copies > 1 {
+        if self.copies > 1 {
+            for (bytes, owed) in self.previous.iter_mut().flatten() {
+                if *owed > 0 {
                     send(bytes.clone());
                     sent += 1;
                     *owed -= 1;
