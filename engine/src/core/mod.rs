@@ -828,8 +828,10 @@ impl CallCore {
                     .layers
                     .all_upper(from, to, |id| remote.order.held(id).map(|f| &f.meta))
             });
+            // An upper-layer frame is waited for at least as long as the playout delay hides
+            // the wait: the frames behind it still play on time.
             let give_up = if upper {
-                timing.give_up_upper
+                timing.give_up_upper.max(remote.playout.target())
             } else {
                 timing.give_up
             };
@@ -1048,7 +1050,12 @@ impl CallCore {
         let approx_count = frame
             .len()
             .div_ceil(self.datagram_limit.saturating_sub(30).max(1));
-        let repair = repair_for(approx_count, keyframe, self.video_loss(now));
+        let repair = repair_for(
+            approx_count,
+            keyframe,
+            meta.layer == 0,
+            self.video_loss(now),
+        );
         // Room for a target id: a retransmission is the same body behind an addressed header.
         let limit = self.datagram_limit - RETRANSMIT_HEADER_GROWTH;
         let Ok(fragments) =

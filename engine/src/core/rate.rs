@@ -117,10 +117,10 @@ impl RateController {
         }
     }
 
-    /// Repair (FEC) fragments now sent per data fragment (0..=1), which the encoder's rate
+    /// Repair (FEC) fragments now sent per data fragment (0..=2), which the encoder's rate
     /// leaves room for.
     pub fn set_repair_share(&mut self, share: f64) {
-        self.repair_share = share.clamp(0.0, 1.0);
+        self.repair_share = share.clamp(0.0, 2.0);
     }
 
     /// A receiver's report on our video.
@@ -353,8 +353,8 @@ mod tests {
         c.set_repair_share(7.0);
         assert_eq!(
             c.target().bitrate_kbps,
-            500,
-            "at most one repair per data fragment"
+            333,
+            "at most two repair fragments per data fragment"
         );
     }
 

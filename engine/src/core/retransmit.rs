@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use vcall_proto::media::NackList;
+use vcall_proto::repair::MAX_REPAIR;
 use vcall_proto::{DatagramHeader, DatagramKind, PeerId};
 
 /// Frames kept for retransmission (about two seconds at 30 fps).
@@ -195,29 +196,69 @@ impl LossEstimate {
     }
 }
 
-/// Repair fragments for a frame of about `count` data fragments when receivers lose
-/// `loss` of them: twice the expected losses (rounded up) once loss reaches 1 %, at most one
-/// per data fragment; keyframes always get at least one per five.
-pub fn repair_for(count: usize, keyframe: bool, loss: f64) -> usize {
-    let adaptive = if loss >= 0.01 {
-        ((count as f64 * loss * 2.0).ceil() as usize).min(count)
+/// A frame that others depend on (a keyframe, or of the base temporal layer) may fail its
+/// first transmission (fewer than `count` of its fragments arriving) at most this often...
+const BASE_FAILURE: f64 = 0.02;
+/// ...and a frame of an upper layer (its loss costs that frame only) this often. What is
+/// still missing after that, NACKs repair.
+const UPPER_FAILURE: f64 = 0.10;
+/// Repair is planned for at most this loss.
+const MAX_PLANNED_LOSS: f64 = 0.5;
+/// Repair fragments per data fragment at most.
+const MAX_REPAIR_PER_DATA: usize = 2;
+/// The typical P-frame, in data fragments, for the encoder's headroom ([`repair_share`]).
+const TYPICAL_FRAGMENTS: usize = 3;
+
+/// The chance that fewer than `n` of `n + r` fragments arrive when each is lost with
+/// probability `p` (0 < p < 1): the binomial tail, summed in the log domain so that long
+/// keyframes do not underflow.
+fn failure_chance(n: usize, r: usize, p: f64) -> f64 {
+    let total = (n + r) as f64;
+    let (ln_p, ln_ratio) = (p.ln(), ((1.0 - p) / p).ln());
+    // ln of C(total, k) q^k p^(total-k), from k = 0 up.
+    let mut ln_term = total * ln_p;
+    let mut sum = 0.0;
+    for k in 0..n {
+        sum += ln_term.exp();
+        let k = k as f64;
+        ln_term += ((total - k) / (k + 1.0)).ln() + ln_ratio;
+    }
+    sum.min(1.0)
+}
+
+/// Repair fragments for a frame of about `count` data fragments when receivers lose `loss`
+/// of them (once loss reaches 1 %): the fewest that make the frame's first transmission
+/// fail at most [`BASE_FAILURE`] of the time for a keyframe or base-layer frame, and
+/// [`UPPER_FAILURE`] for an upper-layer one, at most two per data fragment. Keyframes always
+/// get at least one per five.
+pub fn repair_for(count: usize, keyframe: bool, base_layer: bool, loss: f64) -> usize {
+    let floor = if keyframe {
+        count.div_ceil(5).max(1)
     } else {
         0
     };
-    if keyframe {
-        adaptive.max(count.div_ceil(5).max(1))
-    } else {
-        adaptive
+    if loss < 0.01 || count == 0 {
+        return floor;
     }
+    let p = loss.min(MAX_PLANNED_LOSS);
+    let goal = if keyframe || base_layer {
+        BASE_FAILURE
+    } else {
+        UPPER_FAILURE
+    };
+    let most = (MAX_REPAIR_PER_DATA * count).min(MAX_REPAIR);
+    let mut repair = 0;
+    while repair < most && failure_chance(count, repair, p) > goal {
+        repair += 1;
+    }
+    repair.max(floor)
 }
 
-/// Repair fragments per data fragment that [`repair_for`] adds to P-frames at `loss`.
+/// Repair fragments per data fragment that [`repair_for`] adds to P-frames at `loss` (half
+/// of them of the base layer, half of the upper one).
 pub fn repair_share(loss: f64) -> f64 {
-    if loss >= 0.01 {
-        (loss * 2.0).min(1.0)
-    } else {
-        0.0
-    }
+    let n = TYPICAL_FRAGMENTS;
+    (repair_for(n, false, true, loss) + repair_for(n, false, false, loss)) as f64 / (2 * n) as f64
 }
 
 /// The same datagram body behind a header addressed to `to` (same temporal layer).
@@ -333,11 +374,15 @@ mod tests {
         let mut h = SentHistory::default();
         let mut est = LossEstimate::default();
         assert_eq!(
-            repair_for(3, false, est.fraction()),
+            repair_for(3, false, true, est.fraction()),
             0,
             "no loss, no repair"
         );
-        assert_eq!(repair_for(20, true, est.fraction()), 4, "keyframes always");
+        assert_eq!(
+            repair_for(20, true, true, est.fraction()),
+            4,
+            "keyframes always"
+        );
         let t = Instant::now();
         for id in 0..200u32 {
             frame(&mut h, id, 2000); // two fragments each
@@ -357,10 +402,40 @@ mod tests {
         }
         // One fragment in twenty requested: about 5 %.
         assert!((est.fraction() - 0.05).abs() < 0.01, "{}", est.fraction());
-        assert_eq!(repair_for(3, false, est.fraction()), 1);
-        assert_eq!(repair_for(20, false, est.fraction()), 2);
-        assert_eq!(repair_for(20, true, est.fraction()), 4);
-        assert_eq!(repair_for(1, false, 0.9), 1, "never more repair than data");
+        // Three fragments at 5 %: one repair leaves 1.4 % of first transmissions failing.
+        assert_eq!(repair_for(3, false, false, est.fraction()), 1);
+        assert_eq!(repair_for(3, false, true, est.fraction()), 1);
+        assert_eq!(repair_for(20, true, true, est.fraction()), 4);
+        assert_eq!(
+            repair_for(1, false, false, 0.9),
+            2,
+            "at most two per data fragment"
+        );
+    }
+
+    #[test]
+    fn repair_makes_first_transmissions_fail_rarely_and_base_frames_rarer() {
+        // 36 % loss (20 % on each of two hops), three fragments.
+        let p = 0.36;
+        let upper = repair_for(3, false, false, p);
+        let base = repair_for(3, false, true, p);
+        assert!(base > upper, "{base} > {upper}");
+        assert!(failure_chance(3, upper, p) <= UPPER_FAILURE);
+        assert!(
+            failure_chance(3, upper - 1, p) > UPPER_FAILURE,
+            "the fewest that do"
+        );
+        assert!(failure_chance(3, base, p) <= BASE_FAILURE);
+        // The tail itself: one fragment and one repair copy fail when both are lost.
+        assert!((failure_chance(1, 1, 0.3) - 0.09).abs() < 1e-12);
+        assert!((failure_chance(2, 0, 0.1) - 0.19).abs() < 1e-12);
+        // A 720p keyframe of 200 fragments at 1 % loss neither underflows nor overspends.
+        let k = repair_for(200, true, true, 0.01);
+        assert!((40..=50).contains(&k), "{k}");
+        assert!(failure_chance(200, 0, 0.01) > 0.8);
+        // The encoder's headroom follows.
+        assert_eq!(repair_share(0.0), 0.0);
+        assert!(repair_share(0.36) > repair_share(0.1));
     }
 
     #[test]
