@@ -11,7 +11,7 @@
 //! plaintext = app bytes || trailer
 //! trailer   = 0x00                                  audio, no signature in this packet
 //!           | signature(64) || 0x01                 video, heartbeat, feedback
-//!           | digest(12) * n || n(u8) || signature(64) || 0x02   audio batch, 1 <= n <= 10
+//!           | digest(12) * n || n(u8) || signature(64) || 0x02   audio batch, 1 <= n <= 10 (we send 6)
 //! content digest = SHA-256("vcall/2 content" || media AAD || app bytes)
 //! 0x01 signs "vcall/2 packet signature" || content digest (32 bytes)
 //! 0x02 signs "vcall/2 audio batch" || the n digests, oldest first; a digest is the first
@@ -34,19 +34,22 @@ pub const SIGNATURE_LEN: usize = 64;
 /// Bytes of a content digest that an audio batch carries (96 bits: a second preimage is out
 /// of reach, let alone within the ~200 ms a packet waits for its batch).
 pub const DIGEST_LEN: usize = 12;
-/// Every this many audio packets, one carries a batch signature.
-pub const BATCH_EVERY: usize = 5;
-/// A batch covers this many audio packets (the last two batches' worth), so each packet is
-/// vouched for by two signatures and one lost signature packet costs no audio.
+/// Every this many audio packets, one carries a batch signature (a packet waits at most two
+/// packets, 40 ms, for its batch; a shorter wait than a jitter buffer's usual delay).
+pub const BATCH_EVERY: usize = 3;
+/// A batch we send covers this many audio packets (the last two batches' worth), so each
+/// packet is vouched for by two signatures and one lost signature packet costs no audio.
 pub const BATCH_WINDOW: usize = 2 * BATCH_EVERY;
+/// A batch lists at most this many packets (the wire limit receivers accept).
+pub const MAX_BATCH_LEN: usize = 10;
 /// The trailer of a packet without a signature.
 pub const TRAILER_NONE: u8 = 0;
 /// The trailer of a packet with its own signature.
 pub const TRAILER_SIGNATURE: u8 = 1;
 /// The trailer of an audio packet that signs a batch.
 pub const TRAILER_BATCH: u8 = 2;
-/// The largest trailer (an audio batch over [`BATCH_WINDOW`] packets).
-pub const MAX_TRAILER_LEN: usize = BATCH_WINDOW * DIGEST_LEN + 1 + SIGNATURE_LEN + 1;
+/// The largest trailer (an audio batch over [`MAX_BATCH_LEN`] packets).
+pub const MAX_TRAILER_LEN: usize = MAX_BATCH_LEN * DIGEST_LEN + 1 + SIGNATURE_LEN + 1;
 
 const LABEL_CONTENT: &[u8] = b"vcall/2 content";
 const LABEL_PACKET_SIGNATURE: &[u8] = b"vcall/2 packet signature";
@@ -79,9 +82,9 @@ fn packet_message(digest: &[u8; 32]) -> ([u8; 56], usize) {
     (m, n + 32)
 }
 
-/// What a batch signature signs (`digests` is `n * DIGEST_LEN` bytes, n <= BATCH_WINDOW).
-fn batch_message(digests: &[u8]) -> ([u8; 19 + BATCH_WINDOW * DIGEST_LEN], usize) {
-    let mut m = [0u8; 19 + BATCH_WINDOW * DIGEST_LEN];
+/// What a batch signature signs (`digests` is `n * DIGEST_LEN` bytes, n <= MAX_BATCH_LEN).
+fn batch_message(digests: &[u8]) -> ([u8; 19 + MAX_BATCH_LEN * DIGEST_LEN], usize) {
+    let mut m = [0u8; 19 + MAX_BATCH_LEN * DIGEST_LEN];
     let n = LABEL_AUDIO_BATCH.len();
     m[..n].copy_from_slice(LABEL_AUDIO_BATCH);
     m[n..n + digests.len()].copy_from_slice(digests);
@@ -189,7 +192,7 @@ pub fn split(kind: DatagramKind, plain: &mut [u8]) -> Result<(&mut [u8], Trailer
             let sig: &[u8; SIGNATURE_LEN] = (&*sig).try_into().expect("64 bytes");
             let (&mut n, head) = head.split_last_mut().expect("at >= 1");
             let n = n as usize;
-            if n == 0 || n > BATCH_WINDOW || head.len() < n * DIGEST_LEN {
+            if n == 0 || n > MAX_BATCH_LEN || head.len() < n * DIGEST_LEN {
                 return Err(OpenError::Malformed);
             }
             let (app, digests) = head.split_at_mut(head.len() - n * DIGEST_LEN);
@@ -291,12 +294,20 @@ mod tests {
             let digest = content_digest(&a, app);
             digests.push(short_digest(&digest));
             match t {
-                Trailer::None => assert_ne!(counter % 5, 4, "packet {counter}"),
+                Trailer::None => assert_ne!(
+                    counter % BATCH_EVERY as u64,
+                    BATCH_EVERY as u64 - 1,
+                    "packet {counter}"
+                ),
                 Trailer::Batch {
                     digests: listed,
                     signature,
                 } => {
-                    assert_eq!(counter % 5, 4, "packet {counter}");
+                    assert_eq!(
+                        counter % BATCH_EVERY as u64,
+                        BATCH_EVERY as u64 - 1,
+                        "packet {counter}"
+                    );
                     let from = digests.len().saturating_sub(BATCH_WINDOW);
                     assert_eq!(listed, digests[from..].concat().as_slice());
                     assert!(verify_batch(&keys, &digest, listed, signature));

@@ -8,14 +8,14 @@ use std::collections::{BTreeMap, VecDeque};
 use vcall_proto::PeerId;
 use vcall_proto::e2ee::KeyId;
 
-use crate::sender_auth::{BATCH_WINDOW, DIGEST_LEN};
+use crate::sender_auth::{DIGEST_LEN, MAX_BATCH_LEN};
 
 /// An audio packet waits at most this long for a batch that vouches for it.
 pub(crate) const HOLD_MS: u64 = 500;
 /// At most this many audio packets wait per sender (the oldest gives way).
-const MAX_HELD_PER_PEER: usize = 2 * BATCH_WINDOW;
+const MAX_HELD_PER_PEER: usize = 2 * MAX_BATCH_LEN;
 /// Vouched-for digests remembered per sender.
-const MAX_VERIFIED_PER_PEER: usize = 2 * BATCH_WINDOW;
+const MAX_VERIFIED_PER_PEER: usize = 2 * MAX_BATCH_LEN;
 
 /// An audio packet from `sender` that its batch signature attributed: its app bytes (the audio
 /// plaintext, trailer removed). Hand the buffer back with [`super::Session::recycle`].

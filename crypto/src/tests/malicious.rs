@@ -337,7 +337,7 @@ use crate::session::HandshakeEvent;
 /// its counter recorded.
 #[test]
 fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
-    use crate::sender_auth::{AudioBatcher, TRAILER_NONE, append_trailer};
+    use crate::sender_auth::{AudioBatcher, BATCH_EVERY, TRAILER_NONE, append_trailer};
     use vcall_proto::e2ee::SealedHeader;
 
     let mut net = room_of_three();
@@ -461,7 +461,7 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
         );
     }
     let mut casey_batch = Err(OpenError::Malformed);
-    for i in 0..5u64 {
+    for i in 0..BATCH_EVERY as u64 {
         casey_batch = open_at_alice(
             &mut net,
             DatagramKind::Audio,
@@ -474,7 +474,8 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
         "Casey's own batch"
     );
     let mut played = Vec::new();
-    for i in 0..10u8 {
+    let bobs = 3 * BATCH_EVERY as u8;
+    for i in 0..bobs {
         let d = net.seal_datagram(bob, DatagramKind::Audio, &[b'b', i]);
         match net.open_datagram(alice, &d) {
             Ok(p) => played.push(p),
@@ -488,18 +489,18 @@ fn a_member_cannot_forge_another_members_media_or_push_its_counter() {
         }
     }
     played.sort();
-    assert_eq!(played, (0..10u8).map(|i| vec![b'b', i]).collect::<Vec<_>>());
+    assert_eq!(played, (0..bobs).map(|i| vec![b'b', i]).collect::<Vec<_>>());
     // Casey's waiting packets expire unplayed.
     net.advance(1_000);
     let after = net.clients[alice].s.attribution_stats();
     assert!(
-        after.audio_unattributed >= before.audio_unattributed + 10,
+        after.audio_unattributed >= before.audio_unattributed + 6 + BATCH_EVERY as u64 - 1,
         "{after:?}"
     );
     assert_eq!(
         after.audio_released - before.audio_released,
-        8,
-        "Bob's first four of each batch"
+        3 * (BATCH_EVERY as u64 - 1),
+        "Bob's packets before each batch packet"
     );
     net.assert_all_decrypt();
 }
