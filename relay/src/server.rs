@@ -50,7 +50,15 @@ impl Relay {
         let identity = RelayIdentity::load(&config.certificate)?;
         let fingerprint = identity.fingerprint.clone();
         let self_signed = identity.self_signed;
-        let endpoint_config = quinn::EndpointConfig::new(Arc::new(stateless_reset_key(&identity)));
+        let mut endpoint_config =
+            quinn::EndpointConfig::new(Arc::new(stateless_reset_key(&identity)));
+        // Connection ids a restarted relay still recognises as its own: without them it drops
+        // the old connections' packets as invalid instead of answering with a stateless reset,
+        // and clients only notice the restart by silence.
+        let cid_key = connection_id_key(&identity);
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
         let server_config = quic_server_config(identity, &config.limits)?;
         let bind_error = |source| RelayError::BindQuic {
             addr: config.listen,
@@ -174,6 +182,16 @@ impl Drop for RelayHandle {
 /// restarted with the same certificate (the same state directory, or the same PEM files) can
 /// reset its previous process's connections, so clients notice a restart at once instead of
 /// after their liveness timeout. Without the private key nobody can forge those resets.
+/// The key of the relay's connection ids (derived from the persisted key, like the reset key),
+/// so that after a restart it still recognises them and resets their connections at once.
+fn connection_id_key(identity: &RelayIdentity) -> u64 {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    context.update(b"vcall relay connection id key v1");
+    context.update(identity.key.secret_der());
+    let digest = context.finish();
+    u64::from_le_bytes(digest.as_ref()[..8].try_into().expect("8 bytes"))
+}
+
 fn stateless_reset_key(identity: &RelayIdentity) -> ring::hmac::Key {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
     context.update(b"vcall relay stateless reset key v1");
@@ -278,7 +296,8 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_with_the_same_state_dir_keeps_the_stateless_reset_key_and_another_does_not() {
+    fn a_restart_with_the_same_state_dir_keeps_the_reset_and_connection_id_keys_and_another_does_not()
+     {
         let dir = tempfile::tempdir().unwrap();
         let source = CertificateSource::SelfSigned {
             state_dir: dir.path().to_owned(),
@@ -288,5 +307,17 @@ mod tests {
         assert_eq!(reset_tag(&first), reset_tag(&restarted));
         let other = RelayIdentity::load(&CertificateSource::Ephemeral).unwrap();
         assert_ne!(reset_tag(&first), reset_tag(&other));
+        // Its connection ids too: the restarted relay recognises the old ones (and resets
+        // their connections), another relay does not.
+        use quinn::ConnectionIdGenerator as _;
+        let mut before =
+            quinn_proto::HashedConnectionIdGenerator::from_key(connection_id_key(&first));
+        let cid = before.generate_cid();
+        let after =
+            quinn_proto::HashedConnectionIdGenerator::from_key(connection_id_key(&restarted));
+        assert!(after.validate(&cid).is_ok());
+        let stranger =
+            quinn_proto::HashedConnectionIdGenerator::from_key(connection_id_key(&other));
+        assert!(stranger.validate(&cid).is_err());
     }
 }

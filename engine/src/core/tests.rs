@@ -609,6 +609,65 @@ fn after_a_relay_restart_members_rejoin_with_new_keys_and_media_resumes() {
     );
 }
 
+/// A member whose network vanishes (no Leave, and the relay has not noticed yet) is treated as
+/// gone after the liveness timeout: the others rekey without it and their security code drops
+/// it; when the relay's own timeout removes it, it is listed as departed.
+#[test]
+fn a_peer_that_never_comes_back_is_removed_after_a_timeout() {
+    let (mut call, ids) = keyed_call(3, 24);
+    let (a, b, c) = (ids[0], ids[1], ids[2]);
+    let code_with_c = state(&call, a).security.room_security_code.clone();
+    let rekeys = |call: &SimCall| {
+        state(call, a)
+            .handshake_log
+            .iter()
+            .filter(|e| e.event == "rekey")
+            .count()
+    };
+    let rekeys_before = rekeys(&call);
+    let gone = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::perfect()
+    };
+    call.member_mut(c).set_links(MemberLinks {
+        up: gone.clone(),
+        down: gone,
+    });
+    stream(&mut call, a, 0, 150); // 5 s: C is still a member
+    let s = state(&call, a);
+    let peer_c = s.peers.iter().find(|p| p.peer_id == c).unwrap();
+    assert!(!peer_c.silent && peer_c.member, "{peer_c:?}");
+    stream(&mut call, a, 150, 210); // 12 s in all: past the 10 s liveness timeout
+    for me in [a, b] {
+        let s = state(&call, me);
+        let peer_c = s.peers.iter().find(|p| p.peer_id == c).unwrap();
+        assert!(peer_c.silent && !peer_c.member, "{peer_c:?}");
+        assert_ne!(
+            s.security.room_security_code, code_with_c,
+            "C is not covered"
+        );
+    }
+    assert!(rekeys(&call) > rekeys_before, "A rekeyed without C");
+    assert_eq!(
+        state(&call, a).security.room_security_code,
+        state(&call, b).security.room_security_code,
+        "A and B agree on who is in the call"
+    );
+    // Media goes on between A and B under the new key.
+    let decoded_before = decoded_from(&call, b, a).len();
+    stream(&mut call, a, 360, 30);
+    call.run_for(Duration::from_millis(300));
+    assert!(decoded_from(&call, b, a).len() >= decoded_before + 30);
+    // The relay's idle timeout finally drops C: it is departed, not a peer.
+    call.disconnect(c);
+    call.run_for(Duration::from_millis(200));
+    for me in [a, b] {
+        let s = state(&call, me);
+        assert!(s.peers.iter().all(|p| p.peer_id != c), "{:?}", s.peers);
+        assert!(s.departed.iter().any(|p| p.peer_id == c));
+    }
+}
+
 #[test]
 fn under_loss_p_frames_carry_repair_fragments_and_without_loss_they_do_not() {
     let (mut call, ids) = keyed_call(2, 22);
