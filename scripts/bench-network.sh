@@ -250,8 +250,9 @@ for name in scenarios:
         gap = max([r.get("reconnect_video_gap_ms", 0) for r in reports.values()] or [0])
         notes.append(f"restart: reconnects per bot {reconnects}; longest video gap across the "
                      f"restart {gap} ms, of which the relay was down 1000 ms: media back "
-                     f"{gap - 1000} ms after the relay was up (noticing the silence, "
-                     f"reconnecting, rekeying, the first keyframe)")
+                     f"{gap - 1000} ms after the relay was up (goal ≤ 2000: noticing the loss, by "
+                     f"the restarted relay's stateless reset or 2 s of silence, reconnecting, "
+                     f"rekeying, the first keyframe)")
     if name == "rebind":
         gaps = [max((s["max_gap_ms"] for s in seconds(p)), default=None)
                 for r in reports.values() for p in r.get("peers", [])]
