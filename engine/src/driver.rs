@@ -153,8 +153,12 @@ impl Driver {
     fn update_path(&mut self) {
         let queued = crate::connect::DATAGRAM_SEND_BUFFER
             .saturating_sub(self.conn.datagram_send_buffer_space());
-        self.core
-            .set_path(self.conn.max_datagram_size(), self.conn.rtt(), queued);
+        self.core.set_path(
+            Instant::now(),
+            self.conn.max_datagram_size(),
+            self.conn.rtt(),
+            queued,
+        );
     }
 
     fn on_control_bytes(&mut self) -> ControlFlow<EndReason> {

@@ -84,13 +84,13 @@ impl SimMember {
         self.down.stats()
     }
 
-    /// Changes this member's link impairments from now on.
-    /// New links; the core learns their round-trip time, as QUIC's estimate would tell it.
+    /// Changes this member's link impairments from now on; the core learns their round-trip
+    /// time, as QUIC's estimate would tell it (no send queue: the sim's links queue instead).
     pub fn set_links(&mut self, links: MemberLinks) {
         let rtt = links.up.delay + links.down.delay;
         self.up.set_config(links.up);
         self.down.set_config(links.down);
-        self.core.set_path(None, rtt, 0);
+        self.core.set_path(Instant::now(), None, rtt, 0);
     }
 
     fn next_event(&self) -> Option<Instant> {

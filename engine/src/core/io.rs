@@ -196,6 +196,8 @@ pub struct CoreCounters {
     /// Frames not decoded because a lost frame of a lower temporal layer they refer to was
     /// given up on (PROTOCOL.md §5).
     pub video_frames_skipped: u64,
+    /// Upper-layer video frames not sent because our own send queue stood (rate control).
+    pub video_shed_at_source: u64,
     /// Receiver reports sent and received (feedback type 2).
     pub reports_sent: u64,
     pub reports_received: u64,

@@ -311,13 +311,15 @@ impl CallCore {
     /// bytes wait in our QUIC datagram send buffer (a standing queue means our uplink is full).
     pub fn set_path(
         &mut self,
+        now: Instant,
         max_datagram: Option<usize>,
         rtt: Duration,
         send_queue_bytes: usize,
     ) {
         self.datagram_limit = max_datagram.map_or(MAX_DATAGRAM_SIZE, |m| m.min(MAX_DATAGRAM_SIZE));
         self.rtt = rtt;
-        self.rate.on_send_queue(send_queue_bytes);
+        self.rate
+            .on_send_queue(now, send_queue_bytes, self.state.sent.bytes);
     }
 
     /// The video rate controller (read-only: its target and decisions).
@@ -392,7 +394,7 @@ impl CallCore {
             }
             self.send_reports(now);
             self.rate
-                .set_repair_share(repair_share(self.video_loss(now)));
+                .set_repair_share(repair_share(self.repairable_loss(now)));
             if let Some(target) = self.rate.poll(now) {
                 self.outputs.push_back(Output::VideoTarget(target));
             }
@@ -1008,6 +1010,16 @@ impl CallCore {
             .max(self.rate.worst_loss(now).unwrap_or(0.0))
     }
 
+    /// The loss repair fragments are sized for: the worst receiver report's, leaving out
+    /// receivers whose loss comes with a queue (congestion: more bytes into a full queue lose
+    /// more; rate control cures it and NACKs repair what is left); the NACKed share when no
+    /// receiver reports.
+    fn repairable_loss(&self, now: Instant) -> f64 {
+        self.rate
+            .repairable_loss(now)
+            .unwrap_or_else(|| self.loss.fraction())
+    }
+
     fn request_keyframe(&mut self, now: Instant, peer: PeerId, need: KeyframeNeed) {
         if !self.remotes.contains_key(&peer) || !self.keyframes.should_request(now, peer, need) {
             return;
@@ -1035,6 +1047,11 @@ impl CallCore {
     /// (keyframes with repair fragments), queues the datagrams and keeps them for NACKs.
     fn send_video(&mut self, now: Instant, meta: VideoMeta, mut frame: Vec<u8>) {
         let keyframe = meta.keyframe;
+        if meta.layer > 0 && !keyframe && self.rate.shed_upper() {
+            // Our uplink queue stands: nothing refers to this frame, so it need not wait in it.
+            self.counters.video_shed_at_source += 1;
+            return;
+        }
         if let Some(plain) = frame.get_mut(SealedHeader::LEN..) {
             VideoMeta::set_previous_layer(plain, self.last_sent_layer);
         }
@@ -1054,7 +1071,7 @@ impl CallCore {
             approx_count,
             keyframe,
             meta.layer == 0,
-            self.video_loss(now),
+            self.repairable_loss(now),
         );
         // Room for a target id: a retransmission is the same body behind an addressed header.
         let limit = self.datagram_limit - RETRANSMIT_HEADER_GROWTH;

@@ -10,6 +10,10 @@
 //! encoder is told it less the repair fragments' share ([`RateController::set_repair_share`]).
 //! One slow receiver does not slow everyone: the sender follows the
 //! median receiver (of two, the better one), and the relay sheds upper layers for the rest.
+//! Our own QUIC send queue is measured too: while it stands, the rate it drains at is what the
+//! uplink carries; a decrease goes under it, and upper-layer frames are held back at the source
+//! (nothing refers to them) until the queue is short again. No decrease takes the target below
+//! half (a receiver's window can see a keyframe stuck in a queue, not the path's rate).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -53,6 +57,18 @@ const BASE_ONLY_BELOW: f64 = 0.30;
 const BOTH_LAYERS_ABOVE: f64 = 0.40;
 /// A new target is passed to the encoder when it moved at least this much.
 const RETELL_CHANGE: f64 = 0.05;
+/// One decrease lowers the target at most to this share of it.
+const MAX_DECREASE: f64 = 0.5;
+/// On our own standing send queue the target goes to this share of the rate the queue drains
+/// at (the uplink's capacity), leaving the rest to drain it.
+const DRAIN_SHARE: f64 = 0.8;
+/// The drain rate is measured over at least this long.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(200);
+/// Upper-layer frames are not sent while our send queue holds more than this much of the
+/// target's time (ms), until it holds less than the second figure: they are what nothing
+/// refers to, so dropping them before they queue halves the rate at once with no freeze.
+const SHED_UPPER_ABOVE_MS: f64 = 100.0;
+const SHED_UPPER_BELOW_MS: f64 = 40.0;
 
 /// What the video encoder should do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +97,14 @@ pub struct RateController {
     repair_share: f64,
     /// Decreases made (for the stats).
     pub decreases: u64,
+    /// The last drain sample: when, total bytes sent, bytes queued.
+    drain_sample: Option<(Instant, u64, usize)>,
+    /// The rate our send queue drained at while it stood (kbit/s), smoothed.
+    drain_kbps: Option<f64>,
+    /// Upper-layer frames are held back at the source (our queue stands).
+    shed_upper: bool,
+    /// Our send queue shrank over the last drain interval (it drains: no new decrease).
+    queue_falling: bool,
 }
 
 impl RateController {
@@ -104,7 +128,16 @@ impl RateController {
             told,
             repair_share: 0.0,
             decreases: 0,
+            drain_sample: None,
+            drain_kbps: None,
+            shed_upper: false,
+            queue_falling: false,
         }
+    }
+
+    /// Whether to hold back upper-layer frames now (our send queue stands).
+    pub fn shed_upper(&self) -> bool {
+        self.shed_upper
     }
 
     /// The encoder's target now: the send rate less the repair fragments' share.
@@ -133,16 +166,54 @@ impl RateController {
         self.reports.remove(&peer);
     }
 
-    /// Bytes waiting in our QUIC datagram send buffer now.
-    pub fn on_send_queue(&mut self, bytes: usize) {
-        self.send_queue_bytes = bytes;
+    /// Bytes waiting in our QUIC datagram send buffer now, and all bytes we handed to it so
+    /// far: while a queue stands, what left it is what the uplink carries.
+    pub fn on_send_queue(&mut self, now: Instant, queued: usize, sent_total: u64) {
+        self.send_queue_bytes = queued;
+        let queue_ms = self.queue_ms();
+        if queue_ms > SHED_UPPER_ABOVE_MS {
+            self.shed_upper = true;
+        } else if queue_ms < SHED_UPPER_BELOW_MS {
+            self.shed_upper = false;
+        }
+        match self.drain_sample {
+            Some((at, _, _)) if now.saturating_duration_since(at) < DRAIN_INTERVAL => {}
+            Some((at, sent_then, queued_then)) => {
+                if queued_then > 0 && queued > 0 {
+                    let drained = sent_total.saturating_sub(sent_then) as f64
+                        - (queued as f64 - queued_then as f64);
+                    let secs = now.saturating_duration_since(at).as_secs_f64();
+                    let kbps = (drained.max(0.0) * 8.0 / 1000.0 / secs).max(1.0);
+                    self.drain_kbps = Some(self.drain_kbps.map_or(kbps, |d| d + (kbps - d) / 2.0));
+                }
+                self.queue_falling = queued < queued_then;
+                self.drain_sample = Some((now, sent_total, queued));
+            }
+            None => self.drain_sample = Some((now, sent_total, queued)),
+        }
     }
 
-    /// The highest loss any receiver reports now (for forward error correction, which helps
-    /// everyone), if any reported.
+    /// Our send queue, in ms at the current target.
+    fn queue_ms(&self) -> f64 {
+        self.send_queue_bytes as f64 * 8.0 / self.target_kbps.max(1.0)
+    }
+
+    /// The highest loss any receiver reports now (for the stats and audio redundancy), if any
+    /// reported.
     pub fn worst_loss(&self, now: Instant) -> Option<f64> {
         self.fresh(now)
             .map(|r| r.loss_fraction())
+            .max_by(f64::total_cmp)
+    }
+
+    /// The highest loss among the receivers whose loss comes without a queue (random loss,
+    /// which repair fragments cure; unknown delay counts as no queue), if any reported.
+    pub fn repairable_loss(&self, now: Instant) -> Option<f64> {
+        self.fresh(now)
+            .map(|r| match r.queuing_delay_ms {
+                Some(d) if d >= LOSS_NEEDS_DELAY_MS => 0.0,
+                _ => r.loss_fraction(),
+            })
             .max_by(f64::total_cmp)
     }
 
@@ -182,7 +253,7 @@ impl RateController {
         rates.sort_by(|a, b| b.total_cmp(a));
         let loss = median(&losses).copied().unwrap_or(0.0);
         let delay = median(&delays).copied().unwrap_or(0);
-        let queue_ms = self.send_queue_bytes as f64 * 8.0 / self.target_kbps.max(1.0);
+        let queue_ms = self.queue_ms();
         match self.delay_sample {
             Some((at, _)) if now.saturating_duration_since(at) < DELAY_TREND_INTERVAL => {}
             Some((_, previous)) => {
@@ -198,7 +269,9 @@ impl RateController {
         let queue_building = delay > DELAY_CONGESTED_MS
             && !self.delay_falling
             && since_decrease >= DELAY_DECREASE_SPACING;
-        let congested = loss > LOSS_CONGESTED || queue_building || queue_ms > QUEUE_CONGESTED_MS;
+        // Likewise our own queue: congestion while it stands and does not shrink.
+        let own_queue = queue_ms > QUEUE_CONGESTED_MS && !self.queue_falling;
+        let congested = loss > LOSS_CONGESTED || queue_building || own_queue;
         let clear =
             loss < LOSS_CLEAR && delay < DELAY_CLEAR_MS && queue_ms < QUEUE_CONGESTED_MS / 3.0;
         if congested && since_decrease >= DECREASE_SPACING {
@@ -207,7 +280,12 @@ impl RateController {
                 // What still arrives, a little under it, when the loss says the path is full.
                 next = next.min(received * 0.9);
             }
-            self.target_kbps = next;
+            if own_queue && let Some(drain) = self.drain_kbps {
+                // Our uplink is the bottleneck: under what it carries, so the queue drains.
+                next = next.min(drain * DRAIN_SHARE);
+            }
+            // A window's receive rate can be a keyframe stuck in a queue: never below half.
+            self.target_kbps = next.max(self.target_kbps * MAX_DECREASE);
             self.last_decrease = Some(now);
             self.decreases += 1;
         } else if clear && since_decrease >= INCREASE_HOLD {
@@ -404,6 +482,10 @@ mod tests {
         };
         assert!(drive(&mut c, &mut t, 5, mostly_slow).bitrate_kbps < 300);
         assert!((c.worst_loss(t).unwrap() - 0.5).abs() < 1e-9);
+        // Repair is sized for the loss without a queue only (the 3 ms receiver's none).
+        assert_eq!(c.repairable_loss(t), Some(0.0));
+        c.on_report(t, PeerId(5), report(7, 600, None));
+        assert!((c.repairable_loss(t).unwrap() - 0.07).abs() < 1e-9);
     }
 
     #[test]
@@ -415,10 +497,38 @@ mod tests {
         assert_eq!(c.poll(t), None, "a stale report changes nothing");
         assert_eq!(c.worst_loss(t), None);
         // 40 KB queued at 1 Mbit/s is 320 ms.
-        c.on_send_queue(40_000);
+        c.on_send_queue(t, 40_000, 0);
         t += Duration::from_millis(250);
         let v = c.poll(t).expect("a decrease");
         assert_eq!(v.bitrate_kbps, 850);
         assert_eq!(c.decreases, 1);
+    }
+
+    #[test]
+    fn a_standing_send_queue_brings_the_target_under_what_the_uplink_drains_and_sheds_upper_layers()
+    {
+        let mut t = Instant::now();
+        let mut c = RateController::new(1500);
+        // We hand 1500 kbit/s to QUIC; it lets out 600 kbit/s; the queue grows.
+        let (mut sent, mut queued) = (0u64, 0usize);
+        assert!(!c.shed_upper());
+        for _ in 0..8 {
+            t += Duration::from_millis(250);
+            let target = f64::from(c.target().bitrate_kbps);
+            let (into, out) = ((target * 250.0 / 8.0) as u64, (600.0 * 250.0 / 8.0) as u64);
+            sent += into;
+            queued = (queued as u64 + into).saturating_sub(out) as usize;
+            c.on_send_queue(t, queued, sent);
+            c.poll(t);
+        }
+        assert!(c.shed_upper(), "a queue of {queued} bytes stands");
+        let v = c.target();
+        assert!(
+            (450..=500).contains(&v.bitrate_kbps),
+            "{v:?}: under the 600 kbit/s the uplink carries, in at most halvings"
+        );
+        // Once the queue has drained, upper layers go out again.
+        c.on_send_queue(t + Duration::from_millis(250), 0, sent);
+        assert!(!c.shed_upper());
     }
 }
