@@ -28,9 +28,10 @@ const LOSS_CONGESTED: f64 = 0.10;
 /// Loss is congestion only with at least this queuing delay (ms); a receiver that cannot
 /// measure delay (no audio from us) has its loss taken as congestion.
 const LOSS_NEEDS_DELAY_MS: u16 = 25;
-/// Loss beside at least this much queuing delay (ms) is congestion that repair fragments would
-/// only feed (a standing queue; pacing bursts and jitter stay well under it).
-const REPAIR_IGNORES_DELAY_MS: u16 = 60;
+/// Loss beside at least this much queuing delay (ms), sustained over the delay's 300 ms window,
+/// is congestion that repair fragments would only feed (a standing queue; jitter, pacing and a
+/// keyframe's burst stay under it).
+const REPAIR_IGNORES_DELAY_MS: u16 = 100;
 /// Receiver loss below this allows increasing.
 const LOSS_CLEAR: f64 = 0.02;
 /// Queuing delay above this means congestion (ms).
