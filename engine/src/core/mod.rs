@@ -1010,10 +1010,10 @@ impl CallCore {
             .max(self.rate.worst_loss(now).unwrap_or(0.0))
     }
 
-    /// The loss repair fragments are sized for: the worst receiver report's, leaving out
-    /// receivers whose loss comes with a queue (congestion: more bytes into a full queue lose
-    /// more; rate control cures it and NACKs repair what is left); the NACKed share when no
-    /// receiver reports.
+    /// The loss repair fragments are sized for: the worst receiver's, the loss of receivers
+    /// beside a standing queue counting at most 5 % (congestion: more bytes into a full queue
+    /// lose more; rate control cures it and NACKs repair what is left); the NACKed share while
+    /// no receiver reports.
     fn repairable_loss(&self, now: Instant) -> f64 {
         self.rate
             .repairable_loss(now)

@@ -706,7 +706,10 @@ fn under_loss_p_frames_carry_repair_fragments_and_without_loss_they_do_not() {
     let got = decoded_from(&call, b, a);
     assert!(got.len() >= 345, "{} of 360 decoded", got.len());
     let told = call.member(a).out.expected_audio_loss.unwrap();
-    assert!(told > 5, "the audio encoder is told the loss: {told} % ({sent:?})");
+    assert!(
+        told > 5,
+        "the audio encoder is told the loss: {told} % ({sent:?})"
+    );
 }
 
 #[test]
