@@ -394,7 +394,7 @@ impl CallCore {
             }
             self.send_reports(now);
             self.rate
-                .set_repair_share(repair_share(self.repairable_loss(now)));
+                .set_repair_share(repair_share(self.video_loss(now)));
             if let Some(target) = self.rate.poll(now) {
                 self.outputs.push_back(Output::VideoTarget(target));
             }
@@ -1010,16 +1010,6 @@ impl CallCore {
             .max(self.rate.worst_loss(now).unwrap_or(0.0))
     }
 
-    /// The loss repair fragments are sized for: the worst receiver's, the loss of receivers
-    /// beside a standing queue counting at most 5 % (congestion: more bytes into a full queue
-    /// lose more; rate control cures it and NACKs repair what is left); the NACKed share while
-    /// no receiver reports.
-    fn repairable_loss(&self, now: Instant) -> f64 {
-        self.rate
-            .repairable_loss(now)
-            .unwrap_or_else(|| self.loss.fraction())
-    }
-
     fn request_keyframe(&mut self, now: Instant, peer: PeerId, need: KeyframeNeed) {
         if !self.remotes.contains_key(&peer) || !self.keyframes.should_request(now, peer, need) {
             return;
@@ -1071,7 +1061,7 @@ impl CallCore {
             approx_count,
             keyframe,
             meta.layer == 0,
-            self.repairable_loss(now),
+            self.video_loss(now),
         );
         // Room for a target id: a retransmission is the same body behind an addressed header.
         let limit = self.datagram_limit - RETRANSMIT_HEADER_GROWTH;

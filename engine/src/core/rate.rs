@@ -28,11 +28,6 @@ const LOSS_CONGESTED: f64 = 0.10;
 /// Loss is congestion only with at least this queuing delay (ms); a receiver that cannot
 /// measure delay (no audio from us) has its loss taken as congestion.
 const LOSS_NEEDS_DELAY_MS: u16 = 25;
-/// Loss beside at least this much queuing delay (ms), sustained over the delay's 300 ms window,
-/// is congestion that repair fragments would only feed (a standing queue; jitter, pacing and a
-/// keyframe's burst stay under it): repair counts it at most as [`QUEUED_REPAIR_LOSS`].
-const REPAIR_IGNORES_DELAY_MS: u16 = 100;
-const QUEUED_REPAIR_LOSS: f64 = 0.05;
 /// Receiver loss below this allows increasing.
 const LOSS_CLEAR: f64 = 0.02;
 /// Queuing delay above this means congestion (ms).
@@ -203,25 +198,11 @@ impl RateController {
         self.send_queue_bytes as f64 * 8.0 / self.target_kbps.max(1.0)
     }
 
-    /// The highest loss any receiver reports now (for the stats and audio redundancy), if any
-    /// reported.
+    /// The highest loss any receiver reports now (for forward error correction, which helps
+    /// everyone, and audio redundancy), if any reported.
     pub fn worst_loss(&self, now: Instant) -> Option<f64> {
         self.fresh(now)
             .map(|r| r.loss_fraction())
-            .max_by(f64::total_cmp)
-    }
-
-    /// The highest loss any receiver reports, the loss beside a standing queue counting at
-    /// most [`QUEUED_REPAIR_LOSS`] (random loss is what repair fragments cure; unknown delay
-    /// counts as no queue), if any reported.
-    pub fn repairable_loss(&self, now: Instant) -> Option<f64> {
-        self.fresh(now)
-            .map(|r| match r.queuing_delay_ms {
-                Some(d) if d >= REPAIR_IGNORES_DELAY_MS => {
-                    r.loss_fraction().min(QUEUED_REPAIR_LOSS)
-                }
-                _ => r.loss_fraction(),
-            })
             .max_by(f64::total_cmp)
     }
 
@@ -490,10 +471,6 @@ mod tests {
         };
         assert!(drive(&mut c, &mut t, 5, mostly_slow).bitrate_kbps < 300);
         assert!((c.worst_loss(t).unwrap() - 0.5).abs() < 1e-9);
-        // Repair counts the loss beside a standing queue (600 and 900 ms) as 5 % at most.
-        assert_eq!(c.repairable_loss(t), Some(0.05));
-        c.on_report(t, PeerId(5), report(7, 600, None));
-        assert!((c.repairable_loss(t).unwrap() - 0.07).abs() < 1e-9);
     }
 
     #[test]
