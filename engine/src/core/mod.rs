@@ -73,6 +73,8 @@ fn expected_audio_loss(fraction: f64) -> u8 {
 
 /// How much longer an addressed datagram header is than a broadcast one (the target id).
 const RETRANSMIT_HEADER_GROWTH: usize = DatagramHeader::MAX_LEN - DatagramHeader::MIN_LEN;
+/// After a NACK to a sender, its frames' lateness teaches the playout delay for this long.
+const RECOVERY_MEMORY: Duration = Duration::from_secs(2);
 /// Loss recovery (NACKs, giving up on late frames) runs this often.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_millis(20);
 /// A ping on the control stream this often (the relay answers each with a pong).
@@ -778,7 +780,12 @@ impl CallCore {
                     } else if let Some(remote) = self.remotes.get_mut(&sender) {
                         let now_us = self.clock.unix_us(now);
                         let capture_us = frame.meta.capture_time_us;
-                        remote.playout.push(now, now_us, capture_us, frame);
+                        let recovering = remote
+                            .last_nack_at
+                            .is_some_and(|at| now.saturating_duration_since(at) < RECOVERY_MEMORY);
+                        remote
+                            .playout
+                            .push(now, now_us, capture_us, frame, recovering);
                     }
                 }
                 Ordered::GaveUp { from, to } => {
@@ -845,6 +852,7 @@ impl CallCore {
                 continue;
             };
             if let Some(list) = remote.nacks.poll(now, &remote.reassembler, timing) {
+                remote.last_nack_at = Some(now);
                 // Twice (each sealed on its own): a lost NACK would cost a round trip.
                 self.send_nack(peer, list);
                 self.send_nack(peer, list);

@@ -3,9 +3,11 @@
 //! late (repaired by a NACK's retransmission, or held behind one) plays on time instead of
 //! after a visible pause, and the frames released behind it keep their spacing. The target
 //! follows how late recent frames were (a high percentile of their lateness over the last
-//! [`LATENESS_WINDOW`] frames), so it is near zero on a clean path and grows only while loss
-//! recovery is at work; it never exceeds [`MAX_PLAYOUT_DELAY`]. Like libwebrtc's video
-//! jitter buffer, whose target delay includes the time NACKs take.
+//! [`LATENESS_WINDOW`] frames) while loss recovery is at work: a frame that arrives while
+//! nothing is being repaired counts as on time whatever its lateness, so scheduling and path
+//! jitter on a clean path add no delay (a call's latency matters more than smoothing it). It
+//! never exceeds [`MAX_PLAYOUT_DELAY`]. Like libwebrtc's video jitter buffer, whose target
+//! delay includes the time NACKs take.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -58,12 +60,13 @@ impl<T> VideoPlayout<T> {
     }
 
     /// A frame, next in order, captured at `capture_us` on the sender's clock, ready to decode
-    /// at `now` (`now_us` on our wall clock). It waits until its playout time.
-    pub fn push(&mut self, now: Instant, now_us: u64, capture_us: u64, frame: T) {
+    /// at `now` (`now_us` on our wall clock). It waits until its playout time. `recovering`:
+    /// loss recovery for this sender is at work (its lateness teaches the target).
+    pub fn push(&mut self, now: Instant, now_us: u64, capture_us: u64, frame: T, recovering: bool) {
         let transit = now_us as i64 - capture_us as i64;
         let floor = self.base.push(now, transit);
         let late_us = (transit - floor).clamp(0, i64::from(u32::MAX)) as u32;
-        self.lateness_us[self.lateness_next] = late_us;
+        self.lateness_us[self.lateness_next] = if recovering { late_us } else { 0 };
         self.lateness_next = (self.lateness_next + 1) % LATENESS_WINDOW;
         self.lateness_len = (self.lateness_len + 1).min(LATENESS_WINDOW);
         self.target = self.target_from_window();
@@ -135,7 +138,13 @@ mod tests {
             match (arrival, due) {
                 (Some(a), d) if d.is_none_or(|d| a <= d) => {
                     let us = arrivals[next as usize];
-                    p.push(a, 1_000_000_000 + us, 1_000_000_000 + next * FRAME_US, next);
+                    p.push(
+                        a,
+                        1_000_000_000 + us,
+                        1_000_000_000 + next * FRAME_US,
+                        next,
+                        true,
+                    );
                     next += 1;
                 }
                 (_, Some(d)) => {
@@ -221,6 +230,20 @@ mod tests {
     }
 
     #[test]
+    fn jitter_without_loss_recovery_adds_no_delay() {
+        let origin = Instant::now();
+        let mut p = VideoPlayout::default();
+        for i in 0..200u64 {
+            // Up to 40 ms of jitter, nothing repaired.
+            let transit = 5_000 + (i * 7919) % 40_000;
+            let now = origin + Duration::from_micros(i * FRAME_US + transit);
+            p.push(now, i * FRAME_US + transit, i * FRAME_US, i, false);
+            assert_eq!(p.pop_due(now), Some(i), "frame {i} leaves at once");
+        }
+        assert_eq!(p.target(), Duration::ZERO);
+    }
+
+    #[test]
     fn frames_leave_in_order() {
         let origin = Instant::now();
         let mut p = VideoPlayout::default();
@@ -228,7 +251,7 @@ mod tests {
         for i in 0..10u64 {
             let now = origin + Duration::from_micros(i * FRAME_US);
             let transit = if i == 3 { 150_000 } else { 40_000 };
-            p.push(now, i * FRAME_US + transit, i * FRAME_US, i);
+            p.push(now, i * FRAME_US + transit, i * FRAME_US, i, true);
         }
         let mut out = Vec::new();
         let end = origin + Duration::from_secs(2);

@@ -25,6 +25,8 @@ pub struct RemotePeer {
     pub playout: VideoPlayout<VideoToDecode>,
     /// What we measure of its path, for our receiver reports to it.
     pub meter: ReportMeter,
+    /// When we last NACKed its video (loss recovery at work, for the playout delay).
+    pub last_nack_at: Option<Instant>,
     /// Video fragments it resent to us (addressed to us) that arrived.
     pub retransmissions_received: u64,
     /// The frame number of the first keyframe we accepted (nothing before it is decodable).
@@ -58,6 +60,7 @@ impl RemotePeer {
             layers: FrameLayers::default(),
             playout: VideoPlayout::default(),
             meter: ReportMeter::new(now),
+            last_nack_at: None,
             retransmissions_received: 0,
             first_keyframe_number: None,
             last_frame_number: 0,
