@@ -1096,7 +1096,6 @@ impl CallCore {
         self.state.sent.video_frames += 1;
     }
 
-    /// Seals one datagram body and queues it; false if it could not be sealed or is too large.
     /// Seals `plain` and queues it as a datagram; returns the datagram (None when it could not
     /// be sealed or is too large for the path).
     fn send_sealed(
