@@ -1,14 +1,14 @@
 //! The datagram path of one joined peer: read a datagram, apply the sender's rate limit, check
 //! the header and stamp the sender, then hand one shared `Bytes` to every receiver listed in the
 //! room's lock-free [`fanout`](crate::fanout) snapshot, shedding upper temporal layers for
-//! congested receivers ([`shedding`](crate::shedding)).
+//! congested receivers and bounding their queue of video ([`shedding`](crate::shedding)).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, SendDatagramError};
-use vcall_proto::datagram::stamp_sender;
+use vcall_proto::datagram::{DatagramKind, stamp_sender};
 use vcall_proto::{ControlFrame, DecodeError, ErrorCode, PeerId};
 
 use crate::config::Limits;
@@ -104,16 +104,27 @@ impl DatagramForwarder {
             Ok(members) => {
                 for member in members.iter().filter(|m| m.peer != me) {
                     let link = &member.link;
-                    let admitted = link.layers.admit(header.layer, now, || {
-                        let queued = self
-                            .send_buffer
-                            .saturating_sub(link.connection.datagram_send_buffer_space());
-                        is_congested(queued, || link.connection.stats().path.cwnd)
-                    });
-                    if admitted {
-                        send_copy(&link.connection, stamped.clone(), &self.metrics);
-                    } else {
-                        self.metrics.datagram_dropped(DropReason::LayerShed, len);
+                    let queued = || {
+                        self.send_buffer
+                            .saturating_sub(link.connection.datagram_send_buffer_space())
+                    };
+                    let cwnd = || link.connection.stats().path.cwnd;
+                    let verdict = match (header.kind, header.layer) {
+                        (DatagramKind::Video, 0) => link
+                            .layers
+                            .admit_base(now, queued, cwnd)
+                            .then_some(())
+                            .ok_or(DropReason::VideoQueueBound),
+                        (DatagramKind::Video, layer) => link
+                            .layers
+                            .admit(layer, now, || is_congested(queued(), cwnd))
+                            .then_some(())
+                            .ok_or(DropReason::LayerShed),
+                        _ => Ok(()),
+                    };
+                    match verdict {
+                        Ok(()) => send_copy(&link.connection, stamped.clone(), &self.metrics),
+                        Err(reason) => self.metrics.datagram_dropped(reason, len),
                     }
                 }
             }

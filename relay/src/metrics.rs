@@ -29,6 +29,10 @@ pub enum DropReason {
     /// A video fragment of an upper temporal layer, not sent to a receiver whose path is
     /// congested (per receiver).
     LayerShed,
+    /// A base-layer video fragment, not sent to a receiver whose upper layers are shed because
+    /// its queue already holds more video than its path lets out in two round trips (per
+    /// receiver).
+    VideoQueueBound,
     /// Larger than what the receiver's path or datagram limit allows (per receiver).
     TooLargeForPath,
     /// The receiver does not accept datagrams at all (per receiver).
@@ -39,7 +43,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in label order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         Self::NotJoined,
         Self::Malformed,
         Self::Oversized,
@@ -47,6 +51,7 @@ impl DropReason {
         Self::UnknownTarget,
         Self::Congested,
         Self::LayerShed,
+        Self::VideoQueueBound,
         Self::TooLargeForPath,
         Self::ReceiverUnsupported,
         Self::ReceiverGone,
@@ -62,6 +67,7 @@ impl DropReason {
             Self::UnknownTarget => "unknown_target",
             Self::Congested => "congested",
             Self::LayerShed => "layer_shed",
+            Self::VideoQueueBound => "video_queue_bound",
             Self::TooLargeForPath => "too_large_for_path",
             Self::ReceiverUnsupported => "receiver_unsupported",
             Self::ReceiverGone => "receiver_gone",

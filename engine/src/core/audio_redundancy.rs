@@ -33,7 +33,7 @@ impl Default for AudioRedundancy {
 }
 
 impl AudioRedundancy {
-    /// Follows the loss receivers report (the worst receiver's fraction of our fragments).
+    /// Follows the loss receivers report (the median receiver's fraction of our fragments).
     pub fn on_reported_loss(&mut self, loss: f64) {
         let mut copies = 1;
         for (n, on_at, off_below) in STEPS {

@@ -1010,12 +1010,13 @@ impl CallCore {
         }
     }
 
-    /// The fraction of our video fragments receivers lose: the worst receiver report (which
-    /// sees the loss FEC repaired too), or the share NACKed as a fallback.
+    /// The fraction of our video fragments receivers lose: the median receiver's report
+    /// (reports see the loss FEC repaired too; [`RateController::repair_loss`]), or, while none
+    /// reports, the share NACKed.
     fn video_loss(&self, now: Instant) -> f64 {
-        self.loss
-            .fraction()
-            .max(self.rate.worst_loss(now).unwrap_or(0.0))
+        self.rate
+            .repair_loss(now)
+            .unwrap_or_else(|| self.loss.fraction())
     }
 
     fn request_keyframe(&mut self, now: Instant, peer: PeerId, need: KeyframeNeed) {

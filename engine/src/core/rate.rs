@@ -198,12 +198,17 @@ impl RateController {
         self.send_queue_bytes as f64 * 8.0 / self.target_kbps.max(1.0)
     }
 
-    /// The highest loss any receiver reports now (for forward error correction, which helps
-    /// everyone, and audio redundancy), if any reported.
-    pub fn worst_loss(&self, now: Instant) -> Option<f64> {
-        self.fresh(now)
-            .map(|r| r.loss_fraction())
-            .max_by(f64::total_cmp)
+    /// The loss forward error correction (which every receiver gets) and audio redundancy are
+    /// sized for: the median receiver's, the same one the rate follows (of two, the better
+    /// one), if any reported. A receiver that loses far more than the median is left to NACKs
+    /// and the relay's shedding: sized for one such receiver (its loss mostly its own
+    /// downlink's congestion, which repair fragments only add to), repair took two thirds of
+    /// everyone's rate. A lone receiver is its own median; loss on the sender's own uplink
+    /// reaches every receiver, so the median sees it.
+    pub fn repair_loss(&self, now: Instant) -> Option<f64> {
+        let mut losses: Vec<f64> = self.fresh(now).map(|r| r.loss_fraction()).collect();
+        losses.sort_by(f64::total_cmp);
+        median(&losses).copied()
     }
 
     fn fresh(&self, now: Instant) -> impl Iterator<Item = &ReceiverReport> {
@@ -401,7 +406,7 @@ mod tests {
         assert_eq!(drive(&mut c, &mut t, 10, radio).bitrate_kbps, 600);
         assert_eq!(c.decreases, 0);
         assert!(
-            (c.worst_loss(t).unwrap() - 0.36).abs() < 1e-9,
+            (c.repair_loss(t).unwrap() - 0.36).abs() < 1e-9,
             "FEC still sees it"
         );
         // The same loss from a receiver that cannot measure delay counts.
@@ -470,7 +475,23 @@ mod tests {
             ]
         };
         assert!(drive(&mut c, &mut t, 5, mostly_slow).bitrate_kbps < 300);
-        assert!((c.worst_loss(t).unwrap() - 0.5).abs() < 1e-9);
+        // Repair serves the median receiver, as the rate does.
+        assert!((c.repair_loss(t).unwrap() - 0.4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn repair_serves_the_median_receiver() {
+        let t = Instant::now();
+        let mut c = RateController::new(600);
+        // A lone receiver is its own median: its loss counts whatever its queue.
+        c.on_report(t, PeerId(2), report(60, 200, Some(800)));
+        assert!((c.repair_loss(t).unwrap() - 0.6).abs() < 1e-9);
+        // Of two, the better one.
+        c.on_report(t, PeerId(3), report(5, 600, Some(3)));
+        assert!((c.repair_loss(t).unwrap() - 0.05).abs() < 1e-9);
+        // Of three, the middle one.
+        c.on_report(t, PeerId(4), report(20, 400, Some(12)));
+        assert!((c.repair_loss(t).unwrap() - 0.20).abs() < 1e-9);
     }
 
     #[test]
@@ -480,7 +501,7 @@ mod tests {
         c.on_report(t, PeerId(2), report(60, 100, Some(900)));
         t += REPORT_MAX_AGE + Duration::from_millis(1);
         assert_eq!(c.poll(t), None, "a stale report changes nothing");
-        assert_eq!(c.worst_loss(t), None);
+        assert_eq!(c.repair_loss(t), None);
         // 40 KB queued at 1 Mbit/s is 320 ms.
         c.on_send_queue(t, 40_000, 0);
         t += Duration::from_millis(250);
