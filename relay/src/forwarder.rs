@@ -16,7 +16,7 @@ use crate::fanout::FanoutReader;
 use crate::link::PeerLink;
 use crate::metrics::{DropReason, Metrics};
 use crate::rate::{CountAndBytes, Throttle};
-use crate::shedding::is_congested;
+use crate::shedding::{PathSample, ReceiverPath};
 use crate::writer::ControlQueue;
 
 /// At most one "datagrams dropped: rate limited" notice per client per this interval.
@@ -104,22 +104,15 @@ impl DatagramForwarder {
             Ok(members) => {
                 for member in members.iter().filter(|m| m.peer != me) {
                     let link = &member.link;
-                    let queued = || {
-                        self.send_buffer
-                            .saturating_sub(link.connection.datagram_send_buffer_space())
-                    };
-                    let cwnd = || link.connection.stats().path.cwnd;
-                    let verdict = match (header.kind, header.layer) {
-                        (DatagramKind::Video, 0) => link
-                            .layers
-                            .admit_base(now, queued, cwnd)
-                            .then_some(())
-                            .ok_or(DropReason::VideoQueueBound),
-                        (DatagramKind::Video, layer) => link
-                            .layers
-                            .admit(layer, now, || is_congested(queued(), cwnd))
-                            .then_some(())
-                            .ok_or(DropReason::LayerShed),
+                    let verdict = match header.kind {
+                        DatagramKind::Video => link.layers.admit(
+                            header.layer,
+                            now,
+                            &QuicPath {
+                                connection: &link.connection,
+                                send_buffer: self.send_buffer,
+                            },
+                        ),
                         _ => Ok(()),
                     };
                     match verdict {
@@ -131,6 +124,34 @@ impl DatagramForwarder {
             Err(_) => self
                 .metrics
                 .datagram_dropped(DropReason::UnknownTarget, len),
+        }
+    }
+}
+
+/// A receiver's QUIC connection as the shedding policy reads it.
+struct QuicPath<'a> {
+    connection: &'a Connection,
+    /// The datagram send buffer's size, to tell how much of it is in use.
+    send_buffer: usize,
+}
+
+impl ReceiverPath for QuicPath<'_> {
+    fn queued(&self) -> usize {
+        self.send_buffer
+            .saturating_sub(self.connection.datagram_send_buffer_space())
+    }
+
+    fn cwnd(&self) -> u64 {
+        self.connection.stats().path.cwnd
+    }
+
+    fn stats(&self) -> PathSample {
+        let path = self.connection.stats().path;
+        PathSample {
+            rtt: path.rtt,
+            min_rtt: path.min_rtt,
+            sent_packets: path.sent_packets,
+            lost_packets: path.lost_packets,
         }
     }
 }
