@@ -1,5 +1,5 @@
 //! The video-send thread: captures from the source at the frame rate, encodes H.264 in two
-//! temporal layers (a keyframe every 2 s and on request; the bitrate and whether the upper
+//! temporal layers (a keyframe every 10 s and on request; the bitrate and whether the upper
 //! layer is sent follow rate control) and hands each frame to the driver laid out for sealing
 //! in place. Never touches the network. Its control channel is never dropped from.
 
@@ -19,8 +19,10 @@ use crate::handle::{RgbaFrame, VideoFrames, Waker};
 use crate::state::Stream;
 use crate::wall_clock_us;
 
-/// A keyframe at least this often, as a safety net for receivers that lost one.
-const KEYFRAME_INTERVAL: Duration = Duration::from_secs(2);
+/// A keyframe at least this often, as a last safety net: receivers ask for one when a loss
+/// needs it (and again while none comes), and each keyframe is many frames' worth of bytes (a
+/// 720p one every 2 s kept an 800 kbit/s uplink busy with keyframes).
+const KEYFRAME_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Commands to the capture+encode thread.
 pub(crate) enum VideoControl {
@@ -113,8 +115,9 @@ impl VideoSender {
         let mut last_keyframe = start;
         let mut preview_rgba = Vec::new();
         let mut preview_seq = 0u64;
+        // The rate control's start, which it tells us again once it moves.
         let mut target = VideoTarget {
-            bitrate_kbps: settings.bitrate_kbps,
+            bitrate_kbps: crate::core::start_kbps(settings.bitrate_kbps),
             base_layer_only: false,
         };
         loop {

@@ -10,6 +10,9 @@ use vcall_proto::PeerId;
 
 /// Keyframe requests to one sender at most this often.
 pub const REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// A request repeated because no keyframe came since the last one waits this long: a keyframe
+/// on a slow path takes a while to arrive, and asking again meanwhile would make another.
+pub const REPEAT_INTERVAL: Duration = Duration::from_millis(1500);
 /// Keyframes forced by requests at most this often.
 pub const FORCE_INTERVAL: Duration = Duration::from_millis(300);
 
@@ -22,6 +25,8 @@ pub enum KeyframeNeed {
     FrameLost,
     /// Our decoder could not decode its stream.
     DecoderFailed,
+    /// We asked after a loss and no keyframe has come since.
+    StillWaiting,
 }
 
 /// The keyframe decisions of one call.
@@ -37,11 +42,15 @@ pub struct KeyframePolicy {
 
 impl KeyframePolicy {
     /// Whether to send `peer` a keyframe request now for `need`; records it when yes.
-    pub fn should_request(&mut self, now: Instant, peer: PeerId, _need: KeyframeNeed) -> bool {
+    pub fn should_request(&mut self, now: Instant, peer: PeerId, need: KeyframeNeed) -> bool {
+        let interval = match need {
+            KeyframeNeed::StillWaiting => REPEAT_INTERVAL,
+            _ => REQUEST_INTERVAL,
+        };
         if self
             .last_request
             .get(&peer)
-            .is_some_and(|t| now.saturating_duration_since(*t) < REQUEST_INTERVAL)
+            .is_some_and(|t| now.saturating_duration_since(*t) < interval)
         {
             self.requests_suppressed += 1;
             return false;
@@ -119,6 +128,16 @@ mod tests {
         // 0 ms, 300 ms, 600 ms, 900 ms.
         assert_eq!(forced, 4);
         assert_eq!(p.counters().3, 996);
+    }
+
+    #[test]
+    fn a_repeated_request_waits_longer_than_a_first_one() {
+        let t0 = Instant::now();
+        let mut p = KeyframePolicy::default();
+        assert!(p.should_request(t0, PeerId(2), KeyframeNeed::FrameLost));
+        let later = t0 + REQUEST_INTERVAL;
+        assert!(!p.should_request(later, PeerId(2), KeyframeNeed::StillWaiting));
+        assert!(p.should_request(t0 + REPEAT_INTERVAL, PeerId(2), KeyframeNeed::StillWaiting));
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub use io::{
     VideoToDecode,
 };
 pub use keyframes::{FORCE_INTERVAL, KeyframeNeed, KeyframePolicy, REQUEST_INTERVAL};
-pub use rate::{MIN_VIDEO_KBPS, RateController, VideoTarget};
+pub use rate::{MIN_VIDEO_KBPS, RateController, START_KBPS, VideoTarget, start_kbps};
 use recovery::Ordered;
 pub use recovery::RecoveryTiming;
 use remote::RemotePeer;
@@ -767,10 +767,18 @@ impl CallCore {
         }
         let mut upper_only = upper_only.into_iter();
         let mut need_keyframe = false;
+        let mut still_waiting = false;
         for o in ordered.drain(..) {
             match o {
                 Ordered::Deliver(frame) => {
                     need_keyframe &= !frame.meta.keyframe;
+                    if let Some(remote) = self.remotes.get_mut(&sender) {
+                        if frame.meta.keyframe {
+                            remote.awaiting_keyframe = false;
+                        } else if remote.awaiting_keyframe {
+                            still_waiting = true;
+                        }
+                    }
                     let skip = self
                         .remotes
                         .get_mut(&sender)
@@ -808,7 +816,13 @@ impl CallCore {
             remote.nacks.set_floor(next);
         }
         if need_keyframe {
+            if let Some(remote) = self.remotes.get_mut(&sender) {
+                remote.awaiting_keyframe = true;
+            }
             self.request_keyframe(now, sender, KeyframeNeed::FrameLost);
+        } else if still_waiting {
+            // The request (or the keyframe) may have been lost: ask again, more patiently.
+            self.request_keyframe(now, sender, KeyframeNeed::StillWaiting);
         }
         self.release_due_frames(now);
     }

@@ -23,6 +23,14 @@ use vcall_proto::media::ReceiverReport;
 
 /// Never below this (kbit/s).
 pub const MIN_VIDEO_KBPS: u32 = 100;
+/// A call starts at this rate (or the configured one, if lower) and climbs fast from it until
+/// the first sign of congestion (as libwebrtc starts low and probes): a 720p keyframe encoded at
+/// the full 1.5 Mbit/s into an 800 kbit/s uplink queued for two seconds before any report could
+/// say so, and the decreases after it took the rate to a tenth.
+pub const START_KBPS: u32 = 600;
+/// Until the first decrease, while receivers report a clear path, the rate climbs this fraction
+/// of itself per second (from 600 to 1500 kbit/s in about 2 s).
+const STARTUP_INCREASE_PER_SECOND: f64 = 0.5;
 /// Receiver loss above this means congestion.
 const LOSS_CONGESTED: f64 = 0.10;
 /// Loss is congestion only with at least this queuing delay (ms); a receiver that cannot
@@ -108,16 +116,16 @@ pub struct RateController {
 }
 
 impl RateController {
-    /// A controller starting at (and never above) `max_kbps`.
+    /// A controller never above `max_kbps`, starting at [`start_kbps`].
     pub fn new(max_kbps: u32) -> Self {
         let max_kbps = max_kbps.max(MIN_VIDEO_KBPS);
         let told = VideoTarget {
-            bitrate_kbps: max_kbps,
+            bitrate_kbps: start_kbps(max_kbps),
             base_layer_only: false,
         };
         Self {
             max_kbps,
-            target_kbps: f64::from(max_kbps),
+            target_kbps: f64::from(start_kbps(max_kbps)),
             base_layer_only: false,
             reports: HashMap::new(),
             send_queue_bytes: 0,
@@ -283,7 +291,13 @@ impl RateController {
             self.last_decrease = Some(now);
             self.decreases += 1;
         } else if clear && since_decrease >= INCREASE_HOLD {
-            self.target_kbps *= 1.0 + INCREASE_PER_SECOND * dt.as_secs_f64();
+            // The fast climb only on a receiver's word that the path is clear, never blind.
+            let per_second = if self.last_decrease.is_none() && self.fresh(now).next().is_some() {
+                STARTUP_INCREASE_PER_SECOND
+            } else {
+                INCREASE_PER_SECOND
+            };
+            self.target_kbps *= 1.0 + per_second * dt.as_secs_f64();
         }
         self.target_kbps = self
             .target_kbps
@@ -307,6 +321,12 @@ impl RateController {
     }
 }
 
+/// The rate a call's video starts at, for a configured maximum of `max_kbps` (the encoder's
+/// first keyframe is encoded at it).
+pub fn start_kbps(max_kbps: u32) -> u32 {
+    max_kbps.clamp(MIN_VIDEO_KBPS, START_KBPS.max(MIN_VIDEO_KBPS))
+}
+
 /// The element at index (n-1)/2 of a list sorted best first.
 fn median<T>(sorted: &[T]) -> Option<&T> {
     sorted.get(sorted.len().saturating_sub(1) / 2)
@@ -315,6 +335,14 @@ fn median<T>(sorted: &[T]) -> Option<&T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A controller already at its maximum (past the startup climb).
+    fn at_full_rate(max_kbps: u32) -> RateController {
+        let mut c = RateController::new(max_kbps);
+        c.target_kbps = f64::from(max_kbps);
+        c.told = c.target();
+        c
+    }
 
     fn report(lost_percent: u16, kbps: u32, delay: Option<u16>) -> ReceiverReport {
         ReceiverReport {
@@ -375,9 +403,33 @@ mod tests {
     }
 
     #[test]
+    fn a_call_starts_low_and_climbs_fast_until_the_first_congestion_then_slowly() {
+        let mut t = Instant::now();
+        let mut c = RateController::new(1500);
+        assert_eq!(c.target().bitrate_kbps, START_KBPS);
+        assert_eq!(RateController::new(300).target().bitrate_kbps, 300);
+        let clear = |target: f64| vec![(PeerId(2), report(0, target as u32, Some(5)))];
+        let one_second = drive(&mut c, &mut t, 1, clear).bitrate_kbps;
+        assert!((850..1050).contains(&one_second), "{one_second} after 1 s");
+        assert_eq!(drive(&mut c, &mut t, 2, clear).bitrate_kbps, 1500);
+        // After a decrease, the climb is the slow one.
+        drive(&mut c, &mut t, 1, |_| {
+            vec![(PeerId(2), report(50, 600, Some(400)))]
+        });
+        let after = c.target().bitrate_kbps;
+        assert!(after <= 750, "{after}");
+        // The hold's last second, then two at 10 % a second (startup's pace would reach 1500).
+        let later = drive(&mut c, &mut t, 3, clear).bitrate_kbps;
+        assert!(
+            f64::from(later) < f64::from(after) * 1.3,
+            "{after} → {later}: no startup climb after congestion"
+        );
+    }
+
+    #[test]
     fn a_draining_queue_is_not_congestion_but_a_standing_one_is() {
         let mut t = Instant::now();
-        let mut c = RateController::new(1000);
+        let mut c = at_full_rate(1000);
         let one = |delay: u16| vec![(PeerId(2), report(0, 1000, Some(delay)))];
         // A queue of 400 ms: a decrease.
         t += Duration::from_millis(250);
@@ -416,7 +468,7 @@ mod tests {
 
     #[test]
     fn the_encoder_leaves_room_for_repair_fragments() {
-        let mut c = RateController::new(1000);
+        let mut c = at_full_rate(1000);
         assert_eq!(c.target().bitrate_kbps, 1000);
         c.set_repair_share(0.25);
         assert_eq!(c.target().bitrate_kbps, 800);
@@ -497,7 +549,7 @@ mod tests {
     #[test]
     fn our_own_send_queue_is_congestion_too_and_stale_reports_are_ignored() {
         let mut t = Instant::now();
-        let mut c = RateController::new(1000);
+        let mut c = at_full_rate(1000);
         c.on_report(t, PeerId(2), report(60, 100, Some(900)));
         t += REPORT_MAX_AGE + Duration::from_millis(1);
         assert_eq!(c.poll(t), None, "a stale report changes nothing");
@@ -514,7 +566,7 @@ mod tests {
     fn a_standing_send_queue_brings_the_target_under_what_the_uplink_drains_and_sheds_upper_layers()
     {
         let mut t = Instant::now();
-        let mut c = RateController::new(1500);
+        let mut c = at_full_rate(1500);
         // We hand 1500 kbit/s to QUIC; it lets out 600 kbit/s; the queue grows.
         let (mut sent, mut queued) = (0u64, 0usize);
         assert!(!c.shed_upper());

@@ -32,6 +32,8 @@ pub struct RemotePeer {
     /// The frame number of the first keyframe we accepted (nothing before it is decodable).
     pub first_keyframe_number: Option<u32>,
     pub last_frame_number: u32,
+    /// A loss left its stream undecodable and no keyframe came since (we ask again).
+    pub awaiting_keyframe: bool,
     pub video_frames_received: u64,
     pub last_audio_sequence: Option<u32>,
     /// The first audio sequence number of the current run (since the sender's last restart).
@@ -63,6 +65,7 @@ impl RemotePeer {
             last_nack_at: None,
             retransmissions_received: 0,
             first_keyframe_number: None,
+            awaiting_keyframe: false,
             last_frame_number: 0,
             video_frames_received: 0,
             last_audio_sequence: None,
