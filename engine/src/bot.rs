@@ -30,6 +30,8 @@ pub struct SentSecondReport {
     pub t_s: u64,
     pub target_kbps: u32,
     pub layers: u8,
+    pub loss_percent: f32,
+    pub audio_copies: u8,
 }
 
 impl From<&SentSecond> for SentSecondReport {
@@ -38,6 +40,8 @@ impl From<&SentSecond> for SentSecondReport {
             t_s: s.t_s,
             target_kbps: s.target_kbps,
             layers: s.layers,
+            loss_percent: s.loss_percent,
+            audio_copies: s.audio_copies,
         }
     }
 }

@@ -184,6 +184,10 @@ pub struct SentSecond {
     pub target_kbps: u32,
     /// Temporal layers sent (1: base only).
     pub layers: u8,
+    /// The loss receivers report that repair and audio copies are sized for (percent).
+    pub loss_percent: f32,
+    /// Audio datagrams sent per audio frame now (1, or 2–3 with redundancy).
+    pub audio_copies: u8,
 }
 
 /// One remote peer as this client knows it.

@@ -33,6 +33,11 @@ impl Default for AudioRedundancy {
 }
 
 impl AudioRedundancy {
+    /// Datagrams sent per audio frame now.
+    pub fn copies(&self) -> u8 {
+        self.copies
+    }
+
     /// Follows the loss receivers report (the median receiver's fraction of our fragments).
     pub fn on_reported_loss(&mut self, loss: f64) {
         let mut copies = 1;

@@ -414,6 +414,8 @@ impl CallCore {
                     t_s: self.next_sent_second,
                     target_kbps: target.bitrate_kbps,
                     layers: if target.base_layer_only { 1 } else { 2 },
+                    loss_percent: (sent.loss_reported * 100.0) as f32,
+                    audio_copies: self.audio_redundancy.copies(),
                 });
                 self.next_sent_second += 1;
             }

@@ -1,6 +1,6 @@
 //! What a receiver measures of one sender's path for its receiver reports (PROTOCOL.md §6.4):
 //! video fragments expected and lost per window (from the clear fragment headers, before any
-//! retransmission), video bytes received, and the queuing delay (the least one-way delay of
+//! retransmission; a frame id skipped entirely counts one fragment), video bytes received, and the queuing delay (the least one-way delay of
 //! the sender's audio over the last 300 ms, over its minimum of the last 10 s; clock offsets
 //! cancel out). The recent minimum, not an average: a standing queue raises every sample,
 //! while jitter and audio copies that arrive late (redundancy) raise only some.
@@ -81,6 +81,8 @@ impl ReportMeter {
             .saturating_add(repair_count.unwrap_or(0))
             .max(index + 1);
         if let Some(frame) = self.frames.iter_mut().find(|f| f.id == frame_id) {
+            // (A frame counted as skipped whose fragments come late, reordered, takes its
+            // real size.)
             frame.expected = frame.expected.max(expected);
             frame.received = frame.received.saturating_add(1).min(frame.expected);
         } else {
@@ -88,6 +90,22 @@ impl ReportMeter {
                 n.wrapping_sub(frame_id) < u32::MAX / 2 && n.wrapping_sub(frame_id) >= FINISH_AFTER
             }) {
                 return; // already finished (and its fragments counted lost)
+            }
+            // Frames skipped entirely (none of their fragments came): one fragment each, the
+            // least a frame has. Without them a stream of one-fragment frames shows no loss
+            // at all, whatever the path loses, until repair fragments make frames longer.
+            if let Some(newest) = self.newest {
+                let gap = frame_id.wrapping_sub(newest);
+                if gap > 1 && gap < u32::MAX / 2 {
+                    let skipped = (gap - 1).min(MAX_TRACKED as u32);
+                    for id in frame_id.wrapping_sub(skipped)..frame_id {
+                        self.frames.push_back(TrackedFrame {
+                            id,
+                            expected: 1,
+                            received: 0,
+                        });
+                    }
+                }
             }
             let pos = self
                 .frames
@@ -204,6 +222,23 @@ mod tests {
             ),
             (0, 0, 0)
         );
+    }
+
+    #[test]
+    fn frames_skipped_entirely_count_one_lost_fragment_each_unless_they_come_late() {
+        let t = Instant::now();
+        let mut m = ReportMeter::new(t);
+        // One-fragment frames 0..20; 5, 6 and 12 never come, 9 comes after 10 (reordered).
+        for id in (0..20u32).filter(|id| ![5, 6, 9, 12].contains(id)) {
+            m.on_video_fragment(id, 0, 1, None, false, 100);
+            if id == 10 {
+                m.on_video_fragment(9, 0, 2, None, false, 100);
+                m.on_video_fragment(9, 1, 2, None, false, 100);
+            }
+        }
+        let r = m.take(t + REPORT_INTERVAL).unwrap();
+        // Frames 0..=16 finished: 17 frames, frame 9 of two fragments.
+        assert_eq!((r.fragments_expected, r.fragments_lost), (18, 3));
     }
 
     #[test]

@@ -397,6 +397,45 @@ fn a_frame_that_cannot_be_recovered_is_given_up_on_and_a_keyframe_is_asked_for()
 }
 
 #[test]
+fn a_lost_keyframe_request_is_repeated_while_the_stream_stays_broken_and_not_after_a_keyframe() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (mut call, ids) = keyed_call(2, 17);
+    let (a, b) = (ids[0], ids[1]);
+    // Frame 5 never arrives; while `deaf`, nothing b sends back (NACKs, requests) does either.
+    let deaf = Arc::new(AtomicBool::new(true));
+    let deaf_at_relay = deaf.clone();
+    call.relay_loses = Some(Box::new(move |sender, header, body| {
+        if sender == b && header.kind == DatagramKind::Feedback {
+            return deaf_at_relay.load(Ordering::Relaxed);
+        }
+        sender == a
+            && header.kind == DatagramKind::Video
+            && FragmentHeader::decode(body).is_ok_and(|(fh, _)| fh.frame_id == 5)
+    }));
+    let send = |call: &mut SimCall, frames: std::ops::Range<u32>, keyframe_at: Option<u32>| {
+        for n in frames {
+            let now_us = call.unix_us();
+            call.send_media(a, video_at(n, Some(n) == keyframe_at, 3000, 0, now_us));
+            call.run_for(Duration::from_millis(33));
+        }
+    };
+    send(&mut call, 0..30, Some(0));
+    assert_eq!(
+        call.member(a).out.keyframes_forced,
+        0,
+        "the request was lost"
+    );
+    // The way back heals; the stream is still broken, so b asks again (within 1.5 s), once.
+    deaf.store(false, Ordering::Relaxed);
+    send(&mut call, 30..70, None);
+    assert_eq!(call.member(a).out.keyframes_forced, 1);
+    // A keyframe mends it: no more requests.
+    send(&mut call, 70..160, Some(70));
+    assert_eq!(call.member(a).out.keyframes_forced, 1);
+    assert!(decoded_from(&call, b, a).contains(&150));
+}
+
+#[test]
 fn nacks_for_frames_never_sent_are_ignored_and_counted() {
     let (mut call, ids) = keyed_call(2, 14);
     let (a, b) = (ids[0], ids[1]);
