@@ -122,6 +122,12 @@ impl TestClient {
         self.send_raw(&frame.to_bytes()).await;
     }
 
+    /// Sends a frame unless the relay already stopped our stream (a client it is
+    /// disconnecting); says whether it went.
+    pub async fn try_send_frame(&mut self, frame: &ControlFrame) -> bool {
+        self.send.write_all(&frame.to_bytes()).await.is_ok()
+    }
+
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.send
             .write_all(bytes)
