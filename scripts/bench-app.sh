@@ -12,7 +12,8 @@
 # After WARMUP seconds it reads /proc/PID/task/*/stat (utime + stime) over BENCH_SECONDS and
 # prints ONE table: per scenario the app's CPU (cores) in total, in software GL (`llvmpipe-*`
 # threads) and in its own threads (the busiest named), beside the first bot's CPU for the same
-# call, and the ratio of the app's own threads to that bot.
+# call, the ratio of the app's own threads to that bot, the app's repaints per second (its
+# `--print-ui-stats` line) and the X server's CPU (what presenting the frames costs Xvfb).
 #
 # Usage: scripts/bench-app.sh
 # Env:   BENCH_SECONDS=15  WARMUP=10  SCENARIOS="two self none four"  NO_BUILD=1  KEEP=1
@@ -61,7 +62,8 @@ while [[ -e "/tmp/.X11-unix/X$DISPLAY_NUM" || -e "/tmp/.X$DISPLAY_NUM-lock" ]]; 
     DISPLAY_NUM=$((DISPLAY_NUM + 1))
 done
 Xvfb ":$DISPLAY_NUM" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
-PIDS+=("$!")
+XVFB_PID=$!
+PIDS+=("$XVFB_PID")
 for _ in $(seq 50); do
     [[ -e "/tmp/.X11-unix/X$DISPLAY_NUM" ]] && break
     sleep 0.1
@@ -105,7 +107,7 @@ run_scenario() {
     done
     DISPLAY=":$DISPLAY_NUM" XDG_CONFIG_HOME="$dir/config" "$APP_BIN" "$link" --name App \
         --camera "$(app_camera "$name")" --mic tone --speaker none \
-        --settings "$dir/settings.toml" >"$dir/app.out" 2>"$dir/app.err" &
+        --settings "$dir/settings.toml" --print-ui-stats 5 >"$dir/app.out" 2>"$dir/app.err" &
     local app=$!
     PIDS+=("$app")
     sleep "$WARMUP"
@@ -114,10 +116,10 @@ run_scenario() {
         cat "$dir/app.err" >&2
         exit 1
     fi
-    python3 - "$MEASURE" "$app" "${bot_pids[0]}" >"$dir/cpu.json" <<'PY'
+    python3 - "$MEASURE" "$app" "${bot_pids[0]}" "$XVFB_PID" >"$dir/cpu.json" <<'PY'
 import json, os, sys, time
 
-measure, app, bot = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+measure, app, bot, xvfb = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 tick = os.sysconf("SC_CLK_TCK")
 
 def threads(pid):
@@ -134,17 +136,18 @@ def threads(pid):
         out[tid] = (name, (int(fields[11]) + int(fields[12])) / tick)
     return out
 
-before = {p: threads(p) for p in (app, bot)}
+before = {p: threads(p) for p in (app, bot, xvfb)}
 start = time.monotonic()
 time.sleep(measure)
-after = {p: threads(p) for p in (app, bot)}
+after = {p: threads(p) for p in (app, bot, xvfb)}
 elapsed = time.monotonic() - start
 groups = {}
 for tid, (name, cpu) in after[app].items():
     used = cpu - before[app].get(tid, (name, 0.0))[1]
     groups[name] = groups.get(name, 0.0) + used / elapsed
-bot_cpu = sum(cpu - before[bot].get(t, ("", 0.0))[1] for t, (_, cpu) in after[bot].items()) / elapsed
-print(json.dumps({"groups": groups, "bot": bot_cpu}))
+def process_cpu(pid):
+    return sum(cpu - before[pid].get(t, ("", 0.0))[1] for t, (_, cpu) in after[pid].items()) / elapsed
+print(json.dumps({"groups": groups, "bot": process_cpu(bot), "xvfb": process_cpu(xvfb)}))
 PY
     kill "$app" 2>/dev/null || true
     wait "$app" 2>/dev/null || true
@@ -174,9 +177,15 @@ for name in scenarios:
     top = ", ".join(f"{k} {v:.3f}" for k, v in sorted(own.items(), key=lambda kv: -kv[1])[:6]
                     if v >= 0.005)
     ratio = f"{sum(own.values()) / r['bot']:.2f}x" if r["bot"] > 0.001 else "-"
+    repaints = "-"
+    with open(os.path.join(work, name, "app.err"), errors="replace") as f:
+        stats = [line for line in f if line.startswith("vcall ui:")]
+    if stats:
+        repaints = stats[-1].split(":", 1)[1].split(",")[0].replace("repaints/s", "").strip()
     rows.append((name, f"{total:.3f}", f"{gl:.3f}", f"{sum(own.values()):.3f} ({top})",
-                 f"{r['bot']:.3f}", ratio))
-head = ("call", "app total (cores)", "software GL", "app threads (busiest)", "bot", "app threads / bot")
+                 f"{r['bot']:.3f}", ratio, repaints, f"{r['xvfb']:.3f}"))
+head = ("call", "app total (cores)", "software GL", "app threads (busiest)", "bot",
+        "app threads / bot", "repaints/s", "Xvfb")
 widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
 line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
 print()

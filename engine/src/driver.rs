@@ -15,7 +15,7 @@ use crate::audio::AudioControl;
 use crate::core::{
     AudioToPlay, CallCore, CoreCommand, LocalMedia, MediaEvent, Output, VideoToDecode,
 };
-use crate::handle::{Command, Waker};
+use crate::handle::{Command, Wake, Waker};
 use crate::state::{CallState, EndReason};
 use crate::video_recv::DecoderControl;
 use crate::video_send::VideoControl;
@@ -267,7 +267,7 @@ impl Driver {
             Output::Publish(state) => {
                 self.publish.send_replace(state);
                 if let Some(w) = &self.waker {
-                    w();
+                    w(Wake::State);
                 }
             }
         }

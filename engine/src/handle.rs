@@ -12,9 +12,18 @@ use vcall_media::source::{AudioSink, AudioSource, VideoSource};
 use crate::config::{AudioInput, AudioOutput, CallConfig, VideoInput};
 use crate::state::{CallPhase, CallState, Stream};
 
-/// Called by the engine (from any thread) whenever state or a frame changed, so a UI can
-/// schedule a repaint instead of polling.
-pub type Waker = Arc<dyn Fn() + Send + Sync>;
+/// Called by the engine (from any thread) whenever state or a picture changed, saying which,
+/// so a UI can schedule (and coalesce) repaints instead of polling.
+pub type Waker = Arc<dyn Fn(Wake) + Send + Sync>;
+
+/// What changed, for a [`Waker`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wake {
+    /// A new [`CallState`] was published (or the call ended).
+    State,
+    /// A new picture of this stream is in [`VideoFrames`].
+    Picture(Stream),
+}
 
 /// What the UI or bot asks of a running call.
 pub enum Command {
@@ -41,18 +50,31 @@ pub struct RgbaFrame {
     pub sequence: u64,
 }
 
-/// Latest decoded picture per stream, only filled when the call was started with `want_rgba`.
+/// Latest decoded picture per stream, only filled when the call was started with `want_rgba`,
+/// and the size each stream is shown at (so producers convert straight to that size).
 #[derive(Default)]
 pub struct VideoFrames {
     latest: Mutex<HashMap<Stream, Arc<RgbaFrame>>>,
+    shown: Mutex<HashMap<Stream, [u32; 2]>>,
 }
 
 impl VideoFrames {
-    /// Replaces a stream's latest picture.
-    pub fn publish(&self, stream: Stream, frame: Arc<RgbaFrame>) {
-        if let Ok(mut map) = self.latest.lock() {
-            map.insert(stream, frame);
+    /// Replaces a stream's latest picture; gives back the one it replaced, whose buffer the
+    /// producer may reuse once nobody else holds it (`Arc::try_unwrap`).
+    pub fn publish(&self, stream: Stream, frame: Arc<RgbaFrame>) -> Option<Arc<RgbaFrame>> {
+        self.latest.lock().ok()?.insert(stream, frame)
+    }
+
+    /// Says that `stream` is drawn `size` physical pixels large (the UI calls this each frame).
+    pub fn set_shown_size(&self, stream: Stream, size: [u32; 2]) {
+        if let Ok(mut map) = self.shown.lock() {
+            map.insert(stream, size);
         }
+    }
+
+    /// How large `stream` is drawn, if the UI said so.
+    pub fn shown_size(&self, stream: Stream) -> Option<[u32; 2]> {
+        self.shown.lock().ok()?.get(&stream).copied()
     }
 
     /// The latest picture of a stream, if any.
@@ -63,6 +85,9 @@ impl VideoFrames {
     /// Forgets a stream (its peer left).
     pub fn remove(&self, stream: Stream) {
         if let Ok(mut map) = self.latest.lock() {
+            map.remove(&stream);
+        }
+        if let Ok(mut map) = self.shown.lock() {
             map.remove(&stream);
         }
     }

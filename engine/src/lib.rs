@@ -16,6 +16,7 @@ pub mod core;
 mod driver;
 mod handle;
 mod invite;
+mod picture_out;
 mod run;
 pub mod sim;
 mod state;
@@ -25,9 +26,11 @@ mod video_send;
 
 pub use config::{AudioInput, AudioOutput, CallConfig, SourceError, VideoInput, VideoSettings};
 pub use handle::{
-    CallHandle, Command, DetachedCall, LeftCall, ReleasedDevices, RgbaFrame, VideoFrames, Waker,
+    CallHandle, Command, DetachedCall, LeftCall, ReleasedDevices, RgbaFrame, VideoFrames, Wake,
+    Waker,
 };
 pub use invite::{fresh_invite_link, random_room_name};
+pub use picture_out::{PictureOut, downscale_factor};
 pub use run::redact_link;
 pub use state::{
     CallPhase, CallState, ConnectFailure, EndReason, HandshakeLogEntry, LatencyStats,

@@ -18,7 +18,7 @@ use crate::config::CallConfig;
 use crate::connect::{ConnectError, connect};
 use crate::core::{CallCore, Clock, CoreConfig};
 use crate::driver::{Driver, Pipes};
-use crate::handle::{CallHandle, Command, ReleasedDevices, VideoFrames, Waker};
+use crate::handle::{CallHandle, Command, ReleasedDevices, VideoFrames, Wake, Waker};
 use crate::state::{CallPhase, CallState, EndReason};
 use crate::video_recv::VideoReceiver;
 use crate::video_send::VideoSender;
@@ -97,7 +97,7 @@ fn finish(publish: &watch::Sender<Arc<CallState>>, end: EndReason, waker: Option
         }
     });
     if let Some(w) = waker {
-        w();
+        w(Wake::State);
     }
 }
 

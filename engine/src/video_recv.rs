@@ -17,7 +17,8 @@ use vcall_proto::PeerId;
 use vcall_proto::media::VideoMeta;
 
 use crate::core::{MediaEvent, VideoToDecode};
-use crate::handle::{RgbaFrame, VideoFrames, Waker};
+use crate::handle::{VideoFrames, Waker};
+use crate::picture_out::PictureOut;
 use crate::state::Stream;
 use crate::wall_clock_us;
 
@@ -34,8 +35,7 @@ struct PeerDecoder {
     decoder: H264Decoder,
     picture: I420Frame,
     psnr: PatternPsnrMeter,
-    rgba: Vec<u8>,
-    sequence: u64,
+    out: PictureOut,
     pattern_frames: u64,
     recorder: Option<Y4mWriter<BufWriter<File>>>,
     recorder_failed: bool,
@@ -103,8 +103,7 @@ impl VideoReceiver {
                     decoder,
                     picture: I420Frame::new(2, 2).expect("valid"),
                     psnr: PatternPsnrMeter::new(),
-                    rgba: Vec::new(),
-                    sequence: 0,
+                    out: PictureOut::new(Stream::Remote(peer)),
                     pattern_frames: 0,
                     recorder: None,
                     recorder_failed: false,
@@ -175,20 +174,7 @@ impl VideoReceiver {
             }
         }
         if self.want_rgba {
-            p.picture.to_rgba(&mut p.rgba);
-            p.sequence += 1;
-            self.frames.publish(
-                Stream::Remote(peer),
-                Arc::new(RgbaFrame {
-                    width: w,
-                    height: h,
-                    pixels: p.rgba.clone(),
-                    sequence: p.sequence,
-                }),
-            );
-            if let Some(waker) = &self.waker {
-                waker();
-            }
+            p.out.publish(&self.frames, self.waker.as_ref(), &p.picture);
         }
     }
 }

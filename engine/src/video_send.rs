@@ -15,7 +15,8 @@ use vcall_proto::media::VideoMeta;
 
 use crate::config::{SourceError, VideoInput, VideoSettings};
 use crate::core::{LocalMedia, MediaEvent, VideoTarget};
-use crate::handle::{RgbaFrame, VideoFrames, Waker};
+use crate::handle::{VideoFrames, Waker};
+use crate::picture_out::PictureOut;
 use crate::state::Stream;
 use crate::wall_clock_us;
 
@@ -113,8 +114,7 @@ impl VideoSender {
         let mut encoded = Vec::new();
         let mut frame_number: u64 = 0;
         let mut last_keyframe = start;
-        let mut preview_rgba = Vec::new();
-        let mut preview_seq = 0u64;
+        let mut preview_out = PictureOut::new(Stream::Local);
         // The rate control's start, which it tells us again once it moves.
         let mut target = VideoTarget {
             bitrate_kbps: crate::core::start_kbps(settings.bitrate_kbps),
@@ -243,20 +243,7 @@ impl VideoSender {
                 }
             }
             if let Some((frames, waker)) = &preview {
-                frame.to_rgba(&mut preview_rgba);
-                preview_seq += 1;
-                frames.publish(
-                    Stream::Local,
-                    Arc::new(RgbaFrame {
-                        width: w as u32,
-                        height: h as u32,
-                        pixels: preview_rgba.clone(),
-                        sequence: preview_seq,
-                    }),
-                );
-                if let Some(w) = waker {
-                    w();
-                }
+                preview_out.publish(frames, waker.as_ref(), &frame);
             }
             frame_number += 1;
         }

@@ -187,6 +187,43 @@ impl I420Frame {
         }
     }
 
+    /// Converts to RGBA like [`Self::to_rgba`], keeping every `factor`-th pixel of every
+    /// `factor`-th row (1, 2 or 4; others are taken as 1): a picture for a tile that much smaller,
+    /// at a quarter or a sixteenth of the work. Returns the size written.
+    pub fn to_rgba_scaled(&self, factor: usize, out: &mut Vec<u8>) -> [usize; 2] {
+        if !matches!(factor, 2 | 4) {
+            self.to_rgba(out);
+            return [self.width, self.height];
+        }
+        let (out_width, out_height) = (self.width / factor, self.height / factor);
+        out.resize(out_width * out_height * 4, 255);
+        let chroma_width = self.chroma_width();
+        let (y_plane, u_plane, v_plane) = (self.y(), self.u(), self.v());
+        let chroma_step = factor / 2;
+        for (row, rgba_row) in out.chunks_exact_mut(out_width * 4).enumerate() {
+            let source_row = row * factor;
+            let y_row = &y_plane[source_row * self.width..][..self.width];
+            let chroma_start = (source_row / 2) * chroma_width;
+            let u_row = &u_plane[chroma_start..chroma_start + chroma_width];
+            let v_row = &v_plane[chroma_start..chroma_start + chroma_width];
+            let samples = y_row
+                .iter()
+                .step_by(factor)
+                .zip(u_row.iter().step_by(chroma_step))
+                .zip(v_row.iter().step_by(chroma_step));
+            for (pixel, ((&luma, &u), &v)) in rgba_row.chunks_exact_mut(4).zip(samples) {
+                let d = i32::from(u) - 128;
+                let e = i32::from(v) - 128;
+                let c = 298 * (i32::from(luma) - 16);
+                pixel[0] = clamp_to_u8((c + 409 * e + 128) >> 8);
+                pixel[1] = clamp_to_u8((c - 100 * d - 208 * e + 128) >> 8);
+                pixel[2] = clamp_to_u8((c + 516 * d + 128) >> 8);
+                pixel[3] = 255;
+            }
+        }
+        [out_width, out_height]
+    }
+
     /// Converts a packed YUYV (YUY2: Y0 U Y1 V) camera buffer of `width`x`height`, tightly
     /// packed (`width * 2` bytes a row), into this frame (reshaped, allocation reused). Chroma
     /// of two source rows is averaged.
@@ -383,6 +420,43 @@ mod tests {
                 "({x},{y}) {red:?}"
             );
         }
+    }
+
+    #[test]
+    fn scaled_rgba_keeps_every_factor_th_pixel_with_its_own_chroma() {
+        // 8x8 whose luma is its column*10 + row, chroma red on the right half.
+        let mut frame = I420Frame::new(8, 8).unwrap();
+        let (y, u, v) = frame.planes_mut();
+        for (i, luma) in y.iter_mut().enumerate() {
+            *luma = 16 + (i % 8) as u8 * 20 + (i / 8) as u8;
+        }
+        for (i, (u, v)) in u.iter_mut().zip(v.iter_mut()).enumerate() {
+            (*u, *v) = if i % 4 >= 2 { (90, 240) } else { (128, 128) };
+        }
+        let mut full = Vec::new();
+        frame.to_rgba(&mut full);
+        for factor in [2, 4] {
+            let mut scaled = Vec::new();
+            assert_eq!(
+                frame.to_rgba_scaled(factor, &mut scaled),
+                [8 / factor, 8 / factor]
+            );
+            assert_eq!(scaled.len(), (8 / factor) * (8 / factor) * 4);
+            for row in 0..8 / factor {
+                for col in 0..8 / factor {
+                    let at = (row * (8 / factor) + col) * 4;
+                    let source = (row * factor * 8 + col * factor) * 4;
+                    assert_eq!(
+                        scaled[at..at + 4],
+                        full[source..source + 4],
+                        "factor {factor} ({col},{row})"
+                    );
+                }
+            }
+        }
+        let mut same = Vec::new();
+        assert_eq!(frame.to_rgba_scaled(3, &mut same), [8, 8]);
+        assert_eq!(same, full);
     }
 
     #[test]

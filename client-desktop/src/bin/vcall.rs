@@ -45,6 +45,9 @@ struct Args {
     /// Measure the UI's frame time with three synthetic 720p peers for SECONDS, print it, quit.
     #[arg(long, value_name = "SECONDS")]
     ui_bench: Option<u64>,
+    /// Print the UI's repaint rate, frame time and texture uploads to stderr every SECONDS.
+    #[arg(long, value_name = "SECONDS")]
+    print_ui_stats: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         demo_bots: if args.demo { args.demo_bots.max(1) } else { 0 },
         test_sources_when_missing: args.test_sources_when_missing,
         settings_store,
+        print_ui_stats: args.print_ui_stats.map(|s| Duration::from_secs(s.max(1))),
         ..LaunchOptions::default()
     };
     match ui::run(options) {

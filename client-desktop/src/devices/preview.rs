@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use vcall_engine::{RgbaFrame, Stream, VideoFrames, Waker};
+use vcall_engine::{PictureOut, Stream, VideoFrames, Wake, Waker};
 use vcall_media::source::{AudioSink, AudioSource, VideoSource};
 use vcall_media::{AUDIO_FRAME_SAMPLES, I420Frame};
 
@@ -141,6 +141,7 @@ fn run_video(
     let mut next = Instant::now();
     let mut number = 0u64;
     let mut had_source = false;
+    let mut out = PictureOut::new(Stream::Local);
     while !stop.load(Ordering::Relaxed) {
         let pulled = match slot.lock() {
             Ok(mut source) => match source.as_mut() {
@@ -153,7 +154,7 @@ fn run_video(
             if had_source {
                 frames.remove(Stream::Local);
                 if let Some(waker) = waker {
-                    waker();
+                    waker(Wake::State);
                 }
                 had_source = false;
             }
@@ -162,21 +163,8 @@ fn run_video(
             continue;
         }
         had_source = true;
-        let mut pixels = Vec::new();
-        frame.to_rgba(&mut pixels);
+        out.publish(frames, waker, &frame);
         number += 1;
-        frames.publish(
-            Stream::Local,
-            Arc::new(RgbaFrame {
-                width: frame.width() as u32,
-                height: frame.height() as u32,
-                pixels,
-                sequence: number,
-            }),
-        );
-        if let Some(waker) = waker {
-            waker();
-        }
         pace(&mut next, interval);
     }
 }

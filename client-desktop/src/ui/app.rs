@@ -26,6 +26,7 @@ use super::jobs::{
     DeviceSlot, JobDone, Jobs, OpenedCameraInfo, OpenedMicrophoneInfo, OpenedSpeakerInfo,
 };
 use super::launch::LaunchOptions;
+use super::repaint::RepaintPacer;
 use super::textures::VideoTextures;
 
 /// Preview size of the test pattern in the lobby.
@@ -174,6 +175,8 @@ pub struct VcallApp {
     pub choices: Choices,
     ctx: egui::Context,
     waker: Waker,
+    /// Coalesces every wake-up into as few repaints as show it (see [`RepaintPacer`]).
+    pub(crate) pacer: RepaintPacer,
     jobs: Jobs,
     /// `None` while the devices are being listed.
     pub catalog: Option<DeviceCatalog>,
@@ -192,6 +195,8 @@ pub struct VcallApp {
     /// Transient messages (settings saved, link copied, device problems in a call).
     pub toast: Option<(String, Instant)>,
     pub(crate) frame_timer: FrameTimer,
+    /// When the UI's figures were last printed (`--print-ui-stats`).
+    pub(crate) ui_stats_printed: Option<(Instant, u64)>,
 }
 
 impl VcallApp {
@@ -231,8 +236,8 @@ impl VcallApp {
                 .clone()
                 .unwrap_or_else(|| settings.speaker.clone()),
         };
-        let repaint_ctx = ctx.clone();
-        let waker: Waker = Arc::new(move || repaint_ctx.request_repaint());
+        let pacer = RepaintPacer::new(ctx);
+        let waker = pacer.waker();
         let preview_frames = Arc::new(VideoFrames::default());
         let preview = LocalPreview::start(Arc::clone(&preview_frames), Some(Arc::clone(&waker)));
         let pending = if options.demo_bots > 0 {
@@ -253,6 +258,7 @@ impl VcallApp {
             ctx: ctx.clone(),
             jobs: Jobs::new(Arc::clone(&waker)),
             waker,
+            pacer,
             catalog: None,
             local: LocalDevices::default(),
             preview,
@@ -268,6 +274,7 @@ impl VcallApp {
             last_link: None,
             toast: load_error.map(|message| (message, Instant::now())),
             frame_timer: FrameTimer::default(),
+            ui_stats_printed: None,
             settings,
             options,
         };

@@ -11,7 +11,7 @@ use vcall_proto::PeerId;
 
 use vcall_engine::{
     CallHandle, CallPhase, CallState, DetachedCall, PeerState, PeerStats, RgbaFrame, SecurityState,
-    Stream, Waker,
+    Stream, Wake, Waker,
 };
 use vcall_media::I420Frame;
 use vcall_media::test_pattern;
@@ -124,7 +124,12 @@ pub fn synthetic_call(
                         frames.publish(stream, Arc::clone(frame));
                     }
                     if let Some(waker) = &waker {
-                        waker();
+                        for peer in 0..pictures.len() {
+                            waker(Wake::Picture(match peer {
+                                0 => Stream::Local,
+                                n => Stream::Remote(PeerId(n as u32)),
+                            }));
+                        }
                     }
                     next += interval;
                     let now = Instant::now();
@@ -211,15 +216,9 @@ impl eframe::App for BenchApp {
 
 /// Runs the bench in a native window (`vcall --ui-bench SECONDS`).
 pub fn run(duration: Duration) -> eframe::Result {
-    let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("vcall UI bench")
-            .with_inner_size([1280.0, 800.0]),
-        ..eframe::NativeOptions::default()
-    };
     eframe::run_native(
         "vcall-ui-bench",
-        native,
+        super::native_options("vcall UI bench"),
         Box::new(move |cc| Ok(Box::new(BenchApp::new(&cc.egui_ctx, duration)))),
     )
 }

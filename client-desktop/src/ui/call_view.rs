@@ -174,7 +174,9 @@ impl VcallApp {
                 });
         }
         egui::CentralPanel::default()
-            .frame(egui::Frame::new().fill(Color32::from_rgb(18, 18, 20)).inner_margin(12.0))
+            // No fill: the window is cleared to CALL_BACKGROUND (`App::clear_color`); a
+            // full-window rectangle costs a software GL a third of a repaint.
+            .frame(egui::Frame::new().inner_margin(12.0))
             .show(ui, |ui| {
                 if connecting {
                     ui.vertical_centered(|ui| {
@@ -215,7 +217,6 @@ impl VcallApp {
         let response = ui.interact(rect, id, Sense::hover());
         set_label(&response, Role::Group, &tile.accessible_label());
         let painter = ui.painter_at(rect);
-        painter.rect_filled(rect, 10.0, TILE_BACKGROUND);
 
         let texture = if tile.camera_off {
             None
@@ -234,9 +235,16 @@ impl VcallApp {
                         .map(|t| (t.id(), t.size_vec2()))
                 })
         };
-        match texture {
-            Some((texture_id, size)) => {
-                let image_rect = letterbox(size, rect.shrink(1.0));
+        let image_rect = texture.map(|(_, size)| letterbox(size, rect.shrink(1.0)));
+        // The tile's own background only where the picture leaves bars (fewer pixels to fill).
+        let covered = image_rect.is_some_and(|image| {
+            image.width() >= rect.width() - 3.0 && image.height() >= rect.height() - 3.0
+        });
+        if !covered {
+            painter.rect_filled(rect, 10.0, TILE_BACKGROUND);
+        }
+        match texture.zip(image_rect) {
+            Some(((texture_id, _), image_rect)) => {
                 painter.image(
                     texture_id,
                     image_rect,

@@ -1,8 +1,9 @@
-//! Measures how long the UI spends per frame (our drawing plus texture uploads, and eframe's
-//! own figure for the whole frame when it has one), for the stats overlay and the UI bench.
+//! Measures how often the UI repaints and how long it spends per frame (our drawing plus
+//! texture uploads, and eframe's own figure for the whole frame when it has one), for the stats
+//! overlay and the UI bench.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How many recent frames are kept.
 const WINDOW: usize = 600;
@@ -12,6 +13,8 @@ const WINDOW: usize = 600;
 pub struct FrameTimer {
     ui_times: VecDeque<Duration>,
     total_times: VecDeque<Duration>,
+    /// When the passes of the last second began.
+    paints: VecDeque<Instant>,
 }
 
 /// A summary in milliseconds.
@@ -56,6 +59,23 @@ fn summarise(queue: &VecDeque<Duration>) -> FrameTimeSummary {
 }
 
 impl FrameTimer {
+    /// Records that a pass began at `now`.
+    pub fn record_paint(&mut self, now: Instant) {
+        while self
+            .paints
+            .front()
+            .is_some_and(|&at| now.saturating_duration_since(at) >= Duration::from_secs(1))
+        {
+            self.paints.pop_front();
+        }
+        self.paints.push_back(now);
+    }
+
+    /// Passes in the second before the last recorded one (the UI's repaint rate).
+    pub fn repaints_per_second(&self) -> usize {
+        self.paints.len()
+    }
+
     /// Records the time our `ui` code took this frame.
     pub fn record_ui(&mut self, elapsed: Duration) {
         push(&mut self.ui_times, elapsed);
@@ -99,6 +119,16 @@ mod tests {
         assert!((ui.p95_ms - 95.0).abs() <= 1.0);
         assert_eq!(ui.max_ms, 100.0);
         assert_eq!(timer.total_summary().frames, 1);
+
+        let t0 = Instant::now();
+        for n in 0..90u64 {
+            timer.record_paint(t0 + Duration::from_millis(n * 1000 / 30));
+        }
+        assert_eq!(
+            timer.repaints_per_second(),
+            30,
+            "the last second of 30 passes/s"
+        );
         assert_eq!(
             FrameTimer::default().ui_summary(),
             FrameTimeSummary::default()

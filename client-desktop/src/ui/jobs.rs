@@ -5,7 +5,7 @@
 use std::sync::mpsc;
 
 use crate::devices::{DeviceCatalog, OpenedCamera, OpenedMicrophone, OpenedSpeaker};
-use vcall_engine::{AudioInput, AudioOutput, CallHandle, VideoInput, Waker};
+use vcall_engine::{AudioInput, AudioOutput, CallHandle, VideoInput, Wake, Waker};
 
 use super::embedded_relay::{EmbeddedRelay, EmbeddedRelayInfo};
 
@@ -114,7 +114,7 @@ impl JobSender {
     /// Delivers one result and wakes the UI.
     pub fn send(&self, done: JobDone) {
         let _ = self.sender.send(done);
-        (self.waker)();
+        (self.waker)(Wake::State);
     }
 }
 

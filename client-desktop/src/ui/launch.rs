@@ -28,6 +28,9 @@ pub struct LaunchOptions {
     pub video: VideoSettings,
     /// Video settings of demo peers (smaller, to spare the CPU).
     pub demo_video: VideoSettings,
+    /// Print the UI's repaint rate, frame time and texture uploads to stderr this often
+    /// (`--print-ui-stats`, for scripts/bench-app.sh).
+    pub print_ui_stats: Option<std::time::Duration>,
 }
 
 impl Default for LaunchOptions {
@@ -49,6 +52,7 @@ impl Default for LaunchOptions {
                 fps: 30,
                 bitrate_kbps: 600,
             },
+            print_ui_stats: None,
         }
     }
 }

@@ -97,10 +97,6 @@ impl VcallApp {
             }
         };
         set_label(&response, Role::Image, &preview_label);
-        if camera_kind != CameraKind::Off {
-            ui.ctx()
-                .request_repaint_after(std::time::Duration::from_millis(66));
-        }
         ui.add_space(8.0);
         egui::Grid::new("lobby-devices")
             .num_columns(2)

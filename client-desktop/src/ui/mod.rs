@@ -3,7 +3,7 @@
 //! [`security_panel`], [`settings_window`]) and returns actions. The UI thread only draws and
 //! sends commands: devices, the embedded relay and the call start on background threads
 //! ([`jobs`]), decoded pictures arrive as textures updated in place ([`textures`]), and repaints
-//! are requested by the engine when something changed.
+//! are asked for through one pacer ([`repaint`]) when something changed.
 
 pub mod advice;
 pub mod app;
@@ -18,6 +18,7 @@ pub mod launch;
 pub mod lobby;
 pub mod members;
 pub mod names;
+pub mod repaint;
 pub mod security_panel;
 pub mod settings_window;
 pub mod stats_overlay;
@@ -38,24 +39,33 @@ pub use launch::LaunchOptions;
 
 /// Runs the app in a native window until it is closed.
 pub fn run(options: LaunchOptions) -> eframe::Result {
-    let native = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("vcall")
-            .with_inner_size([1280.0, 800.0])
-            .with_min_inner_size([640.0, 480.0]),
-        ..eframe::NativeOptions::default()
-    };
     eframe::run_native(
         "vcall",
-        native,
+        native_options("vcall"),
         Box::new(move |cc| Ok(Box::new(VcallApp::new(&cc.egui_ctx, options)))),
     )
+}
+
+/// The window of the app (and of its UI bench).
+pub(crate) fn native_options(title: &str) -> eframe::NativeOptions {
+    eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title(title)
+            .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([640.0, 480.0]),
+        // Dithering adds shader work to every pixel of every repaint (a software GL feels it)
+        // for gradients this UI does not have.
+        dithering: false,
+        ..eframe::NativeOptions::default()
+    }
 }
 
 impl VcallApp {
     /// Draws one frame of the whole app (what `eframe::App::ui` calls; tests call it too).
     pub fn root_ui(&mut self, ui: &mut egui::Ui) {
         let started = Instant::now();
+        self.pacer.painted();
+        self.frame_timer.record_paint(started);
         self.update_state();
         let mut actions = Vec::new();
         self.shortcuts(ui.ctx(), &mut actions);
@@ -95,6 +105,27 @@ impl VcallApp {
             self.apply(action);
         }
         self.frame_timer.record_ui(started.elapsed());
+        self.print_ui_stats(started);
+    }
+
+    /// With `--print-ui-stats`: one line of the UI's figures every so often, on stderr.
+    fn print_ui_stats(&mut self, now: Instant) {
+        let Some(every) = self.options.print_ui_stats else {
+            return;
+        };
+        let uploads = self.textures.uploads();
+        let (since, uploads_then) = *self.ui_stats_printed.get_or_insert((now, uploads));
+        let elapsed = now.saturating_duration_since(since);
+        if elapsed < every {
+            return;
+        }
+        eprintln!(
+            "vcall ui: {} repaints/s, {:.1} uploads/s, ui() {}",
+            self.frame_timer.repaints_per_second(),
+            (uploads - uploads_then) as f64 / elapsed.as_secs_f64(),
+            self.frame_timer.ui_summary()
+        );
+        self.ui_stats_printed = Some((now, uploads));
     }
 
     fn shortcuts(&mut self, ctx: &egui::Context, actions: &mut Vec<UiAction>) {
@@ -128,6 +159,11 @@ impl VcallApp {
 }
 
 impl eframe::App for VcallApp {
+    /// The call's background is the clear colour (see `call_view`).
+    fn clear_color(&self, _visuals: &egui::Visuals) -> [f32; 4] {
+        widgets::CALL_BACKGROUND.to_normalized_gamma_f32()
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         self.frame_timer.record_total(frame.info().cpu_usage);
         self.root_ui(ui);

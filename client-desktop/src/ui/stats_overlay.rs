@@ -1,5 +1,6 @@
 //! The text of the statistics overlay: per peer resolution, frame rate, bitrate, round-trip
-//! time, loss and capture→display latency; for yourself what you send and the UI frame time.
+//! time, loss and capture→display latency; for yourself what you send, the UI's repaint rate
+//! and its frame time.
 
 use vcall_engine::{CallState, PeerStats};
 
@@ -33,8 +34,12 @@ pub fn self_stats_text(state: &CallState, timer: &FrameTimer) -> String {
         "no video".to_owned()
     };
     format!(
-        "sending {video} · {} kbit/s · {} video frames\nUI {:.1} ms/frame (p95 {:.1})",
-        sent.bitrate_out_kbps, sent.video_frames, ui.p50_ms, ui.p95_ms
+        "sending {video} · {} kbit/s · {} video frames\nUI {} repaints/s · {:.1} ms/frame (p95 {:.1})",
+        sent.bitrate_out_kbps,
+        sent.video_frames,
+        timer.repaints_per_second(),
+        ui.p50_ms,
+        ui.p95_ms
     )
 }
 
@@ -78,5 +83,6 @@ mod tests {
         let text = self_stats_text(&state, &timer);
         assert!(text.contains("640x360 @ 30 fps"), "{text}");
         assert!(text.contains("512 kbit/s"), "{text}");
+        assert!(text.contains("UI 0 repaints/s"), "{text}");
     }
 }

@@ -1,7 +1,8 @@
 //! UI tests of drawing and interaction with egui_kittest, against handcrafted call states (a
 //! detached `CallHandle`, with the test playing the engine's part): lobby, tiles,
-//! badges, toolbar commands, shortcuts, security panel, error screen, frame time.
+//! badges, toolbar commands, shortcuts, security panel, error screen, frame time, repaint pacing.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use egui::{Key, Modifiers};
@@ -12,7 +13,7 @@ use vcall_proto::PeerId;
 use crate::settings::DeviceChoice;
 use vcall_engine::{
     CallHandle, CallPhase, CallState, Command, ConnectFailure, DetachedCall, EndReason, PeerState,
-    SecurityState,
+    RgbaFrame, SecurityState, Stream, Wake,
 };
 
 use super::bench::synthetic_call;
@@ -563,4 +564,77 @@ fn joining_with_a_secret_link_saves_it_without_the_secret() {
     assert_eq!(harness.state().last_link.as_deref(), Some(link.as_str()));
     harness.state_mut().apply(super::UiAction::Leave);
     harness.step();
+}
+
+/// The delays of the repaints asked for from now on (every request egui sees, from any thread).
+fn observe_repaint_requests(harness: &Harness<'static, VcallApp>) -> Arc<Mutex<Vec<Duration>>> {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&asked);
+    harness
+        .ctx
+        .set_repaint_observer(move |info| log.lock().unwrap().push(info.delay));
+    asked
+}
+
+#[test]
+fn an_unchanged_call_screen_repaints_only_for_its_clock_and_two_pictures_cost_one_repaint() {
+    let (mut harness, fake) = in_call_harness(two_person_call());
+    let remote = Stream::Remote(PeerId(2));
+    for stream in [Stream::Local, remote] {
+        fake.call.frames().publish(
+            stream,
+            Arc::new(RgbaFrame {
+                width: 64,
+                height: 36,
+                pixels: vec![128; 64 * 36 * 4],
+                sequence: 1,
+            }),
+        );
+    }
+    harness.run_steps(5);
+    let asked = observe_repaint_requests(&harness);
+    harness.run_steps(3);
+    let requests = std::mem::take(&mut *asked.lock().unwrap());
+    assert!(
+        requests
+            .iter()
+            .all(|delay| *delay >= Duration::from_secs(1)),
+        "nothing changed, yet repaints were asked sooner than the clock's: {requests:?}"
+    );
+    let asked_of_eframe = harness.output().viewport_output[&egui::ViewportId::ROOT].repaint_delay;
+    assert!(
+        asked_of_eframe >= Duration::from_secs(1),
+        "{asked_of_eframe:?}"
+    );
+
+    // A new picture on each of two streams at once (as the decoder and the camera publish
+    // them): one repaint, asked for once, never as an immediate (double) pass.
+    let waker = Arc::clone(harness.state().waker());
+    for (stream, sequence) in [(remote, 2), (Stream::Local, 2)] {
+        fake.call.frames().publish(
+            stream,
+            Arc::new(RgbaFrame {
+                width: 64,
+                height: 36,
+                pixels: vec![200; 64 * 36 * 4],
+                sequence,
+            }),
+        );
+        waker(Wake::Picture(stream));
+    }
+    let requests = std::mem::take(&mut *asked.lock().unwrap());
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0] > Duration::ZERO && requests[0] < Duration::from_millis(20));
+    let uploads = harness.state().textures.uploads();
+    harness.step();
+    assert_eq!(
+        harness.state().textures.uploads(),
+        uploads + 2,
+        "both pictures shown"
+    );
+    let after: Vec<_> = std::mem::take(&mut *asked.lock().unwrap())
+        .into_iter()
+        .filter(|delay| *delay < Duration::from_secs(1))
+        .collect();
+    assert!(after.is_empty(), "that pass asked for another: {after:?}");
 }

@@ -1,12 +1,14 @@
 //! Decoded pictures as GPU textures: one texture per stream, created once and then updated in
-//! place (`TextureHandle::set`) only when the engine published a newer picture. A picture at
-//! least twice as large as its tile is subsampled by 2 or 4 first: a quarter (or a sixteenth)
-//! of the bytes to upload and to filter on the GPU.
+//! place (`TextureHandle::set_partial` over the whole texture: a sub-image upload, not a new
+//! texture) only when the engine published a newer picture. The size each tile is drawn at is
+//! told back to the engine ([`VideoFrames::set_shown_size`]), which then converts pictures
+//! straight to that size; a picture that still comes at least twice as large as its tile is
+//! subsampled by 2 or 4 here first.
 
 use std::collections::HashMap;
 
 use egui::{Color32, ColorImage, TextureHandle, TextureOptions};
-use vcall_engine::{RgbaFrame, Stream, VideoFrames};
+use vcall_engine::{RgbaFrame, Stream, VideoFrames, downscale_factor};
 
 struct StreamTexture {
     handle: TextureHandle,
@@ -31,6 +33,9 @@ impl VideoTextures {
         stream: Stream,
         shown_at: Option<[usize; 2]>,
     ) -> Option<&TextureHandle> {
+        if let Some([width, height]) = shown_at {
+            frames.set_shown_size(stream, [width as u32, height as u32]);
+        }
         if let Some(frame) = frames.latest(stream) {
             self.upload(ctx, stream, &frame, shown_at);
         }
@@ -71,6 +76,12 @@ impl VideoTextures {
         };
         self.uploads += 1;
         match self.streams.get_mut(&stream) {
+            Some(stream) if stream.handle.size() == image.size => {
+                stream
+                    .handle
+                    .set_partial([0, 0], image, TextureOptions::LINEAR);
+                stream.sequence = frame.sequence;
+            }
             Some(stream) => {
                 stream.handle.set(image, TextureOptions::LINEAR);
                 stream.sequence = frame.sequence;
@@ -120,15 +131,6 @@ pub fn physical_size(ctx: &egui::Context, rect: egui::Rect) -> Option<[usize; 2]
         (rect.width() * scale).max(1.0) as usize,
         (rect.height() * scale).max(1.0) as usize,
     ])
-}
-
-/// 1, 2 or 4: how much a `source` picture can shrink and still cover `shown` pixels.
-pub fn downscale_factor(source: [usize; 2], shown: [usize; 2]) -> usize {
-    let mut factor = 1;
-    while factor < 4 && source[0] >= shown[0] * factor * 2 && source[1] >= shown[1] * factor * 2 {
-        factor *= 2;
-    }
-    factor
 }
 
 /// Keeps every `factor`-th pixel of every `factor`-th row (cheap enough for the UI thread;
@@ -203,10 +205,6 @@ mod tests {
 
     #[test]
     fn large_pictures_shrink_to_their_tile() {
-        assert_eq!(downscale_factor([1280, 720], [1280, 720]), 1);
-        assert_eq!(downscale_factor([1280, 720], [600, 338]), 2);
-        assert_eq!(downscale_factor([1280, 720], [300, 169]), 4);
-        assert_eq!(downscale_factor([1280, 720], [100, 56]), 4);
         let pixels: Vec<Color32> = (0..16).map(|v| Color32::from_gray(v * 10)).collect();
         let (size, out) = subsample(&pixels, [4, 4], 2);
         assert_eq!(size, [2, 2]);
@@ -227,6 +225,12 @@ mod tests {
                 .unwrap()
                 .size(),
             [640, 360]
+        );
+        // The tile's size goes back to the engine, which then converts at that size.
+        textures.refresh(&ctx, &frames, Stream::Remote(PeerId(1)), Some([600, 338]));
+        assert_eq!(
+            frames.shown_size(Stream::Remote(PeerId(1))),
+            Some([600, 338])
         );
     }
 }

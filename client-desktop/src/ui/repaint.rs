@@ -1,0 +1,170 @@
+//! Repaint pacing: every wake-up of the UI (engine state, pictures, the lobby preview,
+//! background jobs) goes through one [`RepaintPacer`], so that pictures arriving together
+//! cause one repaint, repaints never come closer than the display's rate, the self view rides
+//! along with remote pictures instead of adding repaints of its own, and state changes are
+//! shown within a tenth of a second. No wake-up asks egui for an *immediate* repaint: egui
+//! answers each of those with two passes (one to "settle"), which doubled every picture's cost.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vcall_engine::{Stream, Wake, Waker};
+
+/// The closest two repaints come (a 60 Hz display).
+pub const MIN_INTERVAL: Duration = Duration::from_micros(16_667);
+/// How long a new self-view picture waits for a repaint that a remote picture causes anyway:
+/// a little less than a frame at 30 fps, so that it is shown before the camera's next picture
+/// replaces it (at 33 ms, every other one was never drawn: 15 fps), yet catches a 30 fps remote
+/// stream's repaint nine times in ten.
+pub const SELF_VIEW_DELAY: Duration = Duration::from_millis(28);
+/// How long a state change (roster, mute, speaking, stats) waits to be shown.
+pub const STATE_DELAY: Duration = Duration::from_millis(100);
+/// The shortest delay asked of egui (never zero: see the module doc).
+const SOONEST: Duration = Duration::from_millis(1);
+
+/// When the next repaint is due, given what woke the UI: a pure schedule, no clock, no egui.
+#[derive(Debug, Default, Clone)]
+pub struct RepaintSchedule {
+    last_paint: Option<Instant>,
+    due: Option<Instant>,
+}
+
+impl RepaintSchedule {
+    /// The delay from `now` to ask a repaint for, or `None` when a repaint already asked for
+    /// comes soon enough to show this too.
+    pub fn on_wake(&mut self, wake: Wake, now: Instant) -> Option<Duration> {
+        let earliest = self
+            .last_paint
+            .map_or(now, |painted| (painted + MIN_INTERVAL).max(now));
+        let due = match wake {
+            Wake::Picture(Stream::Remote(_)) => earliest,
+            Wake::Picture(Stream::Local) => earliest.max(now + SELF_VIEW_DELAY),
+            Wake::State => earliest.max(now + STATE_DELAY),
+        };
+        if self.due.is_some_and(|asked| asked <= due) {
+            return None;
+        }
+        self.due = Some(due);
+        Some(due.saturating_duration_since(now).max(SOONEST))
+    }
+
+    /// A pass began at `now`: it shows everything that woke the UI so far.
+    pub fn on_paint(&mut self, now: Instant) {
+        self.last_paint = Some(now);
+        self.due = None;
+    }
+}
+
+/// The shared pacer: wakers from any thread, [`Self::painted`] from the UI thread.
+#[derive(Clone)]
+pub struct RepaintPacer {
+    ctx: egui::Context,
+    schedule: Arc<Mutex<RepaintSchedule>>,
+}
+
+impl RepaintPacer {
+    pub fn new(ctx: &egui::Context) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            schedule: Arc::default(),
+        }
+    }
+
+    /// Asks for the repaint `wake` needs, unless one already asked for covers it.
+    pub fn wake(&self, wake: Wake) {
+        let delay = match self.schedule.lock() {
+            Ok(mut schedule) => schedule.on_wake(wake, Instant::now()),
+            Err(_) => Some(SOONEST),
+        };
+        if let Some(delay) = delay {
+            self.ctx.request_repaint_after(delay);
+        }
+    }
+
+    /// Called at the start of every pass.
+    pub fn painted(&self) {
+        if let Ok(mut schedule) = self.schedule.lock() {
+            schedule.on_paint(Instant::now());
+        }
+    }
+
+    /// A [`Waker`] for the engine, the preview and jobs.
+    pub fn waker(&self) -> Waker {
+        let pacer = self.clone();
+        Arc::new(move |wake| pacer.wake(wake))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vcall_proto::PeerId;
+
+    const A: Wake = Wake::Picture(Stream::Remote(PeerId(1)));
+    const B: Wake = Wake::Picture(Stream::Remote(PeerId(2)));
+
+    #[test]
+    fn pictures_arriving_together_share_one_repaint() {
+        let t0 = Instant::now();
+        let mut schedule = RepaintSchedule::default();
+        assert_eq!(schedule.on_wake(A, t0), Some(SOONEST));
+        assert_eq!(schedule.on_wake(B, t0 + Duration::from_millis(2)), None);
+        assert_eq!(
+            schedule.on_wake(Wake::State, t0 + Duration::from_millis(3)),
+            None
+        );
+        let self_view = Wake::Picture(Stream::Local);
+        assert_eq!(
+            schedule.on_wake(self_view, t0 + Duration::from_millis(4)),
+            None
+        );
+    }
+
+    #[test]
+    fn repaints_keep_the_display_interval_and_the_self_view_waits_for_remote_pictures() {
+        let t0 = Instant::now();
+        let mut schedule = RepaintSchedule::default();
+        schedule.on_paint(t0);
+        // A remote picture 5 ms after a paint waits for the display interval.
+        let delay = schedule.on_wake(A, t0 + Duration::from_millis(5)).unwrap();
+        assert_eq!(delay, MIN_INTERVAL - Duration::from_millis(5));
+        schedule.on_paint(t0 + MIN_INTERVAL);
+
+        // The self view alone waits a frame; a remote picture meanwhile brings it forward.
+        let t1 = t0 + Duration::from_millis(100);
+        let self_view = Wake::Picture(Stream::Local);
+        assert_eq!(schedule.on_wake(self_view, t1), Some(SELF_VIEW_DELAY));
+        let sooner = schedule.on_wake(A, t1 + Duration::from_millis(10));
+        assert_eq!(sooner, Some(SOONEST));
+        schedule.on_paint(t1 + Duration::from_millis(10));
+
+        // State changes are shown within STATE_DELAY, sooner if a picture comes.
+        let t2 = t1 + Duration::from_millis(200);
+        assert_eq!(schedule.on_wake(Wake::State, t2), Some(STATE_DELAY));
+        assert_eq!(
+            schedule.on_wake(Wake::State, t2 + Duration::from_millis(1)),
+            None
+        );
+        assert!(
+            schedule
+                .on_wake(B, t2 + Duration::from_millis(50))
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn the_pacer_never_asks_egui_for_an_immediate_repaint() {
+        let ctx = egui::Context::default();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&asked);
+        ctx.set_repaint_observer(move |info| log.lock().unwrap().push(info.delay));
+        let pacer = RepaintPacer::new(&ctx);
+        let waker = pacer.waker();
+        waker(A);
+        waker(B);
+        waker(Wake::State);
+        let asked = asked.lock().unwrap().clone();
+        assert_eq!(asked.len(), 1, "{asked:?}");
+        assert!(asked[0] > Duration::ZERO && asked[0] <= SOONEST);
+    }
+}
