@@ -576,20 +576,22 @@ fn observe_repaint_requests(harness: &Harness<'static, VcallApp>) -> Arc<Mutex<V
     asked
 }
 
+/// A small uniform picture, as a stream would publish it.
+fn grey_picture(sequence: u64, level: u8) -> Arc<RgbaFrame> {
+    Arc::new(RgbaFrame {
+        width: 64,
+        height: 36,
+        pixels: vec![level; 64 * 36 * 4],
+        sequence,
+    })
+}
+
 #[test]
 fn an_unchanged_call_screen_repaints_only_for_its_clock_and_two_pictures_cost_one_repaint() {
     let (mut harness, fake) = in_call_harness(two_person_call());
     let remote = Stream::Remote(PeerId(2));
     for stream in [Stream::Local, remote] {
-        fake.call.frames().publish(
-            stream,
-            Arc::new(RgbaFrame {
-                width: 64,
-                height: 36,
-                pixels: vec![128; 64 * 36 * 4],
-                sequence: 1,
-            }),
-        );
+        fake.call.frames().publish(stream, grey_picture(1, 128));
     }
     harness.run_steps(5);
     let asked = observe_repaint_requests(&harness);
@@ -611,15 +613,9 @@ fn an_unchanged_call_screen_repaints_only_for_its_clock_and_two_pictures_cost_on
     // them): one repaint, asked for once, never as an immediate (double) pass.
     let waker = Arc::clone(harness.state().waker());
     for (stream, sequence) in [(remote, 2), (Stream::Local, 2)] {
-        fake.call.frames().publish(
-            stream,
-            Arc::new(RgbaFrame {
-                width: 64,
-                height: 36,
-                pixels: vec![200; 64 * 36 * 4],
-                sequence,
-            }),
-        );
+        fake.call
+            .frames()
+            .publish(stream, grey_picture(sequence, 200));
         waker(Wake::Picture(stream));
     }
     let requests = std::mem::take(&mut *asked.lock().unwrap());
