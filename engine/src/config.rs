@@ -90,6 +90,10 @@ pub struct CallConfig {
     pub record_dir: Option<PathBuf>,
     /// Convert decoded video to RGBA for display (the bot leaves it off).
     pub want_rgba: bool,
+    /// Decode the video we receive. Off only for load generators (`vcall-bot
+    /// --no-video-decode`): frames are still reassembled, repaired and counted as received,
+    /// but never decoded, so a bot that only sends costs its encoder alone.
+    pub decode_video: bool,
     /// Join this relay room id instead of the one derived from the link. Only for testing
     /// what an insider who learned a room id (but not its secret) can do: nothing.
     pub room_id_override: Option<Vec<u8>>,
@@ -110,6 +114,7 @@ impl CallConfig {
             rsa_bits: 2048,
             record_dir: None,
             want_rgba: false,
+            decode_video: true,
             room_id_override: None,
         }
     }

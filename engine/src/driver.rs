@@ -13,7 +13,7 @@ use vcall_proto::control::ControlDecoder;
 
 use crate::audio::AudioControl;
 use crate::core::{
-    AudioToPlay, CallCore, CoreCommand, LocalMedia, MediaEvent, Output, VideoToDecode,
+    AudioToPlay, CallCore, Change, CoreCommand, LocalMedia, MediaEvent, Output, VideoToDecode,
 };
 use crate::handle::{Command, Wake, Waker};
 use crate::state::{CallState, EndReason};
@@ -264,10 +264,13 @@ impl Driver {
                     .send(DecoderControl::PeerLeft(peer));
                 let _ = self.pipes.audio_control.send(AudioControl::PeerLeft(peer));
             }
-            Output::Publish(state) => {
+            Output::Publish(state, change) => {
                 self.publish.send_replace(state);
                 if let Some(w) = &self.waker {
-                    w(Wake::State);
+                    w(match change {
+                        Change::State => Wake::State,
+                        Change::StatsOnly => Wake::Stats,
+                    });
                 }
             }
         }

@@ -19,8 +19,12 @@ pub type Waker = Arc<dyn Fn(Wake) + Send + Sync>;
 /// What changed, for a [`Waker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Wake {
-    /// A new [`CallState`] was published (or the call ended).
+    /// A new [`CallState`] was published with something people see changed (or the call
+    /// ended).
     State,
+    /// A new [`CallState`] was published with only its statistics refreshed (every stats
+    /// interval): worth a repaint only where statistics are shown.
+    Stats,
     /// A new picture of this stream is in [`VideoFrames`].
     Picture(Stream),
 }

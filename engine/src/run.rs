@@ -269,10 +269,17 @@ async fn join(
         .name("vcall-video-send".into())
         .spawn(move || sender.run())
         .map_err(spawn_error)?;
-    let video_recv = std::thread::Builder::new()
-        .name("vcall-video-recv".into())
-        .spawn(move || receiver.run())
-        .map_err(spawn_error)?;
+    // Without a decoder thread the driver's hand-offs to it fail at once and are dropped.
+    let video_recv = if config.decode_video {
+        let thread = std::thread::Builder::new()
+            .name("vcall-video-recv".into())
+            .spawn(move || receiver.run())
+            .map_err(spawn_error)?;
+        Some(thread)
+    } else {
+        drop(receiver);
+        None
+    };
     let audio_thread = std::thread::Builder::new()
         .name("vcall-audio".into())
         .spawn(move || audio_engine.run())
@@ -317,7 +324,9 @@ async fn join(
     // The driver (and with it every channel) is gone: each codec thread ends within a frame.
     let devices = tokio::task::spawn_blocking(move || {
         let camera = video_send.join().ok().flatten();
-        let _ = video_recv.join();
+        if let Some(thread) = video_recv {
+            let _ = thread.join();
+        }
         let (microphone, speaker) = audio_thread.join().unwrap_or((None, None));
         ReleasedDevices {
             camera,

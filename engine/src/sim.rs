@@ -451,7 +451,7 @@ impl SimCall {
                 Output::ExpectedAudioLoss(p) => m.out.expected_audio_loss = Some(p),
                 Output::VideoTarget(t) => m.out.video_targets.push(t),
                 Output::PeerLeft(p) => m.out.peers_left.push(p),
-                Output::Publish(state) => {
+                Output::Publish(state, _) => {
                     m.out.publishes += 1;
                     m.out.state = Some(state);
                 }

@@ -18,6 +18,7 @@ use crate::settings::{DeviceChoice, Settings, SettingsStore};
 use vcall_engine::{CallConfig, CallHandle, CallState, Command, VideoFrames, Waker};
 use vcall_media::source::TestPatternSource;
 
+use super::UiStatsMark;
 use super::advice::{Explanation, explain_end};
 use super::call_controller::CallController;
 use super::embedded_relay::{EmbeddedRelay, EmbeddedRelayInfo, new_room_link};
@@ -196,7 +197,7 @@ pub struct VcallApp {
     pub toast: Option<(String, Instant)>,
     pub(crate) frame_timer: FrameTimer,
     /// When the UI's figures were last printed (`--print-ui-stats`).
-    pub(crate) ui_stats_printed: Option<(Instant, u64)>,
+    pub(crate) ui_stats_printed: Option<UiStatsMark>,
 }
 
 impl VcallApp {

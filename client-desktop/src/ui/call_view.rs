@@ -17,9 +17,9 @@ use super::members::{Member, members};
 use super::security_panel::{SecurityLevel, security_badge};
 use super::stats_overlay::{peer_stats_text, self_stats_text};
 use super::textures::physical_size;
-use super::tile_grid::{layout, letterbox};
+use super::tile_grid::{layout, letterbox, letterbox_bars};
 use super::widgets::{
-    self, AMBER, GREEN, RED, SPEAKING, TILE_BACKGROUND, labeled_button, set_label,
+    self, AMBER, GREEN, RED, SPEAKING, TILE_BACKGROUND, TILE_OUTLINE, labeled_button, set_label,
 };
 
 /// What one tile shows.
@@ -139,33 +139,40 @@ impl VcallApp {
             (call.link.clone(), call.hosted_here, call.started.elapsed());
         let connecting = call.handle.is_none() || state.phase == CallPhase::Connecting;
 
-        egui::Panel::top("call-top-bar").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                ui.label(
-                    RichText::new(if state.room.is_empty() {
-                        "Call".to_owned()
-                    } else {
-                        state.room.clone()
-                    })
-                    .strong(),
-                );
-                ui.label(RichText::new(format_duration(elapsed)).weak());
-                security_badge(ui, &state, actions);
-                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    if labeled_button(ui, "🔗 Copy invite link", "Copy invite link")
-                        .on_hover_text(redact(&link))
-                        .clicked()
-                    {
-                        actions.push(UiAction::CopyInviteLink);
-                    }
-                    let people = state.peers.len() + 1;
-                    ui.label(format!("{people} in call"));
+        // The bars have no fill of their own either: the window's clear colour is their
+        // background (each filled bar was another 5 % of the window to shade per repaint).
+        let bar_frame = egui::Frame::side_top_panel(ui.style()).fill(Color32::TRANSPARENT);
+        egui::Panel::top("call-top-bar")
+            .frame(bar_frame)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    ui.label(
+                        RichText::new(if state.room.is_empty() {
+                            "Call".to_owned()
+                        } else {
+                            state.room.clone()
+                        })
+                        .strong(),
+                    );
+                    ui.label(RichText::new(format_duration(elapsed)).weak());
+                    security_badge(ui, &state, actions);
+                    ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                        if labeled_button(ui, "🔗 Copy invite link", "Copy invite link")
+                            .on_hover_text(redact(&link))
+                            .clicked()
+                        {
+                            actions.push(UiAction::CopyInviteLink);
+                        }
+                        let people = state.peers.len() + 1;
+                        ui.label(format!("{people} in call"));
+                    });
                 });
             });
-        });
-        egui::Panel::bottom("call-toolbar").show(ui, |ui| {
-            self.toolbar_ui(ui, &state, actions);
-        });
+        egui::Panel::bottom("call-toolbar")
+            .frame(bar_frame)
+            .show(ui, |ui| {
+                self.toolbar_ui(ui, &state, actions);
+            });
         if self.panels.security {
             egui::Panel::right("security-panel")
                 .default_size(340.0)
@@ -236,12 +243,23 @@ impl VcallApp {
                 })
         };
         let image_rect = texture.map(|(_, size)| letterbox(size, rect.shrink(1.0)));
-        // The tile's own background only where the picture leaves bars (fewer pixels to fill).
-        let covered = image_rect.is_some_and(|image| {
-            image.width() >= rect.width() - 3.0 && image.height() >= rect.height() - 3.0
-        });
-        if !covered {
-            painter.rect_filled(rect, 10.0, TILE_BACKGROUND);
+        // Every pixel filled costs a software GL per repaint, so a tile with a picture fills
+        // only the bars its picture leaves, and a tile without one is an outline (with the
+        // avatar) on the call's background.
+        match image_rect {
+            Some(image) => {
+                for bar in letterbox_bars(rect, image) {
+                    painter.rect_filled(bar, 0.0, TILE_BACKGROUND);
+                }
+            }
+            None => {
+                painter.rect_stroke(
+                    rect.shrink(1.0),
+                    10.0,
+                    egui::Stroke::new(1.5, TILE_OUTLINE),
+                    egui::StrokeKind::Inside,
+                );
+            }
         }
         match texture.zip(image_rect) {
             Some(((texture_id, _), image_rect)) => {

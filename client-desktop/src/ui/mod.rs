@@ -60,11 +60,19 @@ pub(crate) fn native_options(title: &str) -> eframe::NativeOptions {
     }
 }
 
+/// What `--print-ui-stats` counted at its last line.
+pub(crate) struct UiStatsMark {
+    at: Instant,
+    uploads: u64,
+    streams: Vec<(vcall_engine::Stream, u64)>,
+}
+
 impl VcallApp {
     /// Draws one frame of the whole app (what `eframe::App::ui` calls; tests call it too).
     pub fn root_ui(&mut self, ui: &mut egui::Ui) {
         let started = Instant::now();
-        self.pacer.painted();
+        self.pacer
+            .painted(self.panels.stats && self.call.is_active());
         self.frame_timer.record_paint(started);
         self.update_state();
         let mut actions = Vec::new();
@@ -108,24 +116,68 @@ impl VcallApp {
         self.print_ui_stats(started);
     }
 
-    /// With `--print-ui-stats`: one line of the UI's figures every so often, on stderr.
+    /// With `--print-ui-stats`: one line of the UI's figures every so often, on stderr: repaints
+    /// and uploads per second, the UI's time per pass, each stream's drawn frame rate and each
+    /// peer's capture→display latency (p95).
     fn print_ui_stats(&mut self, now: Instant) {
         let Some(every) = self.options.print_ui_stats else {
             return;
         };
         let uploads = self.textures.uploads();
-        let (since, uploads_then) = *self.ui_stats_printed.get_or_insert((now, uploads));
-        let elapsed = now.saturating_duration_since(since);
+        let streams = self.textures.uploads_by_stream();
+        let mark = self.ui_stats_printed.get_or_insert_with(|| UiStatsMark {
+            at: now,
+            uploads,
+            streams: streams.clone(),
+        });
+        let elapsed = now.saturating_duration_since(mark.at);
         if elapsed < every {
             return;
         }
+        let seconds = elapsed.as_secs_f64();
+        let mut shown: Vec<String> = streams
+            .iter()
+            .map(|(stream, count)| {
+                let before = mark
+                    .streams
+                    .iter()
+                    .find(|(s, _)| s == stream)
+                    .map_or(0, |(_, c)| *c);
+                let name = match stream {
+                    vcall_engine::Stream::Local => "self".to_owned(),
+                    vcall_engine::Stream::Remote(peer) => peer.to_string(),
+                };
+                format!(
+                    "{name}={:.1}",
+                    count.saturating_sub(before) as f64 / seconds
+                )
+            })
+            .collect();
+        shown.sort();
+        let latency: Vec<String> = self
+            .call
+            .state()
+            .map(|state| {
+                state
+                    .peers
+                    .iter()
+                    .map(|p| format!("{}={:.0}", p.peer_id, p.stats.latency_ms.p95))
+                    .collect()
+            })
+            .unwrap_or_default();
         eprintln!(
-            "vcall ui: {} repaints/s, {:.1} uploads/s, ui() {}",
+            "vcall ui: {} repaints/s, {:.1} uploads/s, ui() {}; shown fps: {}; latency p95 ms: {}",
             self.frame_timer.repaints_per_second(),
-            (uploads - uploads_then) as f64 / elapsed.as_secs_f64(),
-            self.frame_timer.ui_summary()
+            (uploads - mark.uploads) as f64 / seconds,
+            self.frame_timer.ui_summary(),
+            shown.join(" "),
+            latency.join(" ")
         );
-        self.ui_stats_printed = Some((now, uploads));
+        *mark = UiStatsMark {
+            at: now,
+            uploads,
+            streams,
+        };
     }
 
     fn shortcuts(&mut self, ctx: &egui::Context, actions: &mut Vec<UiAction>) {

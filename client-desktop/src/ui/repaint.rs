@@ -2,7 +2,9 @@
 //! background jobs) goes through one [`RepaintPacer`], so that pictures arriving together
 //! cause one repaint, repaints never come closer than the display's rate, the self view rides
 //! along with remote pictures instead of adding repaints of its own, and state changes are
-//! shown within a tenth of a second. No wake-up asks egui for an *immediate* repaint: egui
+//! shown within a tenth of a second. Statistics refreshed on their own (several times a
+//! second) wake the UI only while it shows them: otherwise its once-a-second clock picks them
+//! up. No wake-up asks egui for an *immediate* repaint: egui
 //! answers each of those with two passes (one to "settle"), which doubled every picture's cost.
 
 use std::sync::{Arc, Mutex};
@@ -17,7 +19,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_micros(16_667);
 /// replaces it (at 33 ms, every other one was never drawn: 15 fps), yet catches a 30 fps remote
 /// stream's repaint nine times in ten.
 pub const SELF_VIEW_DELAY: Duration = Duration::from_millis(28);
-/// How long a state change (roster, mute, speaking, stats) waits to be shown.
+/// How long a state change (roster, mute, speaking, shown stats) waits to be shown.
 pub const STATE_DELAY: Duration = Duration::from_millis(100);
 /// The shortest delay asked of egui (never zero: see the module doc).
 const SOONEST: Duration = Duration::from_millis(1);
@@ -27,6 +29,8 @@ const SOONEST: Duration = Duration::from_millis(1);
 pub struct RepaintSchedule {
     last_paint: Option<Instant>,
     due: Option<Instant>,
+    /// The last pass drew statistics (the stats overlay is open).
+    stats_shown: bool,
 }
 
 impl RepaintSchedule {
@@ -40,6 +44,8 @@ impl RepaintSchedule {
             Wake::Picture(Stream::Remote(_)) => earliest,
             Wake::Picture(Stream::Local) => earliest.max(now + SELF_VIEW_DELAY),
             Wake::State => earliest.max(now + STATE_DELAY),
+            Wake::Stats if self.stats_shown => earliest.max(now + STATE_DELAY),
+            Wake::Stats => return None,
         };
         if self.due.is_some_and(|asked| asked <= due) {
             return None;
@@ -48,10 +54,12 @@ impl RepaintSchedule {
         Some(due.saturating_duration_since(now).max(SOONEST))
     }
 
-    /// A pass began at `now`: it shows everything that woke the UI so far.
-    pub fn on_paint(&mut self, now: Instant) {
+    /// A pass began at `now`: it shows everything that woke the UI so far, and statistics if
+    /// `stats_shown`.
+    pub fn on_paint(&mut self, now: Instant, stats_shown: bool) {
         self.last_paint = Some(now);
         self.due = None;
+        self.stats_shown = stats_shown;
     }
 }
 
@@ -81,10 +89,10 @@ impl RepaintPacer {
         }
     }
 
-    /// Called at the start of every pass.
-    pub fn painted(&self) {
+    /// Called at the start of every pass, saying whether it draws statistics.
+    pub fn painted(&self, stats_shown: bool) {
         if let Ok(mut schedule) = self.schedule.lock() {
-            schedule.on_paint(Instant::now());
+            schedule.on_paint(Instant::now(), stats_shown);
         }
     }
 
@@ -124,11 +132,11 @@ mod tests {
     fn repaints_keep_the_display_interval_and_the_self_view_waits_for_remote_pictures() {
         let t0 = Instant::now();
         let mut schedule = RepaintSchedule::default();
-        schedule.on_paint(t0);
+        schedule.on_paint(t0, false);
         // A remote picture 5 ms after a paint waits for the display interval.
         let delay = schedule.on_wake(A, t0 + Duration::from_millis(5)).unwrap();
         assert_eq!(delay, MIN_INTERVAL - Duration::from_millis(5));
-        schedule.on_paint(t0 + MIN_INTERVAL);
+        schedule.on_paint(t0 + MIN_INTERVAL, false);
 
         // The self view alone waits a frame; a remote picture meanwhile brings it forward.
         let t1 = t0 + Duration::from_millis(100);
@@ -136,7 +144,7 @@ mod tests {
         assert_eq!(schedule.on_wake(self_view, t1), Some(SELF_VIEW_DELAY));
         let sooner = schedule.on_wake(A, t1 + Duration::from_millis(10));
         assert_eq!(sooner, Some(SOONEST));
-        schedule.on_paint(t1 + Duration::from_millis(10));
+        schedule.on_paint(t1 + Duration::from_millis(10), false);
 
         // State changes are shown within STATE_DELAY, sooner if a picture comes.
         let t2 = t1 + Duration::from_millis(200);
@@ -150,6 +158,20 @@ mod tests {
                 .on_wake(B, t2 + Duration::from_millis(50))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn refreshed_statistics_wake_the_ui_only_while_it_shows_them() {
+        let t0 = Instant::now();
+        let mut schedule = RepaintSchedule::default();
+        schedule.on_paint(t0, false);
+        let t1 = t0 + Duration::from_millis(250);
+        assert_eq!(schedule.on_wake(Wake::Stats, t1), None);
+        // Anything people see still wakes it.
+        assert_eq!(schedule.on_wake(Wake::State, t1), Some(STATE_DELAY));
+        schedule.on_paint(t1 + STATE_DELAY, true);
+        let t2 = t1 + Duration::from_millis(500);
+        assert_eq!(schedule.on_wake(Wake::Stats, t2), Some(STATE_DELAY));
     }
 
     #[test]

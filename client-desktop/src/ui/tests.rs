@@ -634,3 +634,60 @@ fn an_unchanged_call_screen_repaints_only_for_its_clock_and_two_pictures_cost_on
         .collect();
     assert!(after.is_empty(), "that pass asked for another: {after:?}");
 }
+
+/// The area (in points) of every triangle the last pass asks the GL to shade: pictures (any
+/// user texture) and everything else (egui's own texture: fills, text).
+fn shaded_area(harness: &Harness<'static, VcallApp>) -> (f64, f64) {
+    let out = harness.output();
+    let primitives = harness
+        .ctx
+        .tessellate(out.shapes.clone(), out.pixels_per_point);
+    let (mut pictures, mut rest) = (0.0, 0.0);
+    for primitive in &primitives {
+        let egui::epaint::Primitive::Mesh(mesh) = &primitive.primitive else {
+            continue;
+        };
+        let area: f64 = mesh
+            .indices
+            .chunks_exact(3)
+            .map(|t| {
+                let [a, b, c] = [t[0], t[1], t[2]].map(|i| mesh.vertices[i as usize].pos);
+                f64::from(((b.x - a.x) * (c.y - a.y) - (c.x - a.x) * (b.y - a.y)).abs() / 2.0)
+            })
+            .sum();
+        if mesh.texture_id == egui::TextureId::default() {
+            rest += area;
+        } else {
+            pictures += area;
+        }
+    }
+    (pictures, rest)
+}
+
+#[test]
+fn a_call_screen_shades_little_besides_its_pictures() {
+    let window = 1280.0 * 800.0;
+    // Two people without video (the self tile may show the local preview by now): outlines
+    // and avatars, not filled tiles.
+    let (mut harness, fake) = in_call_harness(two_person_call());
+    let (_, rest) = shaded_area(&harness);
+    assert!(rest < 0.1 * window, "{rest} of {window}");
+
+    // With a 16:9 picture on each tile, nothing is filled under them: the pictures and a
+    // tenth of the window besides.
+    for stream in [Stream::Local, Stream::Remote(PeerId(2))] {
+        fake.call.frames().publish(
+            stream,
+            Arc::new(RgbaFrame {
+                width: 1280,
+                height: 720,
+                pixels: vec![100; 1280 * 720 * 4],
+                sequence: 1,
+            }),
+        );
+    }
+    harness.run_steps(3);
+    let (pictures, rest) = shaded_area(&harness);
+    assert!(pictures > 0.35 * window, "{pictures} of {window}");
+    assert!(rest < 0.1 * window, "{rest} of {window}");
+}

@@ -13,6 +13,8 @@ use vcall_engine::{RgbaFrame, Stream, VideoFrames, downscale_factor};
 struct StreamTexture {
     handle: TextureHandle,
     sequence: u64,
+    /// Pictures of this stream uploaded (each one drawn at least once).
+    uploads: u64,
 }
 
 /// The textures of the streams on screen (the self view is [`Stream::Local`]).
@@ -81,10 +83,12 @@ impl VideoTextures {
                     .handle
                     .set_partial([0, 0], image, TextureOptions::LINEAR);
                 stream.sequence = frame.sequence;
+                stream.uploads += 1;
             }
             Some(stream) => {
                 stream.handle.set(image, TextureOptions::LINEAR);
                 stream.sequence = frame.sequence;
+                stream.uploads += 1;
             }
             None => {
                 self.allocations += 1;
@@ -94,6 +98,7 @@ impl VideoTextures {
                     StreamTexture {
                         handle,
                         sequence: frame.sequence,
+                        uploads: 1,
                     },
                 );
             }
@@ -108,6 +113,11 @@ impl VideoTextures {
     /// Pictures uploaded so far.
     pub fn uploads(&self) -> u64 {
         self.uploads
+    }
+
+    /// Pictures uploaded so far per stream on screen (a stream's drawn frame rate, counted).
+    pub fn uploads_by_stream(&self) -> Vec<(Stream, u64)> {
+        self.streams.iter().map(|(s, t)| (*s, t.uploads)).collect()
     }
 
     /// Textures created so far (one per stream when updates happen in place).

@@ -57,6 +57,26 @@ pub fn letterbox(image_size: Vec2, frame: Rect) -> Rect {
     Rect::from_center_size(frame.center(), image_size * scale)
 }
 
+/// The parts of `frame` that a picture letterboxed into it (`image`, inside `frame`) leaves
+/// uncovered: up to four rectangles (left, right, above, below), none empty, none overlapping.
+pub fn letterbox_bars(frame: Rect, image: Rect) -> impl Iterator<Item = Rect> {
+    let image = image.intersect(frame);
+    [
+        Rect::from_min_max(frame.min, pos2(image.left(), frame.bottom())),
+        Rect::from_min_max(pos2(image.right(), frame.top()), frame.max),
+        Rect::from_min_max(
+            pos2(image.left(), frame.top()),
+            pos2(image.right(), image.top()),
+        ),
+        Rect::from_min_max(
+            pos2(image.left(), image.bottom()),
+            pos2(image.right(), frame.bottom()),
+        ),
+    ]
+    .into_iter()
+    .filter(|bar| bar.width() >= 0.5 && bar.height() >= 0.5)
+}
+
 /// Where the centre of a grid lies (for tests and overlays).
 pub fn centre(rects: &[Rect]) -> Option<Pos2> {
     let first = rects.first()?;
@@ -118,6 +138,32 @@ mod tests {
         }
         assert!(!overlaps(&rects));
         assert!(layout(0, area(100.0, 100.0)).is_empty());
+    }
+
+    #[test]
+    fn bars_and_picture_cover_the_tile_exactly_once() {
+        let frame = Rect::from_min_size(pos2(10.0, 20.0), vec2(624.0, 351.0));
+        for picture in [vec2(1280.0, 720.0), vec2(480.0, 640.0), vec2(640.0, 360.0)] {
+            let image = letterbox(picture, frame);
+            let bars: Vec<Rect> = letterbox_bars(frame, image).collect();
+            let covered: f32 = bars.iter().map(|b| b.area()).sum::<f32>() + image.area();
+            assert!(
+                (covered - frame.area()).abs() < 1.0,
+                "{picture:?}: {covered}"
+            );
+            for (i, a) in bars.iter().enumerate() {
+                assert!(a.intersect(image).area() <= 0.0 || !a.intersects(image));
+                for b in &bars[i + 1..] {
+                    assert!(
+                        a.intersect(*b).area() <= 0.0 || !a.intersects(*b),
+                        "{a:?} {b:?}"
+                    );
+                }
+            }
+        }
+        // A portrait picture leaves bars left and right only.
+        let portrait = letterbox(vec2(480.0, 640.0), frame);
+        assert_eq!(letterbox_bars(frame, portrait).count(), 2);
     }
 
     #[test]

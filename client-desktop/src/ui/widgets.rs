@@ -8,6 +8,8 @@ pub const GREEN: Color32 = Color32::from_rgb(46, 160, 67);
 pub const AMBER: Color32 = Color32::from_rgb(210, 153, 34);
 pub const RED: Color32 = Color32::from_rgb(218, 54, 51);
 pub const TILE_BACKGROUND: Color32 = Color32::from_rgb(32, 33, 36);
+/// The outline of a call tile without a picture.
+pub const TILE_OUTLINE: Color32 = Color32::from_rgb(60, 62, 68);
 /// Behind the call's tiles: the window's clear colour, so no full-window rectangle is drawn.
 pub const CALL_BACKGROUND: Color32 = Color32::from_rgb(18, 18, 20);
 pub const SPEAKING: Color32 = Color32::from_rgb(138, 180, 248);

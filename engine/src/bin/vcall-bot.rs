@@ -49,6 +49,10 @@ struct Args {
     /// RSA key size of this session (2048 or 3072).
     #[arg(long, default_value_t = 2048)]
     rsa_bits: usize,
+    /// Receive video without decoding it (a load generator that only sends: its report then
+    /// counts no decoded video).
+    #[arg(long)]
+    no_video_decode: bool,
 }
 
 fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
     };
     config.rsa_bits = args.rsa_bits;
     config.record_dir = args.record_dir.clone();
+    config.decode_video = !args.no_video_decode;
     eprintln!(
         "vcall-bot {}: joining {}",
         args.name,

@@ -160,8 +160,19 @@ pub enum Output {
     VideoTarget(super::VideoTarget),
     /// A peer left: the codec threads drop its decoder, jitter buffer and recorders.
     PeerLeft(PeerId),
-    /// The call's state changed: show this snapshot.
-    Publish(Arc<CallState>),
+    /// The call's state changed: show this snapshot. [`Change`] says whether anything but
+    /// the periodic statistics changed.
+    Publish(Arc<CallState>, Change),
+}
+
+/// What a published snapshot changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Something people see in the call: phase, roster, mute, speaking, security, errors.
+    State,
+    /// Only the periodic statistics (rates, counters, latency), refreshed every stats interval:
+    /// a UI showing no statistics need not repaint for it.
+    StatsOnly,
 }
 
 /// What the core is constructed with.

@@ -41,8 +41,8 @@ use vcall_proto::repair::RepairHeader;
 use vcall_proto::{DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE, PeerId};
 
 pub use io::{
-    AudioToPlay, Clock, CoreCommand, CoreConfig, CoreCounters, LocalMedia, MediaEvent, Output,
-    VideoToDecode,
+    AudioToPlay, Change, Clock, CoreCommand, CoreConfig, CoreCounters, LocalMedia, MediaEvent,
+    Output, VideoToDecode,
 };
 pub use keyframes::{FORCE_INTERVAL, KeyframeNeed, KeyframePolicy, REQUEST_INTERVAL};
 pub use rate::{MIN_VIDEO_KBPS, RateController, START_KBPS, VideoTarget, start_kbps};
@@ -135,6 +135,8 @@ pub struct CallCore {
     /// The state as last built; republished when `publish_now` or at the stats interval.
     state: CallState,
     publish_now: bool,
+    /// The statistics were refreshed since the last publish (a [`Change::StatsOnly`] one).
+    stats_refreshed: bool,
     outputs: VecDeque<Output>,
     /// Reused buffer for opening small datagram bodies.
     scratch: Vec<u8>,
@@ -198,6 +200,7 @@ impl CallCore {
             frames_sent_at_stats: 0,
             state,
             publish_now: true,
+            stats_refreshed: false,
             outputs: VecDeque::new(),
             scratch: Vec::with_capacity(MAX_DATAGRAM_SIZE),
             counters: CoreCounters::default(),
@@ -334,11 +337,16 @@ impl CallCore {
         if let Some(out) = self.outputs.pop_front() {
             return Some(out);
         }
-        if self.publish_now {
-            self.publish_now = false;
-            return Some(Output::Publish(Arc::new(self.state.clone())));
-        }
-        None
+        let change = if self.publish_now {
+            Change::State
+        } else if self.stats_refreshed {
+            Change::StatsOnly
+        } else {
+            return None;
+        };
+        self.publish_now = false;
+        self.stats_refreshed = false;
+        Some(Output::Publish(Arc::new(self.state.clone()), change))
     }
 
     /// When `handle_timeout` must be called next: the soonest of the heartbeat, the stats
@@ -1307,7 +1315,7 @@ impl CallCore {
             s.video_frames_given_up = remote.order.given_up;
             s.video_playout_delay_ms = remote.playout.target().as_millis() as u64;
         }
-        self.publish_now = true;
+        self.stats_refreshed = true;
     }
 }
 
