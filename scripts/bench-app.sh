@@ -7,9 +7,10 @@
 #   two    the app sends its test pattern, one bot sends video (self view + 1 remote)
 #   self   the app sends video, the bot sends none (only our camera)
 #   none   no video either way (app camera off, bot --video none)
-#   four   the app sends video, three bots send video (self view + 3 remotes); these bots do
-#          not decode video (`--no-video-decode`), or three 720p decoders each would starve
-#          the app on a two-core machine
+#   four   the app sends video, three bots send video (self view + 3 remotes); these bots
+#          replay a recorded loop of the pattern (`--video testsrc-replay`) and decode no
+#          video (`--no-video-decode`): three live 720p encoders and decoders would take the
+#          two cores of this machine from the app
 #   floor  no app, no call: `examples/gl_floor` (an eframe window of the app's size that draws
 #          only its clear colour) repainting 30 times a second: the software GL's own floor
 #   floor-half  the same at 640x400 (a quarter of the pixels): how the floor scales
@@ -96,7 +97,13 @@ FP="$(sed -E 's/.*fingerprint=([0-9a-fA-F]+).*/\1/' <<<"$READY")"
 
 # Bots in scenario $1, and what they send.
 scenario_bots() { [[ "$1" == four ]] && echo 3 || echo 1; }
-bot_video() { [[ "$1" == two || "$1" == four ]] && echo testsrc || echo none; }
+bot_video() {
+    case "$1" in
+        two) echo testsrc ;;
+        four) echo testsrc-replay ;;
+        *) echo none ;;
+    esac
+}
 app_camera() { [[ "$1" == none ]] && echo none || echo testsrc; }
 bot_decode() { [[ "$1" == four ]] && echo --no-video-decode || true; }
 

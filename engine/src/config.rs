@@ -46,6 +46,13 @@ pub enum VideoInput {
     /// The test pattern under fresh noise every frame: content that takes every bit the
     /// encoder is given (for rate-control tests; no PSNR).
     BusyPattern,
+    /// The test pattern's first [`crate::REPLAY_FRAMES`] frames encoded once (the first a
+    /// keyframe), then sent again and again at the frame rate: a sender that costs almost no
+    /// CPU, for load generators (`vcall-bot --video testsrc-replay`). It ignores keyframe
+    /// requests and rate control (its loop starts with a keyframe every
+    /// `REPLAY_FRAMES / fps` seconds) and is not marked as the test pattern (its frame numbers
+    /// repeat, so receivers compute no PSNR from it).
+    ReplayPattern,
     /// A Y4M file, looped.
     Y4m(PathBuf),
     /// Any other source, e.g. a camera opened by the app.

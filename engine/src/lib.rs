@@ -23,6 +23,7 @@ mod state;
 mod stats;
 mod video_recv;
 mod video_send;
+pub use video_send::REPLAY_FRAMES;
 
 pub use config::{AudioInput, AudioOutput, CallConfig, SourceError, VideoInput, VideoSettings};
 pub use handle::{

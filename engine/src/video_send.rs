@@ -25,6 +25,19 @@ use crate::wall_clock_us;
 /// 720p one every 2 s kept an 800 kbit/s uplink busy with keyframes).
 const KEYFRAME_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How many encoded frames [`VideoInput::ReplayPattern`] records and then repeats (2 s at
+/// 30 fps).
+pub const REPLAY_FRAMES: usize = 60;
+
+/// One encoded frame kept for replay.
+struct RecordedFrame {
+    bytes: Vec<u8>,
+    keyframe: bool,
+    layer: u8,
+    width: u16,
+    height: u16,
+}
+
 /// Commands to the capture+encode thread.
 pub(crate) enum VideoControl {
     SetInput(VideoInput),
@@ -37,6 +50,8 @@ pub(crate) enum VideoControl {
 struct ActiveSource {
     source: Box<dyn VideoSource + Send>,
     test_pattern: bool,
+    /// For [`VideoInput::ReplayPattern`]: the frames recorded so far (replayed once full).
+    replay: Option<Vec<RecordedFrame>>,
 }
 
 fn open_input(
@@ -51,6 +66,15 @@ fn open_input(
                     .map_err(SourceError::TestPattern)?,
             ),
             test_pattern: true,
+            replay: None,
+        }),
+        VideoInput::ReplayPattern => Some(ActiveSource {
+            source: Box::new(
+                TestPatternSource::new(settings.width as usize, settings.height as usize)
+                    .map_err(SourceError::TestPattern)?,
+            ),
+            test_pattern: false,
+            replay: Some(Vec::with_capacity(REPLAY_FRAMES)),
         }),
         VideoInput::BusyPattern => Some(ActiveSource {
             source: Box::new(
@@ -58,6 +82,7 @@ fn open_input(
                     .map_err(SourceError::TestPattern)?,
             ),
             test_pattern: false,
+            replay: None,
         }),
         VideoInput::Y4m(path) => Some(ActiveSource {
             source: Box::new(
@@ -65,10 +90,12 @@ fn open_input(
                     .map_err(|source| SourceError::File { path, source })?,
             ),
             test_pattern: false,
+            replay: None,
         }),
         VideoInput::Source(source) => Some(ActiveSource {
             source,
             test_pattern: false,
+            replay: None,
         }),
     })
 }
@@ -168,6 +195,28 @@ impl VideoSender {
             let Some(src) = active.as_mut().filter(|_| !camera_off) else {
                 continue;
             };
+            if let Some(recorded) = src.replay.as_ref().filter(|r| r.len() == REPLAY_FRAMES) {
+                let again = &recorded[frame_number as usize % REPLAY_FRAMES];
+                let meta = VideoMeta {
+                    capture_time_us: wall_clock_us(),
+                    frame_number: frame_number as u32,
+                    keyframe: again.keyframe,
+                    test_pattern: false,
+                    layer: again.layer,
+                    previous_layer: 0,
+                    width: again.width,
+                    height: again.height,
+                };
+                if media
+                    .try_send(LocalMedia::video(meta, &again.bytes))
+                    .is_err()
+                    && media.is_closed()
+                {
+                    return active.map(|a| a.source);
+                }
+                frame_number += 1;
+                continue;
+            }
             match src.source.next_frame(frame_number, &mut frame) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -207,7 +256,8 @@ impl VideoSender {
             let Some(enc) = encoder.as_mut() else {
                 continue;
             };
-            if now.duration_since(last_keyframe) >= KEYFRAME_INTERVAL {
+            let recording_starts = src.replay.as_ref().is_some_and(|r| r.is_empty());
+            if recording_starts || now.duration_since(last_keyframe) >= KEYFRAME_INTERVAL {
                 enc.force_keyframe();
             }
             let timestamp_ms = start.elapsed().as_millis() as u64;
@@ -224,6 +274,18 @@ impl VideoSender {
             // At a very low rate only the base layer goes out: half the frame rate, and the
             // frames left out are ones nothing refers to.
             let shed = target.base_layer_only && info.temporal_layer > 0 && !info.is_keyframe;
+            if let Some(recorded) = src.replay.as_mut()
+                && info.len > 0
+                && (info.is_keyframe || !recorded.is_empty())
+            {
+                recorded.push(RecordedFrame {
+                    bytes: encoded.clone(),
+                    keyframe: info.is_keyframe,
+                    layer: info.temporal_layer,
+                    width: w as u16,
+                    height: h as u16,
+                });
+            }
             if info.len > 0 && !shed {
                 let meta = VideoMeta {
                     capture_time_us,
@@ -247,5 +309,70 @@ impl VideoSender {
             }
             frame_number += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vcall_proto::e2ee::SealedHeader;
+
+    /// The access unit of a frame handed to the driver.
+    fn access_unit(media: &LocalMedia) -> (&VideoMeta, &[u8]) {
+        match media {
+            LocalMedia::Video { meta, frame } => {
+                (meta, &frame[SealedHeader::LEN + VideoMeta::LEN..])
+            }
+            LocalMedia::Audio { .. } => panic!("audio from the video thread"),
+        }
+    }
+
+    #[test]
+    fn the_replay_pattern_sends_its_recorded_loop_again_starting_with_a_keyframe() {
+        let (control_tx, control) = std::sync::mpsc::channel();
+        let (media, mut media_rx) = tokio::sync::mpsc::channel(4 * REPLAY_FRAMES);
+        let (events, _events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let sender = VideoSender {
+            settings: VideoSettings {
+                width: 160,
+                height: 96,
+                fps: 60,
+                bitrate_kbps: 300,
+            },
+            input: VideoInput::ReplayPattern,
+            camera_off: false,
+            control,
+            media,
+            events,
+            preview: None,
+        };
+        let thread = std::thread::spawn(move || sender.run());
+        let mut sent = Vec::new();
+        while sent.len() < REPLAY_FRAMES + 3 {
+            sent.push(media_rx.blocking_recv().expect("the sender runs"));
+        }
+        drop(control_tx);
+        drop(media_rx);
+        thread.join().unwrap();
+        let (first, first_bytes) = access_unit(&sent[0]);
+        assert!(first.keyframe);
+        for i in 0..3 {
+            let (meta, bytes) = access_unit(&sent[REPLAY_FRAMES + i]);
+            let (recorded_meta, recorded) = access_unit(&sent[i]);
+            assert_eq!(
+                bytes,
+                recorded,
+                "frame {} repeats frame {i}",
+                REPLAY_FRAMES + i
+            );
+            assert_eq!(meta.keyframe, recorded_meta.keyframe);
+            assert_eq!(
+                meta.frame_number,
+                (REPLAY_FRAMES + i) as u32,
+                "numbers go on"
+            );
+            assert!(!meta.test_pattern);
+        }
+        assert_eq!(first_bytes, access_unit(&sent[REPLAY_FRAMES]).1);
     }
 }

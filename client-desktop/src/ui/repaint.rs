@@ -1,11 +1,11 @@
 //! Repaint pacing: every wake-up of the UI (engine state, pictures, the lobby preview,
 //! background jobs) goes through one [`RepaintPacer`], so that pictures arriving together
 //! cause one repaint, repaints never come closer than the display's rate, the self view rides
-//! along with remote pictures instead of adding repaints of its own, and state changes are
-//! shown within a tenth of a second. Statistics refreshed on their own (several times a
-//! second) wake the UI only while it shows them: otherwise its once-a-second clock picks them
-//! up. No wake-up asks egui for an *immediate* repaint: egui
-//! answers each of those with two passes (one to "settle"), which doubled every picture's cost.
+//! along with remote pictures (while there are any) instead of adding repaints of its own,
+//! and state changes are shown within a tenth of a second. Statistics refreshed on their own
+//! (several times a second) wake the UI only while it shows them: otherwise its once-a-second
+//! clock picks them up. No wake-up asks egui for an *immediate* repaint: egui answers each of
+//! those with two passes (one to "settle"), which doubled every picture's cost.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +19,10 @@ pub const MIN_INTERVAL: Duration = Duration::from_micros(16_667);
 /// replaces it (at 33 ms, every other one was never drawn: 15 fps), yet catches a 30 fps remote
 /// stream's repaint nine times in ten.
 pub const SELF_VIEW_DELAY: Duration = Duration::from_millis(28);
+/// The self view waits for remote pictures only while some came this recently: alone on
+/// screen it is shown at once (waiting, on a busy machine, let the camera's next picture
+/// replace it before it was drawn: a 20 fps self view).
+pub const REMOTE_VIDEO_RECENT: Duration = Duration::from_millis(150);
 /// How long a state change (roster, mute, speaking, shown stats) waits to be shown.
 pub const STATE_DELAY: Duration = Duration::from_millis(100);
 /// The shortest delay asked of egui (never zero: see the module doc).
@@ -31,6 +35,8 @@ pub struct RepaintSchedule {
     due: Option<Instant>,
     /// The last pass drew statistics (the stats overlay is open).
     stats_shown: bool,
+    /// When the last remote picture woke the UI.
+    last_remote_picture: Option<Instant>,
 }
 
 impl RepaintSchedule {
@@ -41,8 +47,20 @@ impl RepaintSchedule {
             .last_paint
             .map_or(now, |painted| (painted + MIN_INTERVAL).max(now));
         let due = match wake {
-            Wake::Picture(Stream::Remote(_)) => earliest,
-            Wake::Picture(Stream::Local) => earliest.max(now + SELF_VIEW_DELAY),
+            Wake::Picture(Stream::Remote(_)) => {
+                self.last_remote_picture = Some(now);
+                earliest
+            }
+            Wake::Picture(Stream::Local) => {
+                let remote_video = self
+                    .last_remote_picture
+                    .is_some_and(|at| now.saturating_duration_since(at) < REMOTE_VIDEO_RECENT);
+                if remote_video {
+                    earliest.max(now + SELF_VIEW_DELAY)
+                } else {
+                    earliest
+                }
+            }
             Wake::State => earliest.max(now + STATE_DELAY),
             Wake::Stats if self.stats_shown => earliest.max(now + STATE_DELAY),
             Wake::Stats => return None,
@@ -158,6 +176,26 @@ mod tests {
                 .on_wake(B, t2 + Duration::from_millis(50))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn the_self_view_alone_is_shown_without_waiting() {
+        let t0 = Instant::now();
+        let mut schedule = RepaintSchedule::default();
+        schedule.on_paint(t0, false);
+        let self_view = Wake::Picture(Stream::Local);
+        let t1 = t0 + Duration::from_millis(40);
+        assert_eq!(schedule.on_wake(self_view, t1), Some(SOONEST));
+        schedule.on_paint(t1, false);
+        // Once remote video flows, it waits to ride along; when that stops, it no longer does.
+        let t2 = t1 + Duration::from_millis(40);
+        assert_eq!(schedule.on_wake(A, t2), Some(SOONEST));
+        schedule.on_paint(t2, false);
+        let t3 = t2 + Duration::from_millis(20);
+        assert_eq!(schedule.on_wake(self_view, t3), Some(SELF_VIEW_DELAY));
+        schedule.on_paint(t3 + SELF_VIEW_DELAY, false);
+        let t4 = t2 + REMOTE_VIDEO_RECENT + Duration::from_millis(1);
+        assert_eq!(schedule.on_wake(self_view, t4), Some(SOONEST));
     }
 
     #[test]

@@ -26,8 +26,9 @@ struct Args {
     /// Seconds to stay in the call.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// testsrc, testsrc-busy (the pattern under noise: takes every bit it is given), none,
-    /// or a .y4m file.
+    /// testsrc, testsrc-busy (the pattern under noise: takes every bit it is given),
+    /// testsrc-replay (the pattern's first 60 frames encoded once, then sent again and again:
+    /// a sender for load tests that costs almost no CPU), none, or a .y4m file.
     #[arg(long, default_value = "testsrc")]
     video: String,
     /// tone, none, or a 48 kHz mono .wav file.
@@ -86,6 +87,7 @@ fn main() -> ExitCode {
     config.camera = match args.video.as_str() {
         "testsrc" => VideoInput::TestPattern,
         "testsrc-busy" => VideoInput::BusyPattern,
+        "testsrc-replay" => VideoInput::ReplayPattern,
         "none" => VideoInput::Off,
         path => VideoInput::Y4m(PathBuf::from(path)),
     };
