@@ -25,7 +25,7 @@ use vcall_media::mixer::Mixer;
 use vcall_media::peer_audio::{PeerAudioPlayout, PlayoutSource};
 use vcall_media::source::{AudioSink, AudioSource, ToneSource, WavFileSource};
 use vcall_media::wav::{WavSampleFormat, WavWriter};
-use vcall_media::{AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE};
+use vcall_media::{AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE, MediaError};
 
 const FRAME: Duration = Duration::from_millis(20);
 /// Decoded audio kept per peer for the dominant-frequency estimate (1 s).
@@ -65,7 +65,6 @@ struct PeerAudio {
     /// Ring of the last second of decoded (not concealed) audio.
     window: Vec<f32>,
     window_next: usize,
-    recorder: Option<WavWriter<BufWriter<File>>>,
 }
 
 /// The devices the audio thread gives back when it ends.
@@ -127,6 +126,7 @@ impl AudioEngine {
         let mut encoded = Vec::new();
         let mut sequence: u32 = 0;
         let mut peers: HashMap<PeerId, PeerAudio> = HashMap::new();
+        let mut recordings: HashMap<PeerId, WavWriter<BufWriter<File>>> = HashMap::new();
         let start = Instant::now();
         let mut next_tick = start;
         let mut tick: u64 = 0;
@@ -136,10 +136,12 @@ impl AudioEngine {
             loop {
                 match control.try_recv() {
                     Ok(AudioControl::PeerLeft(peer)) => {
-                        if let Some(p) = peers.remove(&peer)
-                            && let Some(r) = p.recorder
-                        {
-                            let _ = r.finish();
+                        // The recording stays open: packets still queued from this peer (they
+                        // travel apart from this message), or the same peer back after a
+                        // reconnect, go on in the same file. It is complete as it stands.
+                        peers.remove(&peer);
+                        if let Some(r) = recordings.get_mut(&peer) {
+                            let _ = r.sync();
                         }
                     }
                     Ok(AudioControl::SetInput(input)) => {
@@ -180,18 +182,26 @@ impl AudioEngine {
                         }) else {
                             continue;
                         };
-                        let recorder = record_dir.as_ref().and_then(|dir| {
+                        if let Some(dir) = record_dir.as_ref()
+                            && !recordings.contains_key(&peer)
+                        {
                             let path = dir.join(format!("peer-{}.wav", peer.0));
-                            File::create(&path).ok().and_then(|f| {
-                                WavWriter::new(BufWriter::new(f), WavSampleFormat::Int16).ok()
-                            })
-                        });
+                            let writer =
+                                File::create(&path).map_err(MediaError::from).and_then(|f| {
+                                    WavWriter::new(BufWriter::new(f), WavSampleFormat::Int16)
+                                });
+                            match writer {
+                                Ok(w) => {
+                                    recordings.insert(peer, w);
+                                }
+                                Err(e) => report(format!("recording {}: {e}", path.display())),
+                            }
+                        }
                         v.insert(PeerAudio {
                             playout,
                             pcm: vec![0.0; AUDIO_FRAME_SAMPLES],
                             window: Vec::with_capacity(ANALYSIS_WINDOW),
                             window_next: 0,
-                            recorder,
                         })
                     }
                 };
@@ -255,7 +265,7 @@ impl AudioEngine {
                 };
                 let frame = &p.pcm[..];
                 mixer.add(frame);
-                if let Some(r) = p.recorder.as_mut() {
+                if let Some(r) = recordings.get_mut(peer) {
                     let _ = r.write_samples(frame);
                 }
                 if real {
@@ -298,10 +308,8 @@ impl AudioEngine {
             }
         }
         // However the call ended, recordings get their final WAV header.
-        for (_, p) in peers {
-            if let Some(r) = p.recorder {
-                let _ = r.finish();
-            }
+        for (_, r) in recordings {
+            let _ = r.finish();
         }
         (source, sink)
     }

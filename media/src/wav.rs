@@ -95,8 +95,9 @@ impl<W: Write + Seek> WavWriter<W> {
         self.data_bytes / self.format.bytes_per_sample() as u64
     }
 
-    /// Patches the RIFF and data sizes, flushes, and returns the writer.
-    pub fn finish(mut self) -> Result<W, MediaError> {
+    /// Patches the RIFF and data sizes and flushes, so that the file is complete as it stands;
+    /// writing may go on afterwards.
+    pub fn sync(&mut self) -> Result<(), MediaError> {
         let data_bytes = self.data_bytes as u32;
         self.writer.seek(SeekFrom::Start(4))?;
         self.writer.write_all(&(36 + data_bytes).to_le_bytes())?;
@@ -104,6 +105,12 @@ impl<W: Write + Seek> WavWriter<W> {
         self.writer.write_all(&data_bytes.to_le_bytes())?;
         self.writer.seek(SeekFrom::End(0))?;
         self.writer.flush()?;
+        Ok(())
+    }
+
+    /// Patches the RIFF and data sizes, flushes, and returns the writer.
+    pub fn finish(mut self) -> Result<W, MediaError> {
+        self.sync()?;
         Ok(self.writer)
     }
 }
@@ -299,6 +306,22 @@ mod tests {
         writer.write_samples(samples).unwrap();
         assert_eq!(writer.samples_written(), samples.len() as u64);
         writer.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn a_synced_file_is_complete_and_writing_goes_on_after_it() {
+        let mut writer = WavWriter::new(Cursor::new(Vec::new()), WavSampleFormat::Float32).unwrap();
+        writer.write_samples(&[0.5, -0.5]).unwrap();
+        writer.sync().unwrap();
+        let snapshot = writer.writer.get_ref().clone();
+        let mut reader = WavReader::new(Cursor::new(snapshot)).unwrap();
+        assert_eq!(reader.spec().samples, 2);
+        writer.write_samples(&[0.25]).unwrap();
+        let bytes = writer.finish().unwrap().into_inner();
+        let mut reader = WavReader::new(Cursor::new(bytes)).unwrap();
+        let mut out = [0.0; 4];
+        assert_eq!(reader.read_samples(&mut out).unwrap(), 3);
+        assert_eq!(&out[..3], &[0.5, -0.5, 0.25]);
     }
 
     #[test]
