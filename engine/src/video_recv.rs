@@ -27,7 +27,7 @@ const PSNR_SAMPLE_EVERY: u64 = 10;
 
 /// Control for the decode thread (lossless, drained before frames).
 pub(crate) enum DecoderControl {
-    /// The peer left: drop its decoder and finish its recording.
+    /// The peer left: drop its decoder and flush its recording.
     PeerLeft(PeerId),
 }
 
@@ -37,8 +37,13 @@ struct PeerDecoder {
     psnr: PatternPsnrMeter,
     out: PictureOut,
     pattern_frames: u64,
-    recorder: Option<Y4mWriter<BufWriter<File>>>,
-    recorder_failed: bool,
+}
+
+/// A peer's Y4M recording. It outlives the peer's decoder: frames still queued after the
+/// peer left, or the same peer back after a reconnect, go on in the same file.
+enum Recording {
+    Writing(Y4mWriter<BufWriter<File>>),
+    Failed,
 }
 
 /// Everything the decode thread needs.
@@ -58,43 +63,53 @@ impl VideoReceiver {
     /// Runs until both channels close.
     pub fn run(self) {
         let mut peers: HashMap<PeerId, PeerDecoder> = HashMap::new();
+        let mut recordings: HashMap<PeerId, Recording> = HashMap::new();
         loop {
             // Control first, always.
             while let Ok(control) = self.control.try_recv() {
-                self.on_control(&mut peers, control);
+                self.on_control(&mut peers, &mut recordings, control);
             }
             crossbeam_channel::select! {
                 recv(self.control) -> control => match control {
-                    Ok(control) => self.on_control(&mut peers, control),
+                    Ok(control) => self.on_control(&mut peers, &mut recordings, control),
                     Err(_) => break,
                 },
                 recv(self.frames_in) -> job => match job {
-                    Ok(job) => self.on_frame(&mut peers, job),
+                    Ok(job) => self.on_frame(&mut peers, &mut recordings, job),
                     Err(_) => break,
                 },
             }
         }
-        for (_, mut p) in peers {
-            if let Some(r) = p.recorder.take() {
+        for (_, recording) in recordings {
+            if let Recording::Writing(r) = recording {
                 let _ = r.into_inner();
             }
         }
     }
 
-    fn on_control(&self, peers: &mut HashMap<PeerId, PeerDecoder>, control: DecoderControl) {
+    fn on_control(
+        &self,
+        peers: &mut HashMap<PeerId, PeerDecoder>,
+        recordings: &mut HashMap<PeerId, Recording>,
+        control: DecoderControl,
+    ) {
         match control {
             DecoderControl::PeerLeft(peer) => {
-                if let Some(mut p) = peers.remove(&peer)
-                    && let Some(r) = p.recorder.take()
-                {
-                    let _ = r.into_inner();
+                peers.remove(&peer);
+                if let Some(Recording::Writing(r)) = recordings.get_mut(&peer) {
+                    let _ = r.flush();
                 }
                 self.frames.remove(Stream::Remote(peer));
             }
         }
     }
 
-    fn on_frame(&self, peers: &mut HashMap<PeerId, PeerDecoder>, job: VideoToDecode) {
+    fn on_frame(
+        &self,
+        peers: &mut HashMap<PeerId, PeerDecoder>,
+        recordings: &mut HashMap<PeerId, Recording>,
+        job: VideoToDecode,
+    ) {
         let peer = job.peer;
         let p = match peers.entry(peer) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
@@ -105,8 +120,6 @@ impl VideoReceiver {
                     psnr: PatternPsnrMeter::new(),
                     out: PictureOut::new(Stream::Remote(peer)),
                     pattern_frames: 0,
-                    recorder: None,
-                    recorder_failed: false,
                 }),
                 Err(e) => {
                     let _ = self
@@ -116,10 +129,17 @@ impl VideoReceiver {
                 }
             },
         };
-        self.decode_one(peer, p, &job.meta, job.access_unit());
+        self.decode_one(peer, p, recordings, &job.meta, job.access_unit());
     }
 
-    fn decode_one(&self, peer: PeerId, p: &mut PeerDecoder, meta: &VideoMeta, annex_b: &[u8]) {
+    fn decode_one(
+        &self,
+        peer: PeerId,
+        p: &mut PeerDecoder,
+        recordings: &mut HashMap<PeerId, Recording>,
+        meta: &VideoMeta,
+        annex_b: &[u8],
+    ) {
         match p.decoder.decode(annex_b, &mut p.picture) {
             Ok(true) => {}
             Ok(false) => return,
@@ -147,7 +167,7 @@ impl VideoReceiver {
             psnr_db,
         });
         if let Some(dir) = &self.record_dir {
-            if p.recorder.is_none() && !p.recorder_failed {
+            let recording = recordings.entry(peer).or_insert_with(|| {
                 let path = dir.join(format!("peer-{}.y4m", peer.0));
                 let header = Y4mHeader {
                     width: w as usize,
@@ -158,17 +178,17 @@ impl VideoReceiver {
                     .map_err(vcall_media::MediaError::from)
                     .and_then(|f| Y4mWriter::new(BufWriter::new(f), header))
                 {
-                    Ok(r) => p.recorder = Some(r),
+                    Ok(r) => Recording::Writing(r),
                     Err(e) => {
-                        p.recorder_failed = true;
                         let _ = self.events.send(MediaEvent::Warning(format!(
                             "cannot record to {}: {e}",
                             path.display()
                         )));
+                        Recording::Failed
                     }
                 }
-            }
-            if let Some(r) = p.recorder.as_mut() {
+            });
+            if let Recording::Writing(r) = recording {
                 // A size change mid-call cannot go into the same Y4M stream: skip those frames.
                 let _ = r.write_frame(&p.picture);
             }

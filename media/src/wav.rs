@@ -314,7 +314,7 @@ mod tests {
         writer.write_samples(&[0.5, -0.5]).unwrap();
         writer.sync().unwrap();
         let snapshot = writer.writer.get_ref().clone();
-        let mut reader = WavReader::new(Cursor::new(snapshot)).unwrap();
+        let reader = WavReader::new(Cursor::new(snapshot)).unwrap();
         assert_eq!(reader.spec().samples, 2);
         writer.write_samples(&[0.25]).unwrap();
         let bytes = writer.finish().unwrap().into_inner();

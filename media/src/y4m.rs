@@ -59,6 +59,12 @@ impl<W: Write> Y4mWriter<W> {
         Ok(())
     }
 
+    /// Writes out what is buffered, so that the file is complete as it stands.
+    pub fn flush(&mut self) -> Result<(), MediaError> {
+        self.writer.flush()?;
+        Ok(())
+    }
+
     /// Flushes and returns the underlying writer.
     pub fn into_inner(mut self) -> Result<W, MediaError> {
         self.writer.flush()?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use vcall_proto::control::DEFAULT_MAX_CONTROL_FRAME;
 
+use crate::cluster::NodeId;
 use crate::rooms::RoomLimits;
 
 /// The UDP port a relay listens on by default.
@@ -82,6 +83,73 @@ impl Limits {
     }
 }
 
+/// How a relay authenticates to NATS.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum NatsAuth {
+    /// No credentials (a nats-server on a private network, or credentials in the URL).
+    #[default]
+    None,
+    UserPassword {
+        user: String,
+        password: String,
+    },
+    Token(String),
+    /// An nkey seed (`SU...`).
+    NkeySeed(String),
+    /// A `.creds` file (a user JWT and its nkey seed, from `nsc`).
+    CredentialsFile(PathBuf),
+}
+
+impl std::fmt::Debug for NatsAuth {
+    /// Never prints a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::None => f.write_str("None"),
+            Self::UserPassword { user, .. } => write!(f, "UserPassword({user}, <redacted>)"),
+            Self::Token(_) => f.write_str("Token(<redacted>)"),
+            Self::NkeySeed(_) => f.write_str("NkeySeed(<redacted>)"),
+            Self::CredentialsFile(path) => write!(f, "CredentialsFile({})", path.display()),
+        }
+    }
+}
+
+/// TLS towards NATS.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NatsTls {
+    /// Refuse a server that does not speak TLS (also implied by a `tls://` URL).
+    pub required: bool,
+    /// Extra root certificates (PEM) to trust for the NATS server.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and key (PEM) for servers that verify clients.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Membership of a cluster of relays that share rooms through NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// NATS server URL(s), comma-separated (`nats://host:4222`, `tls://...`).
+    pub nats_url: String,
+    /// This relay's node id, unique in the cluster: it prefixes every peer id it assigns.
+    pub node: NodeId,
+    /// First token of every subject this cluster uses (several clusters may share one NATS).
+    pub subject_prefix: String,
+    pub auth: NatsAuth,
+    pub tls: NatsTls,
+}
+
+impl ClusterConfig {
+    /// A cluster member reaching NATS at `nats_url` without credentials or TLS options.
+    pub fn new(nats_url: impl Into<String>, node: NodeId) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            node,
+            subject_prefix: "vcall".into(),
+            auth: NatsAuth::None,
+            tls: NatsTls::default(),
+        }
+    }
+}
+
 /// Everything needed to start a relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayConfig {
@@ -93,6 +161,8 @@ pub struct RelayConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// Limits.
     pub limits: Limits,
+    /// The cluster this relay is part of; `None`: a relay of its own.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for RelayConfig {
@@ -103,6 +173,7 @@ impl Default for RelayConfig {
             certificate: CertificateSource::Ephemeral,
             metrics_listen: None,
             limits: Limits::default(),
+            cluster: None,
         }
     }
 }

@@ -339,21 +339,23 @@ impl<L: Clone> ConnState<L> {
     /// Applies a frame from a joined client.
     fn handle_member_frame(&mut self, me: PeerId, frame: ControlFrame, rooms: &mut Rooms<L>) {
         match frame {
-            ControlFrame::Signal { to, payload, .. } => match rooms.signal_recipients(me, to) {
-                Ok(links) => {
-                    self.metrics.signal_copies_queued(links.len());
-                    let stamped = ControlFrame::Signal {
-                        to,
-                        from: me,
-                        payload,
-                    };
-                    self.send_to_peers(stamped, links);
+            ControlFrame::Signal { to, payload, .. } => {
+                match rooms.route_signal(me, to, &payload) {
+                    Ok(links) => {
+                        self.metrics.signal_copies_queued(links.len());
+                        let stamped = ControlFrame::Signal {
+                            to,
+                            from: me,
+                            payload,
+                        };
+                        self.send_to_peers(stamped, links);
+                    }
+                    Err(error) => {
+                        debug!(peer = %me, %error, "signal refused");
+                        self.refuse(error.code(), error.to_string());
+                    }
                 }
-                Err(error) => {
-                    debug!(peer = %me, %error, "signal refused");
-                    self.refuse(error.code(), error.to_string());
-                }
-            },
+            }
             ControlFrame::Ping(value) => {
                 self.outgoing
                     .push_back(Outgoing::ToSelf(ControlFrame::Pong(value)));

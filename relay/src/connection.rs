@@ -181,6 +181,9 @@ impl ClientConn {
             let metrics = &self.shared.metrics;
             let mut rooms = self.shared.rooms();
             event(&mut self.state, &mut rooms);
+            if let Some(cluster) = &self.shared.cluster {
+                cluster.take_from(&mut rooms);
+            }
             while let Some(outgoing) = self.state.poll_outgoing() {
                 match outgoing {
                     Outgoing::ToSelf(frame) => {
@@ -217,6 +220,10 @@ impl ClientConn {
                             fanout,
                             &self.shared.limits,
                             writer.queue().clone(),
+                            self.shared
+                                .cluster
+                                .as_ref()
+                                .map(|c| c.room_publisher(&room)),
                             Arc::clone(&self.shared.metrics),
                         );
                         self.forwarder = Some(tokio::spawn(forwarder.run()));

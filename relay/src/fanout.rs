@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use vcall_proto::PeerId;
 
+use crate::cluster::NodeId;
+
 /// One receiver in a room snapshot: its id and whatever the shell needs to reach it.
 #[derive(Debug, Clone)]
 pub struct FanoutMember<L> {
@@ -17,11 +19,43 @@ pub struct FanoutMember<L> {
     pub link: L,
 }
 
+/// A member of the room on another relay of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemotePeer {
+    pub peer: PeerId,
+    pub node: NodeId,
+}
+
+/// Who a datagram goes to: members of this relay, and whether it also crosses to the cluster
+/// (once, however many members the other relays have).
+#[derive(Debug)]
+pub struct Delivery<'a, L> {
+    pub local: &'a [FanoutMember<L>],
+    pub to_cluster: bool,
+}
+
+/// One published list: this relay's members and the room's members on other relays, each
+/// sorted by peer id.
+#[derive(Debug)]
+struct Snapshot<L> {
+    local: Arc<[FanoutMember<L>]>,
+    remote: Arc<[RemotePeer]>,
+}
+
+impl<L> Clone for Snapshot<L> {
+    fn clone(&self) -> Self {
+        Self {
+            local: Arc::clone(&self.local),
+            remote: Arc::clone(&self.remote),
+        }
+    }
+}
+
 /// The latest member list of one room, with a generation counter for cheap change detection.
 #[derive(Debug)]
 pub struct FanoutCell<L> {
     generation: AtomicU64,
-    members: Mutex<Arc<[FanoutMember<L>]>>,
+    members: Mutex<Snapshot<L>>,
 }
 
 impl<L> FanoutCell<L> {
@@ -29,23 +63,31 @@ impl<L> FanoutCell<L> {
     pub fn new() -> Self {
         Self {
             generation: AtomicU64::new(0),
-            members: Mutex::new(Arc::from(Vec::new())),
+            members: Mutex::new(Snapshot {
+                local: Arc::from(Vec::new()),
+                remote: Arc::from(Vec::new()),
+            }),
         }
     }
 
-    /// Replaces the member list (sorted by peer id) and makes readers pick it up.
+    /// Replaces the member list (sorted by peer id) of a room without remote members.
     pub fn publish(&self, members: Arc<[FanoutMember<L>]>) {
+        self.publish_with_remote(members, Arc::from(Vec::new()));
+    }
+
+    /// Replaces both lists (each sorted by peer id) and makes readers pick them up.
+    pub fn publish_with_remote(&self, local: Arc<[FanoutMember<L>]>, remote: Arc<[RemotePeer]>) {
         let mut slot = self.members.lock().unwrap_or_else(PoisonError::into_inner);
-        *slot = members;
+        *slot = Snapshot { local, remote };
         // Bumped while the lock is held, so a reader that sees the new generation and then
         // takes the lock finds at least this list.
         self.generation.fetch_add(1, Ordering::Release);
     }
 
-    /// The current list and its generation, read consistently.
-    fn snapshot(&self) -> (u64, Arc<[FanoutMember<L>]>) {
+    /// The current lists and their generation, read consistently.
+    fn snapshot(&self) -> (u64, Snapshot<L>) {
         let slot = self.members.lock().unwrap_or_else(PoisonError::into_inner);
-        (self.generation.load(Ordering::Acquire), Arc::clone(&slot))
+        (self.generation.load(Ordering::Acquire), slot.clone())
     }
 }
 
@@ -60,7 +102,7 @@ impl<L> Default for FanoutCell<L> {
 pub struct FanoutReader<L> {
     cell: Arc<FanoutCell<L>>,
     seen_generation: u64,
-    cached: Arc<[FanoutMember<L>]>,
+    cached: Snapshot<L>,
 }
 
 impl<L> FanoutReader<L> {
@@ -74,32 +116,61 @@ impl<L> FanoutReader<L> {
         }
     }
 
-    /// The room's members (every one, the reader's own peer included), sorted by peer id.
-    pub fn members(&mut self) -> &[FanoutMember<L>] {
+    fn refresh(&mut self) {
         if self.cell.generation.load(Ordering::Acquire) != self.seen_generation {
-            let (generation, members) = self.cell.snapshot();
+            let (generation, snapshot) = self.cell.snapshot();
             self.seen_generation = generation;
-            self.cached = members;
+            self.cached = snapshot;
         }
-        &self.cached
+    }
+
+    /// This relay's members of the room (the reader's own peer included), sorted by peer id.
+    pub fn members(&mut self) -> &[FanoutMember<L>] {
+        self.refresh();
+        &self.cached.local
+    }
+
+    /// True when `peer` is a member of the room on relay `node` of the cluster.
+    pub fn is_remote_member(&mut self, peer: PeerId, node: NodeId) -> bool {
+        self.refresh();
+        self.cached
+            .remote
+            .binary_search_by_key(&peer, |r| r.peer)
+            .is_ok_and(|i| self.cached.remote[i].node == node)
     }
 
     /// Who receives a datagram from `sender`: everyone else, or only `target` when set.
+    /// `local` may include the sender itself (the caller skips it).
     ///
     /// Fails with [`NoSuchTarget`] when `target` is not another member of the room.
     pub fn recipients(
         &mut self,
         sender: PeerId,
         target: Option<PeerId>,
-    ) -> Result<&[FanoutMember<L>], NoSuchTarget> {
-        let members = self.members();
+    ) -> Result<Delivery<'_, L>, NoSuchTarget> {
+        self.refresh();
+        let Snapshot { local, remote } = &self.cached;
         match target {
-            None => Ok(members),
+            None => Ok(Delivery {
+                local,
+                to_cluster: !remote.is_empty(),
+            }),
             Some(target) if target == sender => Err(NoSuchTarget(target)),
-            Some(target) => members
-                .binary_search_by_key(&target, |m| m.peer)
-                .map(|index| &members[index..=index])
-                .map_err(|_| NoSuchTarget(target)),
+            Some(target) => {
+                if let Ok(index) = local.binary_search_by_key(&target, |m| m.peer) {
+                    Ok(Delivery {
+                        local: &local[index..=index],
+                        to_cluster: false,
+                    })
+                } else if remote.binary_search_by_key(&target, |r| r.peer).is_ok() {
+                    Ok(Delivery {
+                        local: &[],
+                        to_cluster: true,
+                    })
+                } else {
+                    Err(NoSuchTarget(target))
+                }
+            }
         }
     }
 }
@@ -153,8 +224,9 @@ mod tests {
         cell.publish(list(&[1, 2, 3]));
         let mut reader = FanoutReader::new(cell);
         let one = reader.recipients(PeerId(1), Some(PeerId(3))).unwrap();
-        assert_eq!(peers(one), [3]);
-        assert_eq!(one[0].link, 30);
+        assert_eq!(peers(one.local), [3]);
+        assert_eq!(one.local[0].link, 30);
+        assert!(!one.to_cluster);
         assert_eq!(
             reader.recipients(PeerId(1), Some(PeerId(9))).unwrap_err(),
             NoSuchTarget(PeerId(9))
@@ -164,8 +236,34 @@ mod tests {
             NoSuchTarget(PeerId(1))
         );
         assert_eq!(
-            peers(reader.recipients(PeerId(1), None).unwrap()),
+            peers(reader.recipients(PeerId(1), None).unwrap().local),
             [1, 2, 3]
         );
+    }
+
+    #[test]
+    fn members_on_other_relays_are_reached_through_the_cluster_once() {
+        let cell = Arc::new(FanoutCell::new());
+        let node = NodeId::new(2).unwrap();
+        let remote: Arc<[RemotePeer]> = [node.peer(1), node.peer(2)]
+            .into_iter()
+            .map(|peer| RemotePeer { peer, node })
+            .collect();
+        cell.publish_with_remote(list(&[1, 2]), remote);
+        let mut reader = FanoutReader::new(cell);
+        let all = reader.recipients(PeerId(1), None).unwrap();
+        assert_eq!(peers(all.local), [1, 2]);
+        assert!(all.to_cluster);
+        let addressed = reader.recipients(PeerId(1), Some(node.peer(2))).unwrap();
+        assert!(addressed.local.is_empty());
+        assert!(addressed.to_cluster);
+        let local = reader.recipients(PeerId(1), Some(PeerId(2))).unwrap();
+        assert!(!local.to_cluster, "a local target does not cross");
+        assert!(reader.is_remote_member(node.peer(1), node));
+        assert!(
+            !reader.is_remote_member(node.peer(1), NodeId::new(3).unwrap()),
+            "a peer belongs to the node that announced it"
+        );
+        assert!(!reader.is_remote_member(PeerId(1), node));
     }
 }

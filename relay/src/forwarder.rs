@@ -1,20 +1,22 @@
 //! The datagram path of one joined peer: read a datagram, apply the sender's rate limit, check
 //! the header and stamp the sender, then hand one shared `Bytes` to every receiver listed in the
 //! room's lock-free [`fanout`](crate::fanout) snapshot, shedding upper temporal layers for
-//! congested receivers and bounding their queue of video ([`shedding`](crate::shedding)).
+//! congested receivers and bounding their queue of video ([`shedding`](crate::shedding)); in a
+//! cluster, one copy also goes to the other relays when the room has members there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use quinn::{Connection, SendDatagramError};
-use vcall_proto::datagram::{DatagramKind, stamp_sender};
+use vcall_proto::datagram::{DatagramHeader, DatagramKind, stamp_sender};
 use vcall_proto::{ControlFrame, DecodeError, ErrorCode, PeerId};
 
 use crate::config::Limits;
-use crate::fanout::FanoutReader;
+use crate::fanout::{FanoutMember, FanoutReader};
 use crate::link::PeerLink;
 use crate::metrics::{DropReason, Metrics};
+use crate::nats_link::RoomPublisher;
 use crate::rate::{CountAndBytes, Throttle};
 use crate::shedding::{PathSample, ReceiverPath};
 use crate::writer::ControlQueue;
@@ -33,6 +35,8 @@ pub(crate) struct DatagramForwarder {
     notices: ControlQueue,
     /// Every connection's datagram send buffer size (bytes), to tell how much is queued.
     send_buffer: usize,
+    /// The room's subject in the cluster, when the relay is part of one.
+    cluster: Option<RoomPublisher>,
     metrics: Arc<Metrics>,
 }
 
@@ -44,6 +48,7 @@ impl DatagramForwarder {
         fanout: FanoutReader<PeerLink>,
         limits: &Limits,
         notices: ControlQueue,
+        cluster: Option<RoomPublisher>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -58,6 +63,7 @@ impl DatagramForwarder {
             notice: Throttle::new(RATE_NOTICE_INTERVAL),
             notices,
             send_buffer: limits.datagram_send_buffer,
+            cluster,
             metrics,
         }
     }
@@ -101,29 +107,57 @@ impl DatagramForwarder {
         let stamped = stamped.freeze();
         let me = self.peer;
         match self.fanout.recipients(me, header.target) {
-            Ok(members) => {
-                for member in members.iter().filter(|m| m.peer != me) {
-                    let link = &member.link;
-                    let verdict = match header.kind {
-                        DatagramKind::Video => link.layers.admit(
-                            header.layer,
-                            now,
-                            &QuicPath {
-                                connection: &link.connection,
-                                send_buffer: self.send_buffer,
-                            },
-                        ),
-                        _ => Ok(()),
-                    };
-                    match verdict {
-                        Ok(()) => send_copy(&link.connection, stamped.clone(), &self.metrics),
-                        Err(reason) => self.metrics.datagram_dropped(reason, len),
-                    }
+            Ok(delivery) => {
+                deliver_locally(
+                    delivery.local,
+                    me,
+                    &header,
+                    &stamped,
+                    now,
+                    self.send_buffer,
+                    &self.metrics,
+                );
+                if delivery.to_cluster
+                    && let Some(cluster) = &self.cluster
+                {
+                    cluster.datagram(&stamped);
                 }
             }
             Err(_) => self
                 .metrics
                 .datagram_dropped(DropReason::UnknownTarget, len),
+        }
+    }
+}
+
+/// Hands one shared stamped datagram to every member in `members` but its sender, through
+/// each receiver's layer gate (used for local senders and for datagrams from the cluster).
+pub(crate) fn deliver_locally(
+    members: &[FanoutMember<PeerLink>],
+    sender: PeerId,
+    header: &DatagramHeader,
+    stamped: &Bytes,
+    now: Instant,
+    send_buffer: usize,
+    metrics: &Metrics,
+) {
+    let len = stamped.len();
+    for member in members.iter().filter(|m| m.peer != sender) {
+        let link = &member.link;
+        let verdict = match header.kind {
+            DatagramKind::Video => link.layers.admit(
+                header.layer,
+                now,
+                &QuicPath {
+                    connection: &link.connection,
+                    send_buffer,
+                },
+            ),
+            _ => Ok(()),
+        };
+        match verdict {
+            Ok(()) => send_copy(&link.connection, stamped.clone(), metrics),
+            Err(reason) => metrics.datagram_dropped(reason, len),
         }
     }
 }

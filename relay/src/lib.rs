@@ -7,6 +7,7 @@
 //!   control rate limits, error codes, Leave).
 //! - [`fanout`]: lock-free snapshots of a room's members for the datagram path.
 //! - [`rate`]: token buckets.
+//! - [`cluster`]: node ids, room subjects and the messages relays exchange through NATS.
 //!
 //! The quinn/tokio shell:
 //! - [`server`]: [`Relay::bind`] → [`RelayHandle`]; the endpoint, accepting, graceful shutdown.
@@ -14,6 +15,7 @@
 //! - `writer`: each client's bounded control queue and the task writing it to the stream.
 //! - `forwarder`: the datagram path (check, stamp the sender, fan out shared bytes).
 //! - `link`: how the relay reaches a client (the handle the rooms hold).
+//! - `nats_link`: the cluster link through NATS (publisher, room listeners, presence).
 //! - [`config`], [`cert`], [`metrics`]: limits, TLS identity, Prometheus counters.
 //!
 //! Embedding:
@@ -28,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod cluster;
 pub mod config;
 mod conn_state;
 mod connection;
@@ -35,6 +38,7 @@ pub mod fanout;
 mod forwarder;
 mod link;
 pub mod metrics;
+mod nats_link;
 pub mod rate;
 pub mod rooms;
 pub mod server;
@@ -42,6 +46,9 @@ mod shedding;
 mod writer;
 
 pub use cert::{CertError, RelayIdentity, fingerprint};
-pub use config::{CertificateSource, DEFAULT_PORT, Limits, RelayConfig};
-pub use metrics::{DropReason, Metrics, RejectReason};
+pub use cluster::NodeId;
+pub use config::{
+    CertificateSource, ClusterConfig, DEFAULT_PORT, Limits, NatsAuth, NatsTls, RelayConfig,
+};
+pub use metrics::{ClusterDrop, DropReason, Metrics, RejectReason};
 pub use server::{Relay, RelayError, RelayHandle};

@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::Parser;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
-use vcall_relay::{CertificateSource, Limits, Relay, RelayConfig};
+use vcall_relay::{
+    CertificateSource, ClusterConfig, Limits, NatsAuth, NatsTls, NodeId, Relay, RelayConfig,
+};
 
 /// A QUIC room relay for vcall: forwards end-to-end encrypted calls without decrypting them.
 #[derive(Debug, Parser)]
@@ -86,6 +88,73 @@ struct Args {
     /// Bytes of datagrams queued towards one client before new ones to it are dropped.
     #[arg(long, env = "VCALL_RELAY_DATAGRAM_SEND_BUFFER", default_value_t = Limits::default().datagram_send_buffer)]
     datagram_send_buffer: usize,
+
+    /// Join a cluster of relays sharing rooms through this NATS server (nats://host:4222,
+    /// tls://host:4222; several comma-separated). Without it the relay stands alone.
+    #[arg(long, env = "VCALL_RELAY_NATS")]
+    nats: Option<String>,
+
+    /// This relay's node id in the cluster, 1 to 4095, unique per relay (default: random).
+    #[arg(long, env = "VCALL_RELAY_NODE_ID", requires = "nats")]
+    node_id: Option<NodeId>,
+
+    /// First token of the cluster's NATS subjects (clusters sharing one NATS pick different ones).
+    #[arg(
+        long,
+        env = "VCALL_RELAY_NATS_SUBJECT_PREFIX",
+        default_value = "vcall",
+        requires = "nats"
+    )]
+    nats_subject_prefix: String,
+
+    /// NATS user (with --nats-password).
+    #[arg(long, env = "VCALL_RELAY_NATS_USER", requires = "nats_password")]
+    nats_user: Option<String>,
+
+    /// NATS password (with --nats-user); prefer the environment variable over the flag.
+    #[arg(
+        long,
+        env = "VCALL_RELAY_NATS_PASSWORD",
+        requires = "nats_user",
+        hide_env_values = true
+    )]
+    nats_password: Option<String>,
+
+    /// NATS token; prefer the environment variable over the flag.
+    #[arg(long, env = "VCALL_RELAY_NATS_TOKEN", hide_env_values = true, conflicts_with_all = ["nats_user", "nats_nkey_file", "nats_creds"])]
+    nats_token: Option<String>,
+
+    /// File holding an nkey seed (SU...) to authenticate to NATS.
+    #[arg(long, env = "VCALL_RELAY_NATS_NKEY_FILE", conflicts_with_all = ["nats_user", "nats_creds"])]
+    nats_nkey_file: Option<PathBuf>,
+
+    /// A NATS .creds file (user JWT and nkey seed).
+    #[arg(long, env = "VCALL_RELAY_NATS_CREDS", conflicts_with = "nats_user")]
+    nats_creds: Option<PathBuf>,
+
+    /// Require TLS to NATS (implied by a tls:// URL).
+    #[arg(long, env = "VCALL_RELAY_NATS_TLS")]
+    nats_tls: bool,
+
+    /// PEM root certificate(s) to trust for the NATS server.
+    #[arg(long, env = "VCALL_RELAY_NATS_CA")]
+    nats_ca: Option<PathBuf>,
+
+    /// PEM client certificate for NATS servers that verify clients (with --nats-client-key).
+    #[arg(
+        long,
+        env = "VCALL_RELAY_NATS_CLIENT_CERT",
+        requires = "nats_client_key"
+    )]
+    nats_client_cert: Option<PathBuf>,
+
+    /// PEM key of --nats-client-cert.
+    #[arg(
+        long,
+        env = "VCALL_RELAY_NATS_CLIENT_KEY",
+        requires = "nats_client_cert"
+    )]
+    nats_client_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -105,6 +174,50 @@ impl Args {
         Ok(CertificateSource::SelfSigned { state_dir })
     }
 
+    fn cluster(&self) -> Result<Option<ClusterConfig>, String> {
+        let Some(url) = &self.nats else {
+            return Ok(None);
+        };
+        let node = match self.node_id {
+            Some(node) => node,
+            None => {
+                let node = random_node_id()?;
+                info!(%node, "no --node-id given: this relay is node {node} (pass --node-id to keep ids stable and unique)");
+                node
+            }
+        };
+        let auth = if let (Some(user), Some(password)) = (&self.nats_user, &self.nats_password) {
+            NatsAuth::UserPassword {
+                user: user.clone(),
+                password: password.clone(),
+            }
+        } else if let Some(token) = &self.nats_token {
+            NatsAuth::Token(token.clone())
+        } else if let Some(path) = &self.nats_nkey_file {
+            let seed = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the nkey seed file {}: {e}", path.display()))?;
+            NatsAuth::NkeySeed(seed.trim().to_owned())
+        } else if let Some(path) = &self.nats_creds {
+            NatsAuth::CredentialsFile(path.clone())
+        } else {
+            NatsAuth::None
+        };
+        Ok(Some(ClusterConfig {
+            nats_url: url.clone(),
+            node,
+            subject_prefix: self.nats_subject_prefix.clone(),
+            auth,
+            tls: NatsTls {
+                required: self.nats_tls,
+                ca_file: self.nats_ca.clone(),
+                client_cert: self
+                    .nats_client_cert
+                    .clone()
+                    .zip(self.nats_client_key.clone()),
+            },
+        }))
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             max_rooms: self.max_rooms,
@@ -121,6 +234,17 @@ impl Args {
             datagram_send_buffer: self.datagram_send_buffer,
         }
     }
+}
+
+/// A random node id (collisions are logged by the relays that see them).
+fn random_node_id() -> Result<NodeId, String> {
+    use ring::rand::SecureRandom as _;
+    let mut bytes = [0u8; 2];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| "no randomness for a node id: pass --node-id".to_owned())?;
+    let n = u16::from_be_bytes(bytes) % vcall_relay::cluster::MAX_NODE_ID + 1;
+    NodeId::new(n).ok_or_else(|| "node id out of range".to_owned())
 }
 
 /// `vcall://HOST:PORT/ROOM[?fp=HEX]`: an example invite without any secret (clients add theirs
@@ -198,11 +322,19 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let cluster = match args.cluster() {
+        Ok(cluster) => cluster,
+        Err(message) => {
+            error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = RelayConfig {
         listen: args.listen,
         certificate,
         metrics_listen: args.metrics,
         limits: args.limits(),
+        cluster,
     };
     let stop = StopSignal::install();
     let relay = match Relay::bind(config).await {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -164,6 +164,43 @@ impl RejectReason {
     }
 }
 
+/// Why a message to or from the cluster was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterDrop {
+    /// The queue towards NATS was full (NATS slow).
+    QueueFull,
+    /// The link to NATS was down.
+    LinkDown,
+    /// Bytes from NATS that are not a cluster message.
+    Malformed,
+    /// A message naming a peer its node does not own, or a sender its node never announced.
+    Unverified,
+}
+
+impl ClusterDrop {
+    /// Every reason, in label order.
+    pub const ALL: [ClusterDrop; 4] = [
+        Self::QueueFull,
+        Self::LinkDown,
+        Self::Malformed,
+        Self::Unverified,
+    ];
+
+    /// The Prometheus label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::LinkDown => "link_down",
+            Self::Malformed => "malformed",
+            Self::Unverified => "unverified",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
 struct Counter(AtomicU64);
@@ -196,6 +233,12 @@ pub struct Metrics {
     control_frames_received: Counter,
     signals_forwarded: Counter,
     rejections: [Counter; RejectReason::ALL.len()],
+    cluster_enabled: AtomicBool,
+    cluster_connected: AtomicBool,
+    cluster_messages_out: Counter,
+    cluster_messages_in: Counter,
+    cluster_dropped: [Counter; ClusterDrop::ALL.len()],
+    remote_members: AtomicU64,
 }
 
 impl Metrics {
@@ -246,6 +289,57 @@ impl Metrics {
 
     pub(crate) fn rejected(&self, reason: RejectReason) {
         self.rejections[reason.index()].add(1);
+    }
+
+    pub(crate) fn cluster_enabled(&self) {
+        self.cluster_enabled.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_cluster_connected(&self, connected: bool) {
+        self.cluster_connected.store(connected, Ordering::Relaxed);
+    }
+
+    pub(crate) fn cluster_message_out(&self) {
+        self.cluster_messages_out.add(1);
+    }
+
+    pub(crate) fn cluster_message_in(&self) {
+        self.cluster_messages_in.add(1);
+    }
+
+    pub(crate) fn cluster_dropped(&self, reason: ClusterDrop) {
+        self.cluster_dropped[reason.index()].add(1);
+    }
+
+    pub(crate) fn set_remote_members(&self, count: usize) {
+        self.remote_members.store(count as u64, Ordering::Relaxed);
+    }
+
+    /// `None` on a relay of its own; in a cluster, whether its NATS link is up.
+    pub fn cluster_link_up(&self) -> Option<bool> {
+        self.cluster_enabled
+            .load(Ordering::Relaxed)
+            .then(|| self.cluster_connected.load(Ordering::Relaxed))
+    }
+
+    /// Messages published to the cluster.
+    pub fn cluster_messages_out(&self) -> u64 {
+        self.cluster_messages_out.get()
+    }
+
+    /// Messages received from the cluster.
+    pub fn cluster_messages_in(&self) -> u64 {
+        self.cluster_messages_in.get()
+    }
+
+    /// Cluster messages dropped for `reason`.
+    pub fn cluster_drops(&self, reason: ClusterDrop) -> u64 {
+        self.cluster_dropped[reason.index()].get()
+    }
+
+    /// Members of this relay's rooms that are on other relays.
+    pub fn remote_members(&self) -> u64 {
+        self.remote_members.load(Ordering::Relaxed)
     }
 
     /// QUIC connections accepted since start (handshake not necessarily complete).
@@ -379,6 +473,32 @@ impl Metrics {
             "Signal copies queued for receivers.",
             self.signals_forwarded(),
         );
+        if let Some(up) = self.cluster_link_up() {
+            single(
+                "vcall_relay_cluster_connected",
+                "gauge",
+                "1 while the link to the cluster (NATS) is up.",
+                u64::from(up),
+            );
+            single(
+                "vcall_relay_cluster_messages_out_total",
+                "counter",
+                "Messages published to the cluster.",
+                self.cluster_messages_out(),
+            );
+            single(
+                "vcall_relay_cluster_messages_in_total",
+                "counter",
+                "Messages received from the cluster.",
+                self.cluster_messages_in(),
+            );
+            single(
+                "vcall_relay_remote_members",
+                "gauge",
+                "Members of this relay's rooms that are on other relays.",
+                self.remote_members(),
+            );
+        }
         let mut labelled = |name: &str, help: &str, rows: &mut dyn Iterator<Item = (&str, u64)>| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for (label, value) in rows {
@@ -406,6 +526,15 @@ impl Metrics {
                 .iter()
                 .map(|r| (r.label(), self.rejections(*r))),
         );
+        if self.cluster_link_up().is_some() {
+            labelled(
+                "vcall_relay_cluster_dropped_total",
+                "Cluster messages dropped, by reason.",
+                &mut ClusterDrop::ALL
+                    .iter()
+                    .map(|r| (r.label(), self.cluster_drops(*r))),
+            );
+        }
         out
     }
 }
@@ -446,7 +575,21 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()>
             "text/plain; version=0.0.4; charset=utf-8",
             metrics.render_prometheus(),
         ),
-        (b"GET", b"/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
+        (b"GET", b"/healthz") => match metrics.cluster_link_up() {
+            // Local rooms go on, but new members here would not meet those elsewhere: a load
+            // balancer should send them to a relay whose cluster link is up.
+            Some(false) => (
+                "503 Service Unavailable",
+                "text/plain; charset=utf-8",
+                "cluster link down\n".to_owned(),
+            ),
+            Some(true) => (
+                "200 OK",
+                "text/plain; charset=utf-8",
+                "ok (cluster link up)\n".to_owned(),
+            ),
+            None => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
+        },
         (b"GET", _) => (
             "404 Not Found",
             "text/plain; charset=utf-8",

@@ -17,6 +17,7 @@ use crate::config::{Limits, RelayConfig};
 use crate::connection::{ERROR_FLUSH_TIMEOUT, serve_connection};
 use crate::link::{PeerLink, application_code};
 use crate::metrics::{self, Metrics};
+use crate::nats_link::{self, ClusterError, ClusterLink};
 use crate::rooms::Rooms;
 
 /// Why a relay could not start.
@@ -38,6 +39,8 @@ pub enum RelayError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// Entry point of the embeddable relay.
@@ -95,12 +98,29 @@ impl Relay {
         };
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let room_limits = config.limits.room_limits();
+        let (rooms, cluster, nats) = match &config.cluster {
+            None => (Rooms::new(room_limits), None, None),
+            Some(cluster) => {
+                let client = nats_link::connect(cluster, Arc::clone(&metrics)).await?;
+                let (link, queues) = ClusterLink::new(cluster, Arc::clone(&metrics));
+                info!(node = %cluster.node, nats = %cluster.nats_url, "relay joins a cluster");
+                (
+                    Rooms::clustered(room_limits, cluster.node),
+                    Some(link),
+                    Some((client, queues)),
+                )
+            }
+        };
         let shared = Arc::new(Shared {
-            rooms: Mutex::new(Rooms::new(config.limits.room_limits())),
+            rooms: Mutex::new(rooms),
+            cluster,
             limits: config.limits,
             metrics: Arc::clone(&metrics),
             shutdown: shutdown_rx,
         });
+        let cluster_task =
+            nats.map(|(client, queues)| nats_link::start(client, queues, Arc::clone(&shared)));
         let accept_task = tokio::spawn(accept_loop(endpoint, shared));
         info!(%local_addr, %fingerprint, "relay listening");
         Ok(RelayHandle {
@@ -111,6 +131,7 @@ impl Relay {
             metrics_addr,
             shutdown_tx,
             accept_task: Some(accept_task),
+            cluster_task,
             metrics_task,
         })
     }
@@ -127,6 +148,8 @@ pub struct RelayHandle {
     metrics_addr: Option<SocketAddr>,
     shutdown_tx: watch::Sender<bool>,
     accept_task: Option<JoinHandle<()>>,
+    /// The cluster link's tasks (they end once the members' departures reached NATS).
+    cluster_task: Option<JoinHandle<()>>,
     metrics_task: Option<JoinHandle<()>>,
 }
 
@@ -161,6 +184,9 @@ impl RelayHandle {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
         if let Some(task) = self.accept_task.take() {
+            let _ = task.await;
+        }
+        if let Some(task) = self.cluster_task.take() {
             let _ = task.await;
         }
         if let Some(task) = self.metrics_task.take() {
@@ -234,6 +260,8 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     /// Control plane only (join, leave, control frames): never locked per datagram.
     rooms: Mutex<Rooms<PeerLink>>,
+    /// The link to the other relays, when clustered.
+    pub(crate) cluster: Option<ClusterLink>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
