@@ -18,6 +18,13 @@ step "cargo fmt --check"
 cargo fmt --all --check
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "the relay links no E2EE or key-handling crate"
+if forbidden=$(cargo tree -p vcall-relay -e normal,build --prefix none --locked \
+    | grep -E '^(vcall-crypto|rsa|aes-gcm|aes|chacha20poly1305|argon2|x25519-dalek) ' | sort -u) \
+    && [ -n "$forbidden" ]; then
+  echo "vcall-relay depends on: $forbidden" >&2
+  exit 1
+fi
 step "cargo test"
 cargo test --workspace --locked
 step "benchmarks compile (never timed in CI)"
