@@ -483,7 +483,7 @@ impl<L: Clone> Rooms<L> {
         let Some(room) = self.rooms.get(room_id) else {
             return Vec::new();
         };
-        if !room.remote.get(&from).is_some_and(|m| m.node == node) {
+        if room.remote.get(&from).is_none_or(|m| m.node != node) {
             return Vec::new();
         }
         if to == PeerId::NONE {
