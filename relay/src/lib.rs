@@ -16,7 +16,8 @@
 //! - `forwarder`: the datagram path (check, stamp the sender, fan out shared bytes).
 //! - `link`: how the relay reaches a client (the handle the rooms hold).
 //! - `nats_link`: the cluster link through NATS (publisher, room listeners, presence).
-//! - [`config`], [`cert`], [`metrics`]: limits, TLS identity, Prometheus counters.
+//! - [`config`], [`cert`], [`metrics`]: limits, TLS identity, Prometheus counters; `http`:
+//!   `/metrics` and `/healthz`.
 //!
 //! Embedding:
 //! ```no_run
@@ -36,6 +37,7 @@ mod conn_state;
 mod connection;
 pub mod fanout;
 mod forwarder;
+mod http;
 mod link;
 pub mod metrics;
 mod nats_link;

@@ -1,14 +1,13 @@
-//! Relay counters (lock-free atomics), their Prometheus text rendering, and a tiny HTTP
-//! server for `/metrics` and `/healthz`.
+//! Relay counters and gauges (`prometheus-client` metrics: lock-free atomics, one per reason
+//! label, so the datagram path never takes a lock) and their OpenMetrics text rendering.
+//! `http.rs` serves them.
 
-use std::fmt::Write as _;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use vcall_proto::ErrorCode;
 
 /// Why a datagram (or one copy of it, for receiver-side reasons) was not forwarded.
@@ -201,94 +200,130 @@ impl ClusterDrop {
     }
 }
 
-/// A monotonically increasing counter.
-#[derive(Debug, Default)]
-struct Counter(AtomicU64);
+type GaugeU64 = Gauge<u64, AtomicU64>;
+type ReasonLabel = [(&'static str, &'static str); 1];
 
-impl Counter {
-    fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
+/// A counter family labelled by `reason`, with one counter per reason fetched once, so that
+/// counting never looks the label up.
+#[derive(Debug)]
+struct ByReason<const N: usize> {
+    family: Family<ReasonLabel, Counter>,
+    counters: [Counter; N],
+}
 
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+impl<const N: usize> ByReason<N> {
+    fn new(labels: [&'static str; N]) -> Self {
+        let family = Family::<ReasonLabel, Counter>::default();
+        let counters = labels.map(|label| family.get_or_create(&[("reason", label)]).clone());
+        Self { family, counters }
     }
 }
 
 /// Every counter and gauge the relay exports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     connections_accepted: Counter,
-    connections_open: AtomicU64,
-    rooms: AtomicU64,
-    peers: AtomicU64,
+    connections_open: GaugeU64,
+    rooms: GaugeU64,
+    peers: GaugeU64,
     joins: Counter,
     leaves: Counter,
     datagrams_received: Counter,
     datagram_bytes_received: Counter,
     datagrams_forwarded: Counter,
     datagram_bytes_forwarded: Counter,
-    datagrams_dropped: [Counter; DropReason::ALL.len()],
-    datagram_bytes_dropped: [Counter; DropReason::ALL.len()],
+    datagrams_dropped: ByReason<{ DropReason::ALL.len() }>,
+    datagram_bytes_dropped: ByReason<{ DropReason::ALL.len() }>,
     control_frames_received: Counter,
     signals_forwarded: Counter,
-    rejections: [Counter; RejectReason::ALL.len()],
+    rejections: ByReason<{ RejectReason::ALL.len() }>,
     cluster_enabled: AtomicBool,
     cluster_connected: AtomicBool,
+    cluster_connected_gauge: GaugeU64,
     cluster_messages_out: Counter,
     cluster_messages_in: Counter,
-    cluster_dropped: [Counter; ClusterDrop::ALL.len()],
-    remote_members: AtomicU64,
+    cluster_dropped: ByReason<{ ClusterDrop::ALL.len() }>,
+    remote_members: GaugeU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let drop_labels = DropReason::ALL.map(DropReason::label);
+        Self {
+            connections_accepted: Counter::default(),
+            connections_open: GaugeU64::default(),
+            rooms: GaugeU64::default(),
+            peers: GaugeU64::default(),
+            joins: Counter::default(),
+            leaves: Counter::default(),
+            datagrams_received: Counter::default(),
+            datagram_bytes_received: Counter::default(),
+            datagrams_forwarded: Counter::default(),
+            datagram_bytes_forwarded: Counter::default(),
+            datagrams_dropped: ByReason::new(drop_labels),
+            datagram_bytes_dropped: ByReason::new(drop_labels),
+            control_frames_received: Counter::default(),
+            signals_forwarded: Counter::default(),
+            rejections: ByReason::new(RejectReason::ALL.map(RejectReason::label)),
+            cluster_enabled: AtomicBool::new(false),
+            cluster_connected: AtomicBool::new(false),
+            cluster_connected_gauge: GaugeU64::default(),
+            cluster_messages_out: Counter::default(),
+            cluster_messages_in: Counter::default(),
+            cluster_dropped: ByReason::new(ClusterDrop::ALL.map(ClusterDrop::label)),
+            remote_members: GaugeU64::default(),
+        }
+    }
 }
 
 impl Metrics {
     pub(crate) fn connection_opened(&self) {
-        self.connections_accepted.add(1);
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_accepted.inc();
+        self.connections_open.inc();
     }
 
     pub(crate) fn connection_closed(&self) {
-        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.connections_open.dec();
     }
 
     pub(crate) fn set_occupancy(&self, rooms: usize, peers: usize) {
-        self.rooms.store(rooms as u64, Ordering::Relaxed);
-        self.peers.store(peers as u64, Ordering::Relaxed);
+        self.rooms.set(rooms as u64);
+        self.peers.set(peers as u64);
     }
 
     pub(crate) fn joined(&self) {
-        self.joins.add(1);
+        self.joins.inc();
     }
 
     pub(crate) fn left(&self) {
-        self.leaves.add(1);
+        self.leaves.inc();
     }
 
     pub(crate) fn datagram_received(&self, len: usize) {
-        self.datagrams_received.add(1);
-        self.datagram_bytes_received.add(len as u64);
+        self.datagrams_received.inc();
+        self.datagram_bytes_received.inc_by(len as u64);
     }
 
     pub(crate) fn datagram_forwarded(&self, len: usize) {
-        self.datagrams_forwarded.add(1);
-        self.datagram_bytes_forwarded.add(len as u64);
+        self.datagrams_forwarded.inc();
+        self.datagram_bytes_forwarded.inc_by(len as u64);
     }
 
     pub(crate) fn datagram_dropped(&self, reason: DropReason, len: usize) {
-        self.datagrams_dropped[reason.index()].add(1);
-        self.datagram_bytes_dropped[reason.index()].add(len as u64);
+        self.datagrams_dropped.counters[reason.index()].inc();
+        self.datagram_bytes_dropped.counters[reason.index()].inc_by(len as u64);
     }
 
     pub(crate) fn control_frame_received(&self) {
-        self.control_frames_received.add(1);
+        self.control_frames_received.inc();
     }
 
     pub(crate) fn signal_copies_queued(&self, copies: usize) {
-        self.signals_forwarded.add(copies as u64);
+        self.signals_forwarded.inc_by(copies as u64);
     }
 
     pub(crate) fn rejected(&self, reason: RejectReason) {
-        self.rejections[reason.index()].add(1);
+        self.rejections.counters[reason.index()].inc();
     }
 
     pub(crate) fn cluster_enabled(&self) {
@@ -297,22 +332,23 @@ impl Metrics {
 
     pub(crate) fn set_cluster_connected(&self, connected: bool) {
         self.cluster_connected.store(connected, Ordering::Relaxed);
+        self.cluster_connected_gauge.set(u64::from(connected));
     }
 
     pub(crate) fn cluster_message_out(&self) {
-        self.cluster_messages_out.add(1);
+        self.cluster_messages_out.inc();
     }
 
     pub(crate) fn cluster_message_in(&self) {
-        self.cluster_messages_in.add(1);
+        self.cluster_messages_in.inc();
     }
 
     pub(crate) fn cluster_dropped(&self, reason: ClusterDrop) {
-        self.cluster_dropped[reason.index()].add(1);
+        self.cluster_dropped.counters[reason.index()].inc();
     }
 
     pub(crate) fn set_remote_members(&self, count: usize) {
-        self.remote_members.store(count as u64, Ordering::Relaxed);
+        self.remote_members.set(count as u64);
     }
 
     /// `None` on a relay of its own; in a cluster, whether its NATS link is up.
@@ -334,12 +370,12 @@ impl Metrics {
 
     /// Cluster messages dropped for `reason`.
     pub fn cluster_drops(&self, reason: ClusterDrop) -> u64 {
-        self.cluster_dropped[reason.index()].get()
+        self.cluster_dropped.counters[reason.index()].get()
     }
 
     /// Members of this relay's rooms that are on other relays.
     pub fn remote_members(&self) -> u64 {
-        self.remote_members.load(Ordering::Relaxed)
+        self.remote_members.get()
     }
 
     /// QUIC connections accepted since start (handshake not necessarily complete).
@@ -347,19 +383,19 @@ impl Metrics {
         self.connections_accepted.get()
     }
 
-    /// Connections currently open.
+    /// Connections open now.
     pub fn connections_open(&self) -> u64 {
-        self.connections_open.load(Ordering::Relaxed)
+        self.connections_open.get()
     }
 
-    /// Rooms currently existing.
+    /// Rooms with at least one member now.
     pub fn rooms(&self) -> u64 {
-        self.rooms.load(Ordering::Relaxed)
+        self.rooms.get()
     }
 
-    /// Peers currently in a room.
+    /// Peers in a room now.
     pub fn peers(&self) -> u64 {
-        self.peers.load(Ordering::Relaxed)
+        self.peers.get()
     }
 
     /// Successful joins since start.
@@ -372,14 +408,14 @@ impl Metrics {
         self.datagrams_received.get()
     }
 
-    /// Datagram copies handed to QUIC for a receiver.
+    /// Datagram copies handed to QUIC for receivers.
     pub fn datagrams_forwarded(&self) -> u64 {
         self.datagrams_forwarded.get()
     }
 
     /// Datagrams (or copies, for receiver-side reasons) dropped for `reason`.
     pub fn datagrams_dropped(&self, reason: DropReason) -> u64 {
-        self.datagrams_dropped[reason.index()].get()
+        self.datagrams_dropped.counters[reason.index()].get()
     }
 
     /// Signal copies queued for receivers.
@@ -389,229 +425,115 @@ impl Metrics {
 
     /// Refusals and disconnections for `reason`.
     pub fn rejections(&self, reason: RejectReason) -> u64 {
-        self.rejections[reason.index()].get()
+        self.rejections.counters[reason.index()].get()
     }
 
-    /// Prometheus text exposition format (version 0.0.4).
+    /// The OpenMetrics text exposition (what Prometheus scrapes from `/metrics`). Counter
+    /// names get their `_total` suffix from the encoder.
     pub fn render_prometheus(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let mut single = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+        let mut registry = Registry::default();
+        let mut counter = |name: &str, help: &str, c: &Counter| {
+            registry.register(name, help, c.clone());
         };
-        single(
-            "vcall_relay_connections_accepted_total",
-            "counter",
+        counter(
+            "vcall_relay_connections_accepted",
             "QUIC connections accepted.",
-            self.connections_accepted(),
+            &self.connections_accepted,
         );
-        single(
-            "vcall_relay_connections",
-            "gauge",
-            "Open connections.",
-            self.connections_open(),
-        );
-        single(
-            "vcall_relay_rooms",
-            "gauge",
-            "Rooms with at least one peer.",
-            self.rooms(),
-        );
-        single(
-            "vcall_relay_peers",
-            "gauge",
-            "Peers in a room.",
-            self.peers(),
-        );
-        single(
-            "vcall_relay_joins_total",
-            "counter",
-            "Successful joins.",
-            self.joins(),
-        );
-        single(
-            "vcall_relay_leaves_total",
-            "counter",
+        counter("vcall_relay_joins", "Successful joins.", &self.joins);
+        counter(
+            "vcall_relay_leaves",
             "Peers that left a room.",
-            self.leaves.get(),
+            &self.leaves,
         );
-        single(
-            "vcall_relay_datagrams_received_total",
-            "counter",
+        counter(
+            "vcall_relay_datagrams_received",
             "Datagrams received from clients.",
-            self.datagrams_received(),
+            &self.datagrams_received,
         );
-        single(
-            "vcall_relay_datagram_bytes_received_total",
-            "counter",
+        counter(
+            "vcall_relay_datagram_bytes_received",
             "Datagram bytes received from clients.",
-            self.datagram_bytes_received.get(),
+            &self.datagram_bytes_received,
         );
-        single(
-            "vcall_relay_datagrams_forwarded_total",
-            "counter",
+        counter(
+            "vcall_relay_datagrams_forwarded",
             "Datagram copies sent to receivers.",
-            self.datagrams_forwarded(),
+            &self.datagrams_forwarded,
         );
-        single(
-            "vcall_relay_datagram_bytes_forwarded_total",
-            "counter",
+        counter(
+            "vcall_relay_datagram_bytes_forwarded",
             "Datagram bytes sent to receivers.",
-            self.datagram_bytes_forwarded.get(),
+            &self.datagram_bytes_forwarded,
         );
-        single(
-            "vcall_relay_control_frames_received_total",
-            "counter",
+        counter(
+            "vcall_relay_control_frames_received",
             "Control frames received from clients.",
-            self.control_frames_received.get(),
+            &self.control_frames_received,
         );
-        single(
-            "vcall_relay_signals_forwarded_total",
-            "counter",
+        counter(
+            "vcall_relay_signals_forwarded",
             "Signal copies queued for receivers.",
-            self.signals_forwarded(),
+            &self.signals_forwarded,
         );
-        if let Some(up) = self.cluster_link_up() {
-            single(
-                "vcall_relay_cluster_connected",
-                "gauge",
-                "1 while the link to the cluster (NATS) is up.",
-                u64::from(up),
-            );
-            single(
-                "vcall_relay_cluster_messages_out_total",
-                "counter",
-                "Messages published to the cluster.",
-                self.cluster_messages_out(),
-            );
-            single(
-                "vcall_relay_cluster_messages_in_total",
-                "counter",
-                "Messages received from the cluster.",
-                self.cluster_messages_in(),
-            );
-            single(
-                "vcall_relay_remote_members",
-                "gauge",
-                "Members of this relay's rooms that are on other relays.",
-                self.remote_members(),
-            );
-        }
-        let mut labelled = |name: &str, help: &str, rows: &mut dyn Iterator<Item = (&str, u64)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (label, value) in rows {
-                let _ = writeln!(out, "{name}{{reason=\"{label}\"}} {value}");
-            }
-        };
-        labelled(
-            "vcall_relay_datagrams_dropped_total",
+        registry.register(
+            "vcall_relay_connections",
+            "Open connections.",
+            self.connections_open.clone(),
+        );
+        registry.register(
+            "vcall_relay_rooms",
+            "Rooms with at least one peer.",
+            self.rooms.clone(),
+        );
+        registry.register("vcall_relay_peers", "Peers in a room.", self.peers.clone());
+        registry.register(
+            "vcall_relay_datagrams_dropped",
             "Datagrams not forwarded, by reason (receiver-side reasons count each copy).",
-            &mut DropReason::ALL
-                .iter()
-                .map(|r| (r.label(), self.datagrams_dropped(*r))),
+            self.datagrams_dropped.family.clone(),
         );
-        labelled(
-            "vcall_relay_datagram_bytes_dropped_total",
+        registry.register(
+            "vcall_relay_datagram_bytes_dropped",
             "Datagram bytes not forwarded, by reason.",
-            &mut DropReason::ALL
-                .iter()
-                .map(|r| (r.label(), self.datagram_bytes_dropped[r.index()].get())),
+            self.datagram_bytes_dropped.family.clone(),
         );
-        labelled(
-            "vcall_relay_rejections_total",
+        registry.register(
+            "vcall_relay_rejections",
             "Refused requests and disconnected clients, by reason.",
-            &mut RejectReason::ALL
-                .iter()
-                .map(|r| (r.label(), self.rejections(*r))),
+            self.rejections.family.clone(),
         );
         if self.cluster_link_up().is_some() {
-            labelled(
-                "vcall_relay_cluster_dropped_total",
+            registry.register(
+                "vcall_relay_cluster_connected",
+                "1 while the link to the cluster (NATS) is up.",
+                self.cluster_connected_gauge.clone(),
+            );
+            registry.register(
+                "vcall_relay_cluster_messages_out",
+                "Messages published to the cluster.",
+                self.cluster_messages_out.clone(),
+            );
+            registry.register(
+                "vcall_relay_cluster_messages_in",
+                "Messages received from the cluster.",
+                self.cluster_messages_in.clone(),
+            );
+            registry.register(
+                "vcall_relay_remote_members",
+                "Members of this relay's rooms that are on other relays.",
+                self.remote_members.clone(),
+            );
+            registry.register(
+                "vcall_relay_cluster_dropped",
                 "Cluster messages dropped, by reason.",
-                &mut ClusterDrop::ALL
-                    .iter()
-                    .map(|r| (r.label(), self.cluster_drops(*r))),
+                self.cluster_dropped.family.clone(),
             );
         }
+        let mut out = String::with_capacity(8192);
+        prometheus_client::encoding::text::encode(&mut out, &registry)
+            .expect("writing to a String cannot fail");
         out
     }
-}
-
-/// Serves `/metrics` and `/healthz` on `listener` until the task is aborted.
-pub(crate) async fn serve_http(listener: TcpListener, metrics: Arc<Metrics>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            // Transient accept errors (e.g. out of file descriptors): back off briefly.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, &metrics)).await;
-        });
-    }
-}
-
-/// Reads one request head (up to 4 KiB) and answers it; the connection is then closed.
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 512];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 4096 {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&chunk[..n]);
-    }
-    let request_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-    let mut parts = request_line.split(|&b| b == b' ');
-    let method = parts.next().unwrap_or_default();
-    let path = parts.next().unwrap_or_default();
-    let (status, content_type, body) = match (method, path) {
-        (b"GET", b"/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            metrics.render_prometheus(),
-        ),
-        (b"GET", b"/healthz") => match metrics.cluster_link_up() {
-            // Local rooms go on, but new members here would not meet those elsewhere: a load
-            // balancer should send them to a relay whose cluster link is up.
-            Some(false) => (
-                "503 Service Unavailable",
-                "text/plain; charset=utf-8",
-                "cluster link down\n".to_owned(),
-            ),
-            Some(true) => (
-                "200 OK",
-                "text/plain; charset=utf-8",
-                "ok (cluster link up)\n".to_owned(),
-            ),
-            None => ("200 OK", "text/plain; charset=utf-8", "ok\n".to_owned()),
-        },
-        (b"GET", _) => (
-            "404 Not Found",
-            "text/plain; charset=utf-8",
-            "not found\n".to_owned(),
-        ),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain; charset=utf-8",
-            "only GET\n".to_owned(),
-        ),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
-}
-
-/// Binds the metrics listener (separately from serving, so bind errors reach the caller).
-pub(crate) async fn bind_http(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 #[cfg(test)]
@@ -649,6 +571,17 @@ mod tests {
         assert!(text.contains("vcall_relay_datagrams_dropped_total{reason=\"not_joined\"} 0\n"));
         assert!(text.contains("vcall_relay_rejections_total{reason=\"room_full\"} 1\n"));
         assert!(text.contains("# TYPE vcall_relay_rooms gauge\n"));
+        assert!(
+            !text.contains("cluster"),
+            "a relay of its own shows no cluster metrics"
+        );
+        m.cluster_enabled();
+        m.set_cluster_connected(true);
+        m.cluster_dropped(ClusterDrop::Unverified);
+        let text = m.render_prometheus();
+        assert!(text.contains("vcall_relay_cluster_connected 1\n"));
+        assert!(text.contains("vcall_relay_cluster_dropped_total{reason=\"unverified\"} 1\n"));
+        assert!(text.ends_with("# EOF\n"));
     }
 
     #[test]
@@ -659,30 +592,5 @@ mod tests {
         );
         assert_eq!(RejectReason::from_code(ErrorCode::ShuttingDown), None);
         assert_eq!(RejectReason::from_code(ErrorCode::Other(77)), None);
-    }
-
-    #[tokio::test]
-    async fn http_endpoint_serves_metrics_and_health() {
-        let listener = bind_http("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let metrics = Arc::new(Metrics::default());
-        metrics.joined();
-        let server = tokio::spawn(serve_http(listener, Arc::clone(&metrics)));
-        let get = |path: &'static str| async move {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .unwrap();
-            let mut response = String::new();
-            s.read_to_string(&mut response).await.unwrap();
-            response
-        };
-        let health = get("/healthz").await;
-        assert!(health.starts_with("HTTP/1.1 200 OK\r\n"));
-        assert!(health.ends_with("\r\n\r\nok\n"));
-        let scrape = get("/metrics").await;
-        assert!(scrape.contains("vcall_relay_joins_total 1\n"));
-        assert!(get("/nope").await.starts_with("HTTP/1.1 404"));
-        server.abort();
     }
 }

@@ -15,8 +15,9 @@ use vcall_proto::{ALPN, ErrorCode};
 use crate::cert::{CertError, RelayIdentity};
 use crate::config::{Limits, RelayConfig};
 use crate::connection::{ERROR_FLUSH_TIMEOUT, serve_connection};
+use crate::http;
 use crate::link::{PeerLink, application_code};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::nats_link::{self, ClusterError, ClusterLink};
 use crate::rooms::Rooms;
 
@@ -85,13 +86,13 @@ impl Relay {
         let metrics = Arc::new(Metrics::default());
         let (metrics_addr, metrics_task) = match config.metrics_listen {
             Some(addr) => {
-                let listener = metrics::bind_http(addr)
+                let listener = http::bind(addr)
                     .await
                     .map_err(|source| RelayError::BindMetrics { addr, source })?;
                 let bound = listener
                     .local_addr()
                     .map_err(|source| RelayError::BindMetrics { addr, source })?;
-                let task = tokio::spawn(metrics::serve_http(listener, Arc::clone(&metrics)));
+                let task = tokio::spawn(http::serve(listener, Arc::clone(&metrics)));
                 (Some(bound), Some(task))
             }
             None => (None, None),

@@ -233,7 +233,11 @@ async fn metrics_endpoint_reports_occupancy_and_health() {
     let get = |path: &'static str| {
         tokio::task::spawn_blocking(move || {
             let mut stream = std::net::TcpStream::connect(addr).unwrap();
-            write!(stream, "GET {path} HTTP/1.1\r\nHost: relay\r\n\r\n").unwrap();
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
             let mut response = String::new();
             stream.read_to_string(&mut response).unwrap();
             response
