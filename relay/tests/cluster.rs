@@ -16,12 +16,17 @@ use support::{TestClient, datagram, signal};
 use vcall_proto::control::RosterEntry;
 use vcall_proto::{ControlFrame, PeerId};
 use vcall_relay::cluster::{ClusterMessage, room_subject};
-use vcall_relay::{ClusterConfig, ClusterDrop, NodeId, Relay, RelayConfig};
+use vcall_relay::{ClusterConfig, ClusterDrop, NatsAuth, NodeId, Relay, RelayConfig};
 
 struct NatsServer(Child, u16);
 
 impl NatsServer {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A server with extra flags (e.g. credentials it requires).
+    fn start_with(extra: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -37,6 +42,7 @@ impl NatsServer {
         .expect("nats-server is installed (scripts/install-deps.sh installs it)");
         let child = Command::new(binary)
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -258,4 +264,46 @@ async fn a_clustered_relay_speaks_the_cluster_messages_and_trusts_only_what_a_no
     .await;
     alice.assert_nothing_pending(7).await;
     relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_reach_nats_and_wrong_ones_leave_the_link_down_without_harm() {
+    let nats = NatsServer::start_with(&["--user", "relay", "--pass", "s3cret"]);
+    let relay_with = |auth: NatsAuth| {
+        let mut cluster = ClusterConfig::new(nats.url(), node(1));
+        cluster.auth = auth;
+        Relay::bind(RelayConfig {
+            cluster: Some(cluster),
+            ..RelayConfig::loopback()
+        })
+    };
+    let good = relay_with(NatsAuth::UserPassword {
+        user: "relay".into(),
+        password: "s3cret".into(),
+    })
+    .await
+    .unwrap();
+    support::eventually("the link up with the right password", good.metrics(), |m| {
+        m.cluster_link_up() == Some(true)
+    })
+    .await;
+    let bad = relay_with(NatsAuth::UserPassword {
+        user: "relay".into(),
+        password: "wrong".into(),
+    })
+    .await
+    .expect("a relay starts while NATS refuses it (it keeps retrying)");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(bad.metrics().cluster_link_up(), Some(false));
+    // Local rooms on the refused relay work as ever.
+    let mut alice = TestClient::join(&bad, "r", None).await;
+    let mut bob = TestClient::join(&bad, "r", None).await;
+    assert!(matches!(
+        alice.next_frame().await,
+        Some(ControlFrame::PeerJoined(_))
+    ));
+    bob.assert_nothing_pending(1).await;
+    assert!(format!("{:?}", NatsAuth::Token("t0ken".into())).contains("redacted"));
+    good.shutdown().await;
+    bad.shutdown().await;
 }
