@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs vcall's whole test suite on a fresh Debian/Ubuntu machine with only Rust installed:
 # installs missing system packages, then format check, clippy (warnings are errors), every
-# test of the workspace, and a compile of the benchmarks.
+# test of the workspace, a compile of the benchmarks, and a few seconds of each fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,4 +29,6 @@ step "cargo test"
 cargo test --workspace --locked
 step "benchmarks compile (never timed in CI)"
 cargo bench -p vcall-benches --locked --no-run
+step "fuzz targets build and run briefly (scripts/fuzz.sh 3; long runs: scripts/fuzz.sh 600)"
+./scripts/fuzz.sh 3
 echo; echo "vcall: all checks passed"
