@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
         let mut stamped = data.to_vec();
         let after = stamp_sender(&mut stamped, PeerId(0xabcd)).expect("a valid header stamps");
         assert_eq!(after.sender, PeerId(0xabcd));
-        assert_eq!((after.kind, after.target, after.layer), (header.kind, header.target, header.layer));
+        assert_eq!(
+            (after.kind, after.target, after.layer),
+            (header.kind, header.target, header.layer)
+        );
         assert_eq!(stamped.len(), data.len(), "stamping never resizes");
     }
     let _ = FragmentHeader::decode(data);

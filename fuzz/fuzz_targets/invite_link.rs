@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(link) = InviteLink::parse(text) {
         let printed = link.to_secret_string();
         let again = InviteLink::parse(&printed).expect("a printed link parses");
-        assert_eq!((again.host.as_str(), again.port, again.room.as_str()), (link.host.as_str(), link.port, link.room.as_str()));
+        assert_eq!(
+            (again.host.as_str(), again.port, again.room.as_str()),
+            (link.host.as_str(), link.port, link.room.as_str())
+        );
         assert_eq!(again.relay_fingerprint, link.relay_fingerprint);
     }
 });

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use vcall_proto::fragment::{FragmentHeader, ReassemblyConfig, Reassembler};
+use vcall_proto::fragment::{FragmentHeader, Reassembler, ReassemblyConfig};
 
 #[derive(Debug, Arbitrary)]
 struct Fragment {
@@ -31,7 +31,11 @@ fuzz_target!(|fragments: Vec<Fragment>| {
             count: u16::from(f.count),
         };
         if let Some(frame) = reassembler.insert(now, header, &f.chunk) {
-            assert!(completed.insert(frame.frame_id), "frame {} completed twice", frame.frame_id);
+            assert!(
+                completed.insert(frame.frame_id),
+                "frame {} completed twice",
+                frame.frame_id
+            );
         }
         assert!(reassembler.incomplete().count() <= config.max_frames_in_flight);
     }
