@@ -4,11 +4,13 @@
 # (the load tool closes its connections), while garbage UDP hits the relay's port. Every
 # SAMPLE seconds it samples the relay's RSS, open file descriptors and threads (/proc) and its
 # rooms and peers (/metrics), and at the end prints the table and the verdict: RSS at the end
-# within 5 % of its value after the first wave (the warm-up), no growth in fds or threads,
+# within 5 % of its value after the warm-up (the first WARMUP_WAVES waves: allocator pools and
+# quinn's buffers reach their working size there), no growth in fds or threads,
 # every room empty, the relay still alive.
 #
 # Usage: scripts/soak.sh [MINUTES]
-# Env:   ROOMS=20 PUBLISHERS=2 SUBSCRIBERS=3 WAVE_SECONDS=20 SAMPLE=5 KEEP=1 NO_BUILD=1
+# Env:   ROOMS=20 PUBLISHERS=2 SUBSCRIBERS=3 WAVE_SECONDS=20 SAMPLE=5 WARMUP_WAVES=2 KEEP=1
+#        NO_BUILD=1
 set -euo pipefail
 
 MINUTES="${1:-10}"
@@ -87,9 +89,9 @@ sample "$SECONDS"
 ALIVE=yes
 kill -0 "$RELAY" 2>/dev/null || ALIVE=no
 
-python3 - "$WORK" "$ALIVE" <<'EOF'
+python3 - "$WORK" "$ALIVE" "${WARMUP_WAVES:-2}" <<'EOF'
 import json, glob, os, sys
-w, alive = sys.argv[1], sys.argv[2]
+w, alive, warmup_waves = sys.argv[1], sys.argv[2], int(sys.argv[3])
 after = [l.split()[2:] for l in open(os.path.join(w, "after.txt"))]
 final = open(os.path.join(w, "samples.txt")).read().split("\n")[-2].split()
 samples = [l.split() for l in open(os.path.join(w, "samples.txt")) if l.strip()]
@@ -98,13 +100,14 @@ for s in samples[:: max(1, len(samples) // 20)] + [samples[-1]]:
     print(f"{s[0]:>6} {s[1]:>9} {s[2]:>5} {s[3]:>7} {s[4]:>6} {s[5]:>6}")
 waves = sorted(glob.glob(os.path.join(w, "wave-*.json")))
 delivered = [json.load(open(p))["delivered"] for p in waves]
-warm = after[0]
+warm = after[min(warmup_waves, len(after)) - 1]
+first = after[0]
 rss_warm, rss_end = int(warm[1]), int(final[1])
 growth = (rss_end - rss_warm) / rss_warm * 100
 ok = (abs(growth) <= 5 and int(final[2]) <= int(warm[2]) and int(final[3]) <= int(warm[3])
       and final[4] == "0" and final[5] == "0" and alive == "yes")
 print(f"waves {len(waves)}, delivered per wave {min(delivered)*100:.2f}–{max(delivered)*100:.2f} %")
-print(f"RSS after warm-up {rss_warm} KiB, at the end {rss_end} KiB ({growth:+.1f} %, goal within 5 %); "
+print(f"RSS after the first wave {first[1]} KiB, after warm-up ({warmup_waves} waves) {rss_warm} KiB, at the end {rss_end} KiB ({growth:+.1f} %, goal within 5 %); "
       f"fds {warm[2]} → {final[2]}; threads {warm[3]} → {final[3]}; rooms/peers at the end {final[4]}/{final[5]}; "
       f"relay alive: {alive}")
 print("soak: OK" if ok else "soak: NOT OK")
