@@ -2,13 +2,16 @@
 //! a spy without the secret, and a peer leaving. Real H.264/Opus, real E2EE, real QUIC.
 //! Call tests run one at a time (a process-wide lock) so they never compete for the cores.
 
+mod support;
+
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use support::{decoded_from, small_call, wait_for};
 
 use vcall_crypto::InviteLink;
 use vcall_engine::{
-    CallConfig, CallHandle, CallPhase, CallState, Command, ConnectFailure, EndReason, PeerState,
-    VideoSettings, fresh_invite_link,
+    CallHandle, CallPhase, CallState, Command, ConnectFailure, EndReason, PeerState,
+    fresh_invite_link,
 };
 use vcall_media::tone::frequency_for_name;
 use vcall_proto::PeerId;
@@ -57,28 +60,6 @@ impl Drop for TestRelay {
     }
 }
 
-fn small_call(link: &str, name: &str) -> CallConfig {
-    let mut c = CallConfig::new(link, name);
-    c.video = VideoSettings {
-        width: 320,
-        height: 180,
-        fps: 30,
-        bitrate_kbps: 400,
-    };
-    c
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 fn in_call(h: &CallHandle) -> bool {
     h.state().phase == CallPhase::InCall
 }
@@ -88,13 +69,6 @@ fn peer<'a>(s: &'a CallState, name: &str) -> &'a PeerState {
         .iter()
         .find(|p| p.name.as_deref() == Some(name))
         .unwrap_or_else(|| panic!("{} does not see {name}: {:?}", s.my_name, s.peers))
-}
-
-fn decoded_from(s: &CallState, name: &str) -> u64 {
-    s.peers
-        .iter()
-        .find(|p| p.name.as_deref() == Some(name))
-        .map_or(0, |p| p.stats.video_frames_decoded)
 }
 
 fn has_log(s: &CallState, event: &str, peer: Option<PeerId>) -> bool {

@@ -3,15 +3,16 @@
 //! keys both ways and decoded media across relays; a crashed relay's member removed from the
 //! others within the presence timeout; a NATS restart mid-call that the call survives.
 
+mod support;
+
 use std::net::TcpListener;
 use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{decoded_from, small_call, wait_for};
 
 use vcall_crypto::InviteLink;
-use vcall_engine::{
-    CallConfig, CallHandle, CallPhase, CallState, VideoSettings, fresh_invite_link,
-};
+use vcall_engine::{CallHandle, CallPhase, CallState, fresh_invite_link};
 use vcall_media::tone::frequency_for_name;
 use vcall_relay::{CertificateSource, ClusterConfig, NodeId, Relay, RelayConfig, RelayHandle};
 
@@ -128,35 +129,6 @@ impl Drop for ClusterRelay {
             runtime.block_on(handle.shutdown());
         }
     }
-}
-
-fn small_call(link: &str, name: &str) -> CallConfig {
-    let mut c = CallConfig::new(link, name);
-    c.video = VideoSettings {
-        width: 320,
-        height: 180,
-        fps: 30,
-        bitrate_kbps: 300,
-    };
-    c
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
-}
-
-fn decoded_from(s: &CallState, name: &str) -> u64 {
-    s.peers
-        .iter()
-        .find(|p| p.name.as_deref() == Some(name))
-        .map_or(0, |p| p.stats.video_frames_decoded)
 }
 
 fn sees(s: &CallState, name: &str) -> bool {

@@ -416,7 +416,9 @@ fn get_code_message(r: &mut Reader<'_>) -> Result<(ErrorCode, String), DecodeErr
     Ok((code, message.to_owned()))
 }
 
-fn truncate_utf8(s: &str, max: usize) -> &str {
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary (how
+/// encoders shorten names and messages).
+pub fn truncate_utf8(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use vcall_proto::PeerId;
-use vcall_proto::control::{MAX_NAME_LEN, RosterEntry};
+use vcall_proto::control::{MAX_NAME_LEN, RosterEntry, truncate_utf8};
 
 /// The version byte of every cluster message.
 pub const CLUSTER_VERSION: u8 = 1;
@@ -257,17 +257,6 @@ fn decode_members(node: NodeId, body: &[u8]) -> Result<ClusterMessage, ClusterDe
         return Err(ClusterDecodeError::Trailing(rest.len()));
     }
     Ok(ClusterMessage::Members { node, members })
-}
-
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]
