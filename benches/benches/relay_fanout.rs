@@ -167,6 +167,7 @@ async fn join(connection: &Connection) -> (quinn::SendStream, quinn::RecvStream)
         version: PROTOCOL_VERSION,
         room: Bytes::from_static(b"bench"),
         name: None,
+        token: None,
     };
     send.write_all(&hello.to_bytes()).await.unwrap();
     let mut decoder = ControlDecoder::new(1 << 16);

@@ -152,6 +152,7 @@ async fn member(
         version: PROTOCOL_VERSION,
         room: room_id,
         name: None,
+        token: None,
     };
     send.write_all(&hello.to_bytes()).await?;
     let mut decoder = ControlDecoder::new(1 << 20);

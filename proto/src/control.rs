@@ -18,6 +18,8 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_MESSAGE_LEN: usize = 1024;
 /// Maximum number of roster entries in a Welcome.
 pub const MAX_ROSTER: usize = 1024;
+/// Maximum access token length in bytes (ASCII).
+pub const MAX_TOKEN_LEN: usize = 1024;
 
 const T_HELLO: u8 = 0x01;
 const T_WELCOME: u8 = 0x02;
@@ -48,6 +50,9 @@ pub enum ErrorCode {
     AlreadyJoined,
     BadRoomId,
     IdleTimeout,
+    /// The relay's access control refused this client; the message starts with the reason
+    /// ([`crate::access::DenyReason`]).
+    AccessDenied,
     /// A code this implementation does not know (kept, not rejected, for forward compatibility).
     Other(u16),
 }
@@ -71,6 +76,7 @@ impl ErrorCode {
             Self::AlreadyJoined => 13,
             Self::BadRoomId => 14,
             Self::IdleTimeout => 15,
+            Self::AccessDenied => 16,
             Self::Other(v) => v,
         }
     }
@@ -93,6 +99,7 @@ impl ErrorCode {
             13 => Self::AlreadyJoined,
             14 => Self::BadRoomId,
             15 => Self::IdleTimeout,
+            16 => Self::AccessDenied,
             v => Self::Other(v),
         }
     }
@@ -116,6 +123,7 @@ impl std::fmt::Display for ErrorCode {
             Self::AlreadyJoined => "already joined",
             Self::BadRoomId => "bad room id",
             Self::IdleTimeout => "idle timeout",
+            Self::AccessDenied => "access denied",
             Self::Other(v) => return write!(f, "error code {v}"),
         };
         f.write_str(s)
@@ -166,11 +174,13 @@ pub struct RosterEntry {
 /// A control-stream frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlFrame {
-    /// Client → relay, first frame: join `room` (opaque bytes, 1..=64).
+    /// Client → relay, first frame: join `room` (opaque bytes, 1..=64), presenting the relay
+    /// operator's access `token` if the client has one (printable ASCII, 1..=1024 bytes).
     Hello {
         version: u8,
         room: Bytes,
         name: Option<String>,
+        token: Option<String>,
     },
     /// Relay → client: joined; your peer id and who else is in the room.
     Welcome {
@@ -221,11 +231,20 @@ impl ControlFrame {
                 version,
                 room,
                 name,
+                token,
             } => {
                 out.push(T_HELLO);
                 out.push(*version);
                 put_short_bytes(out, &room[..room.len().min(MAX_ROOM_ID_LEN)]);
                 put_opt_name(out, name.as_deref());
+                let token = token.as_deref().unwrap_or("");
+                // A token is never truncated (a cut token is just invalid): too long is empty.
+                let token = if token.len() <= MAX_TOKEN_LEN {
+                    token
+                } else {
+                    ""
+                };
+                put_long_bytes(out, token.as_bytes());
             }
             Self::Welcome { peer, roster } => {
                 out.push(T_WELCOME);
@@ -294,10 +313,17 @@ impl ControlFrame {
                 }
                 let room = body.slice_ref(room);
                 let name = get_opt_name(&mut r)?;
+                // Versions before 5 end here; the relay answers them `UnsupportedVersion`.
+                let token = if r.remaining() == 0 {
+                    None
+                } else {
+                    get_token(&mut r)?
+                };
                 Self::Hello {
                     version,
                     room,
                     name,
+                    token,
                 }
             }
             T_WELCOME => {
@@ -376,6 +402,23 @@ fn get_opt_name(r: &mut Reader<'_>) -> Result<Option<String>, DecodeError> {
             why: "must be 0 or 1",
         }),
     }
+}
+
+fn get_token(r: &mut Reader<'_>) -> Result<Option<String>, DecodeError> {
+    let token = r.long_str("access token")?;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(DecodeError::TooLarge {
+            len: token.len(),
+            max: MAX_TOKEN_LEN,
+        });
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(DecodeError::Invalid {
+            what: "access token",
+            why: "must be printable ASCII",
+        });
+    }
+    Ok((!token.is_empty()).then(|| token.to_owned()))
 }
 
 fn put_entry(out: &mut Vec<u8>, e: &RosterEntry) {
@@ -508,14 +551,16 @@ mod tests {
     fn samples() -> Vec<ControlFrame> {
         vec![
             ControlFrame::Hello {
-                version: 1,
+                version: 5,
                 room: Bytes::from_static(b"room-1"),
                 name: Some("Alice".into()),
+                token: None,
             },
             ControlFrame::Hello {
-                version: 1,
+                version: 5,
                 room: Bytes::from(vec![0xAB; 32]),
                 name: None,
+                token: Some("v4.public.eyJhIjoxfQ-sig_".into()),
             },
             ControlFrame::Welcome {
                 peer: PeerId(7),
@@ -589,14 +634,63 @@ mod tests {
     #[test]
     fn exact_bytes_of_a_hello() {
         let f = ControlFrame::Hello {
-            version: 1,
+            version: 5,
             room: Bytes::from_static(b"ab"),
             name: Some("Al".into()),
+            token: Some("t1".into()),
         };
         assert_eq!(
             f.to_bytes().as_ref(),
-            &[0, 0, 0, 9, 0x01, 1, 2, b'a', b'b', 1, 2, b'A', b'l']
+            &[
+                0, 0, 0, 13, 0x01, 5, 2, b'a', b'b', 1, 2, b'A', b'l', 0, 2, b't', b'1'
+            ]
         );
+        let without = ControlFrame::Hello {
+            version: 5,
+            room: Bytes::from_static(b"ab"),
+            name: None,
+            token: None,
+        };
+        assert_eq!(
+            without.to_bytes().as_ref(),
+            &[0, 0, 0, 8, 0x01, 5, 2, b'a', b'b', 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn a_hello_of_an_older_version_without_a_token_field_still_decodes() {
+        // So that the relay can answer it `UnsupportedVersion` instead of `Malformed`.
+        let f = ControlFrame::decode(Bytes::from_static(&[0x01, 4, 1, b'a', 0])).unwrap();
+        assert_eq!(
+            f,
+            ControlFrame::Hello {
+                version: 4,
+                room: Bytes::from_static(b"a"),
+                name: None,
+                token: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_token_is_never_truncated_and_must_be_printable_ascii() {
+        let long = ControlFrame::Hello {
+            version: 5,
+            room: Bytes::from_static(b"a"),
+            name: None,
+            token: Some("x".repeat(MAX_TOKEN_LEN + 1)),
+        };
+        let ControlFrame::Hello { token, .. } =
+            ControlFrame::decode(long.to_bytes().slice(4..)).unwrap()
+        else {
+            panic!("wrong frame")
+        };
+        assert_eq!(token, None, "an overlong token is sent as none, not cut");
+        for bad in [&b"t k"[..], b"t\nk", &[0xc3, 0xa9]] {
+            let mut body = vec![0x01, 5, 1, b'a', 0, 0, bad.len() as u8];
+            body.extend_from_slice(bad);
+            assert!(ControlFrame::decode(Bytes::from(body)).is_err());
+        }
     }
 
     #[test]
@@ -620,6 +714,8 @@ mod tests {
             (&[T_HELLO, 1, 2, b'a'], "truncated room"),
             (&[T_HELLO, 1, 1, b'a', 2], "bad name flag"),
             (&[T_HELLO, 1, 1, b'a', 1, 2, 0xff, 0xfe], "non-UTF-8 name"),
+            (&[T_HELLO, 5, 1, b'a', 0, 0], "truncated token length"),
+            (&[T_HELLO, 5, 1, b'a', 0, 0, 3, b'a'], "truncated token"),
             (&[T_WELCOME, 0, 0, 0, 0, 0, 0], "peer id 0"),
             (&[T_WELCOME, 0, 0, 0, 1, 0, 5], "roster shorter than count"),
             (&[T_PEER_LEFT, 0, 0, 1], "truncated peer"),

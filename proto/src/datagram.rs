@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! offset size field
-//! 0      1    version        = PROTOCOL_VERSION (4)
+//! 0      1    version        = PROTOCOL_VERSION (5)
 //! 1      1    kind           1 video fragment, 2 audio, 3 heartbeat, 4 feedback
 //! 2      1    flags          bit 0: a target peer id follows; bits 1-2: the video frame's
 //!                            temporal layer (0 for other kinds); other bits must be 0
@@ -261,7 +261,7 @@ mod tests {
         };
         let mut d = Vec::new();
         h.append(&mut d);
-        assert_eq!(d, [4, 4, 1, 1, 2, 3, 4, 0, 0, 0, 9]);
+        assert_eq!(d, [5, 4, 1, 1, 2, 3, 4, 0, 0, 0, 9]);
     }
 
     #[test]
@@ -286,26 +286,26 @@ mod tests {
     #[test]
     fn rejects_bad_headers_with_typed_errors() {
         assert!(matches!(
-            DatagramHeader::decode(&[4, 2, 0, 0]),
+            DatagramHeader::decode(&[5, 2, 0, 0]),
             Err(DecodeError::Truncated { .. })
         ));
         assert_eq!(
-            DatagramHeader::decode(&[3, 2, 0, 0, 0, 0, 0]),
-            Err(DecodeError::UnknownVersion(3))
+            DatagramHeader::decode(&[4, 2, 0, 0, 0, 0, 0]),
+            Err(DecodeError::UnknownVersion(4))
         );
         assert!(matches!(
-            DatagramHeader::decode(&[4, 9, 0, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[5, 9, 0, 0, 0, 0, 0]),
             Err(DecodeError::UnknownKind { value: 9, .. })
         ));
         assert!(matches!(
-            DatagramHeader::decode(&[4, 1, 0x80, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[5, 1, 0x80, 0, 0, 0, 0]),
             Err(DecodeError::Invalid { .. })
         ));
         assert!(matches!(
-            DatagramHeader::decode(&[4, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+            DatagramHeader::decode(&[5, 4, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(DecodeError::Invalid { .. })
         ));
-        let big = vec![4u8; MAX_DATAGRAM_SIZE + 1];
+        let big = vec![5u8; MAX_DATAGRAM_SIZE + 1];
         assert!(matches!(
             DatagramHeader::decode(&big),
             Err(DecodeError::TooLarge { .. })

@@ -1,5 +1,6 @@
 //! vcall wire format: every byte that crosses the network, as pure codecs (no I/O).
 //!
+//! - [`access`]: why a relay refuses access (`AccessDenied` reasons and their advice).
 //! - [`control`]: length-prefixed control frames on the client-opened bidirectional stream.
 //! - [`datagram`]: the clear datagram header the relay reads and stamps.
 //! - [`fragment`]: splitting sealed video frames into datagrams and reassembling them.
@@ -11,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod control;
 pub mod datagram;
 pub mod e2ee;
@@ -20,6 +22,7 @@ pub mod media;
 pub mod repair;
 mod wire;
 
+pub use access::DenyReason;
 pub use control::{ControlDecoder, ControlFrame, ErrorCode, Recipient};
 pub use datagram::{DatagramHeader, DatagramKind};
 pub use error::DecodeError;
@@ -29,7 +32,7 @@ pub use fragment::{FragmentHeader, Reassembler};
 pub const ALPN: &[u8] = b"vcall/1";
 
 /// Protocol version carried in `Hello` and in every datagram header.
-pub const PROTOCOL_VERSION: u8 = 4;
+pub const PROTOCOL_VERSION: u8 = 5;
 
 /// Largest datagram any vcall endpoint sends or forwards, header included.
 ///

@@ -159,10 +159,19 @@ fn load_or_create_self_signed(state_dir: &Path) -> Result<RelayIdentity, CertErr
 
 /// Writes `contents` to a temporary file beside `path`, then renames it into place.
 fn write_atomically(path: &Path, contents: &[u8], private: bool) -> Result<(), CertError> {
-    let write_error = |source| CertError::Write {
+    write_file_atomically(path, contents, private).map_err(|source| CertError::Write {
         path: path.to_path_buf(),
         source,
-    };
+    })
+}
+
+/// Writes `contents` to a temporary file beside `path` (mode 0600 when `private`), syncs it,
+/// then renames it into place: readers see the old file or the new one, never a part.
+pub(crate) fn write_file_atomically(
+    path: &Path,
+    contents: &[u8],
+    private: bool,
+) -> std::io::Result<()> {
     let temporary = path.with_extension("tmp");
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -173,10 +182,10 @@ fn write_atomically(path: &Path, contents: &[u8], private: bool) -> Result<(), C
     }
     #[cfg(not(unix))]
     let _ = private;
-    let mut file = options.open(&temporary).map_err(write_error)?;
-    file.write_all(contents).map_err(write_error)?;
-    file.sync_all().map_err(write_error)?;
-    fs::rename(&temporary, path).map_err(write_error)
+    let mut file = options.open(&temporary)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    fs::rename(&temporary, path)
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use vcall_proto::control::DEFAULT_MAX_CONTROL_FRAME;
 
+use crate::access::TokenVerifier;
 use crate::cluster::NodeId;
 use crate::rooms::RoomLimits;
+use crate::sources::SourceLimits;
 
 /// The UDP port a relay listens on by default.
 pub const DEFAULT_PORT: u16 = 4433;
@@ -52,6 +54,11 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// Bytes of datagrams queued towards one client before new ones to it are dropped.
     pub datagram_send_buffer: usize,
+    /// Connections one source (IPv4 address, IPv6 /64) may hold open; 0 = unlimited.
+    pub max_connections_per_source: usize,
+    /// New handshakes per second one source may start (one second's worth as burst);
+    /// 0 = unlimited.
+    pub handshakes_per_source_per_sec: u64,
 }
 
 impl Default for Limits {
@@ -69,6 +76,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(2),
             datagram_send_buffer: 256 * 1024,
+            max_connections_per_source: 64,
+            handshakes_per_source_per_sec: 20,
         }
     }
 }
@@ -81,6 +90,28 @@ impl Limits {
             max_peers_per_room: self.max_peers_per_room,
         }
     }
+
+    /// The part of the limits applied per source address.
+    pub fn source_limits(&self) -> SourceLimits {
+        SourceLimits {
+            max_connections: self.max_connections_per_source,
+            handshakes_per_sec: self.handshakes_per_source_per_sec,
+        }
+    }
+}
+
+/// Who may use the relay.
+#[derive(Debug, Clone, Default)]
+pub enum AccessConfig {
+    /// Anyone who reaches it (the default: self-hosting, the app's embedded relay).
+    #[default]
+    Open,
+    /// Only holders of an access token that `verifier` accepts and whose id is not listed in
+    /// `revocation_file` (one id per line, reloaded within a second of a change).
+    Token {
+        verifier: TokenVerifier,
+        revocation_file: Option<PathBuf>,
+    },
 }
 
 /// How a relay authenticates to NATS.
@@ -151,7 +182,7 @@ impl ClusterConfig {
 }
 
 /// Everything needed to start a relay.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RelayConfig {
     /// UDP address for QUIC (port 0 picks a free port; see `RelayHandle::local_addr`).
     pub listen: SocketAddr,
@@ -163,6 +194,8 @@ pub struct RelayConfig {
     pub limits: Limits,
     /// The cluster this relay is part of; `None`: a relay of its own.
     pub cluster: Option<ClusterConfig>,
+    /// Who may join.
+    pub access: AccessConfig,
 }
 
 impl Default for RelayConfig {
@@ -174,15 +207,22 @@ impl Default for RelayConfig {
             metrics_listen: None,
             limits: Limits::default(),
             cluster: None,
+            access: AccessConfig::Open,
         }
     }
 }
 
 impl RelayConfig {
     /// A relay on a free loopback port with an ephemeral certificate (tests, embedding).
+    /// Every client shares the loopback address, so the per-source limits are off.
     pub fn loopback() -> Self {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            limits: Limits {
+                max_connections_per_source: 0,
+                handshakes_per_source_per_sec: 0,
+                ..Limits::default()
+            },
             ..Self::default()
         }
     }

@@ -3,7 +3,9 @@
 //! [`ConnState`] applies every per-connection rule: `Hello` first (`NotJoined` otherwise), the
 //! version check, admission through [`Rooms`], one room per connection (`AlreadyJoined`), the
 //! join deadline (`JoinTimeout`), the control-frame rate limits (`RateLimited`), signal routing
-//! (`UnknownPeer`, non-fatal), `Ping`/`Pong`, `Leave`, and `PeerLeft` to the others exactly once.
+//! (`UnknownPeer`, non-fatal), `Ping`/`Pong`, `Leave`, and `PeerLeft` to the others exactly once,
+//! and access control: the `Hello`'s token checked through [`Access`] (`AccessDenied` with its
+//! reason), the tenant's seat given back on leave, and a revoked token's member cut.
 //!
 //! Like [`Rooms`], it is a plain struct with the time passed in, generic over the link type `L`
 //! the shell uses to reach a peer. The shell (`connection.rs`) feeds it events (a decoded frame,
@@ -18,9 +20,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::debug;
+use tracing::{debug, info};
 use vcall_proto::control::RosterEntry;
-use vcall_proto::{ControlFrame, DecodeError, ErrorCode, PROTOCOL_VERSION, PeerId};
+use vcall_proto::{ControlFrame, DecodeError, DenyReason, ErrorCode, PROTOCOL_VERSION, PeerId};
+
+use crate::access::{Access, Seat};
 
 use crate::config::Limits;
 use crate::fanout::FanoutReader;
@@ -61,6 +65,8 @@ pub(crate) enum ConnEvent<L> {
         fanout: FanoutReader<L>,
         /// How many other members were told `PeerJoined`.
         others: usize,
+        /// The tenant seat this member holds, in token mode.
+        seat: Option<Seat>,
     },
     /// This client left its room (stop forwarding its datagrams).
     Left {
@@ -122,6 +128,19 @@ impl CloseReason {
     }
 }
 
+/// The human part of an `AccessDenied` message (after `<reason>: `).
+fn deny_detail(reason: DenyReason) -> &'static str {
+    match reason {
+        DenyReason::TokenRequired => "this relay admits only holders of an access token",
+        DenyReason::TokenMalformed => "the access token is not a valid token of this relay",
+        DenyReason::TokenBadSignature => "the access token was not issued by this relay's operator",
+        DenyReason::TokenExpired => "the access token has expired",
+        DenyReason::TokenRevoked => "the operator revoked this access token",
+        DenyReason::QuotaRooms => "the token's tenant has all its rooms in use on this relay",
+        DenyReason::QuotaMembers => "the token's tenant has all its members in this room",
+    }
+}
+
 /// The message of the relay's `GoAway` and of its shutdown close.
 const SHUTTING_DOWN: &str = "relay shutting down";
 
@@ -134,11 +153,19 @@ pub(crate) struct ConnState<L> {
     outgoing: VecDeque<Outgoing<L>>,
     events: VecDeque<ConnEvent<L>>,
     metrics: Arc<Metrics>,
+    access: Arc<Access>,
+    /// The tenant seat taken at join (token mode), given back when leaving.
+    seat: Option<Seat>,
 }
 
 impl<L: Clone> ConnState<L> {
     /// A connection whose QUIC handshake completed at `now`, under `limits`.
-    pub(crate) fn new(now: Instant, limits: &Limits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        now: Instant,
+        limits: &Limits,
+        metrics: Arc<Metrics>,
+        access: Arc<Access>,
+    ) -> Self {
         Self {
             phase: Phase::AwaitingStream {
                 deadline: now + limits.join_timeout,
@@ -148,6 +175,8 @@ impl<L: Clone> ConnState<L> {
             outgoing: VecDeque::new(),
             events: VecDeque::new(),
             metrics,
+            access,
+            seat: None,
         }
     }
 
@@ -187,9 +216,10 @@ impl<L: Clone> ConnState<L> {
                     version,
                     room,
                     name,
+                    token,
                 } => {
                     let link = link.clone();
-                    self.join(version, room, name, link, rooms);
+                    self.join(version, room, name, token, link, rooms);
                 }
                 _ => self.close(
                     CloseReason::rejected(ErrorCode::NotJoined, "the first frame must be Hello"),
@@ -260,6 +290,27 @@ impl<L: Clone> ConnState<L> {
         self.events.push_back(ConnEvent::Closed(reason));
     }
 
+    /// The revocation list changed: a member whose token is now revoked is cut with
+    /// `AccessDenied` (`token-revoked`).
+    pub(crate) fn handle_revocations(&mut self, rooms: &mut Rooms<L>) {
+        let Some(seat) = &self.seat else { return };
+        if !self.access.is_revoked(&seat.token_id) {
+            return;
+        }
+        info!(label = %seat.label, reason = %DenyReason::TokenRevoked, "access denied: cutting a member");
+        self.metrics.access_denied(DenyReason::TokenRevoked);
+        let message = DenyReason::TokenRevoked.message(deny_detail(DenyReason::TokenRevoked));
+        self.close(
+            CloseReason::rejected(ErrorCode::AccessDenied, message),
+            rooms,
+        );
+    }
+
+    /// True while joined with a token (its connection must watch revocations).
+    pub(crate) fn holds_token(&self) -> bool {
+        self.seat.is_some()
+    }
+
     /// The next frame to queue, if any (queue it before releasing the rooms).
     pub(crate) fn poll_outgoing(&mut self) -> Option<Outgoing<L>> {
         self.outgoing.pop_front()
@@ -289,6 +340,7 @@ impl<L: Clone> ConnState<L> {
         version: u8,
         room: RoomId,
         name: Option<String>,
+        token: Option<String>,
         link: L,
         rooms: &mut Rooms<L>,
     ) {
@@ -301,9 +353,24 @@ impl<L: Clone> ConnState<L> {
                 rooms,
             );
         }
+        let seat = match self.access.admit(token.as_deref(), &room) {
+            Ok(seat) => seat,
+            Err((reason, label)) => {
+                info!(label = label.as_deref().unwrap_or("-"), %reason, "access denied");
+                self.metrics.access_denied(reason);
+                let message = reason.message(deny_detail(reason));
+                return self.close(
+                    CloseReason::rejected(ErrorCode::AccessDenied, message),
+                    rooms,
+                );
+            }
+        };
         let joined = match rooms.join(room.clone(), name.clone(), link) {
             Ok(joined) => joined,
             Err(error) => {
+                if let Some(seat) = &seat {
+                    self.access.leave(seat);
+                }
                 return self.close(
                     CloseReason::rejected(error.code(), error.to_string()),
                     rooms,
@@ -328,11 +395,13 @@ impl<L: Clone> ConnState<L> {
         self.metrics.joined();
         self.metrics
             .set_occupancy(rooms.room_count(), rooms.peer_count());
+        self.seat.clone_from(&seat);
         self.events.push_back(ConnEvent::Joined {
             peer,
             room,
             fanout: joined.fanout,
             others,
+            seat,
         });
     }
 
@@ -403,6 +472,9 @@ impl<L: Clone> ConnState<L> {
 
     /// Removes `peer` from `room`, telling the remaining members when `tell_others`.
     fn leave(&mut self, room: RoomId, peer: PeerId, tell_others: bool, rooms: &mut Rooms<L>) {
+        if let Some(seat) = self.seat.take() {
+            self.access.leave(&seat);
+        }
         let Some(left) = rooms.leave(peer) else {
             return;
         };
@@ -439,6 +511,7 @@ mod tests {
         limits: Limits,
         rooms: Rooms<Link>,
         metrics: Arc<Metrics>,
+        access: Arc<Access>,
         t0: Instant,
     }
 
@@ -456,13 +529,19 @@ mod tests {
                 rooms: Rooms::new(limits.room_limits()),
                 limits,
                 metrics: Arc::new(Metrics::default()),
+                access: Arc::new(Access::open()),
                 t0: Instant::now(),
             }
         }
 
         /// A connection whose handshake completed at `t0`, without a control stream yet.
         fn handshake(&self) -> ConnState<Link> {
-            ConnState::new(self.t0, &self.limits, Arc::clone(&self.metrics))
+            ConnState::new(
+                self.t0,
+                &self.limits,
+                Arc::clone(&self.metrics),
+                Arc::clone(&self.access),
+            )
         }
 
         /// A connection that has opened its control stream, reachable as `link`.
@@ -502,6 +581,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             room: Bytes::from_static(room.as_bytes()),
             name: name.map(str::to_owned),
+            token: None,
         }
     }
 
@@ -628,6 +708,7 @@ mod tests {
             version: PROTOCOL_VERSION + 1,
             room: Bytes::from_static(b"r"),
             name: None,
+            token: None,
         };
         relay.feed(&mut conn, frame);
         let reason = closed_with(&mut conn);
@@ -956,6 +1037,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             room: Bytes::from_static(b"r"),
             name: None,
+            token: None,
         };
         let t0 = relay.t0;
         conn.handle_frame(t0, big, 101, &mut relay.rooms);

@@ -15,12 +15,13 @@ use tracing::{debug, info};
 use vcall_proto::{ControlDecoder, ErrorCode, PeerId};
 
 use crate::conn_state::{CloseReason, ConnEvent, ConnState, Outgoing};
-use crate::forwarder::DatagramForwarder;
+use crate::forwarder::{DatagramForwarder, TenantPath};
 use crate::link::{PeerLink, application_code};
 use crate::metrics::{DropReason, RejectReason};
 use crate::rooms::{RoomId, Rooms};
 use crate::server::{Shared, stopping};
 use crate::shedding::LayerGate;
+use crate::sources::SourceGuard;
 use crate::writer::ControlWriter;
 
 /// Largest piece read from a control stream at once.
@@ -29,7 +30,11 @@ const READ_CHUNK: usize = 16 * 1024;
 pub(crate) const ERROR_FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Runs one client connection from handshake to close.
-pub(crate) async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shared>) {
+pub(crate) async fn serve_connection(
+    incoming: quinn::Incoming,
+    shared: Arc<Shared>,
+    _source: SourceGuard,
+) {
     let remote = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
@@ -40,7 +45,12 @@ pub(crate) async fn serve_connection(incoming: quinn::Incoming, shared: Arc<Shar
         }
     };
     shared.metrics.connection_opened();
-    let state = ConnState::new(Instant::now(), &shared.limits, Arc::clone(&shared.metrics));
+    let state = ConnState::new(
+        Instant::now(),
+        &shared.limits,
+        Arc::clone(&shared.metrics),
+        Arc::clone(&shared.access),
+    );
     let client = ClientConn {
         shared: Arc::clone(&shared),
         connection,
@@ -114,10 +124,17 @@ impl ClientConn {
     async fn read_control(&mut self, mut recv: RecvStream) -> CloseReason {
         let mut decoder = ControlDecoder::new(self.shared.limits.max_control_frame);
         let mut shutdown = self.shared.shutdown.clone();
+        let mut revocations = self.shared.revocations.clone();
         loop {
             let joined = self.state.is_joined();
+            let watch_revocations = revocations.is_some() && self.state.holds_token();
             tokio::select! {
                 _ = stopping(&mut shutdown) => return self.close(CloseReason::ShuttingDown),
+                _ = revocation_changed(&mut revocations), if watch_revocations => {
+                    if let Some(reason) = self.step(|state, rooms| state.handle_revocations(rooms)) {
+                        return reason;
+                    }
+                }
                 _ = until(self.state.poll_timeout()) => {
                     if let Some(reason) = self.step(|state, rooms| state.handle_timeout(Instant::now(), rooms)) {
                         return reason;
@@ -210,8 +227,16 @@ impl ClientConn {
                     room,
                     fanout,
                     others,
+                    seat,
                 } => {
-                    info!(%peer, room = %room_tag(&room), remote = %self.remote, others, "peer joined");
+                    let label = seat.as_ref().map_or("-", |s| s.label.as_str());
+                    info!(%peer, room = %room_tag(&room), remote = %self.remote, others, label, "peer joined");
+                    let tenant =
+                        seat.as_ref()
+                            .map_or_else(TenantPath::default, |seat| TenantPath {
+                                max_bytes_per_sec: seat.max_bytes_per_sec,
+                                bytes: Some(self.shared.metrics.tenant_bytes(&seat.label)),
+                            });
                     self.peer = Some(peer);
                     if let Some(writer) = &self.writer {
                         let forwarder = DatagramForwarder::new(
@@ -225,6 +250,7 @@ impl ClientConn {
                                 .as_ref()
                                 .map(|c| c.room_publisher(&room)),
                             Arc::clone(&self.shared.metrics),
+                            tenant,
                         );
                         self.forwarder = Some(tokio::spawn(forwarder.run()));
                     }
@@ -294,6 +320,19 @@ impl ClientConn {
             self.connection
                 .close(application_code(code), message.as_bytes());
         }
+    }
+}
+
+/// Completes when the revocation list changes; never without a watcher (or once it is gone).
+async fn revocation_changed(revocations: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+    match revocations {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                *revocations = None;
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use prometheus_client::metrics::counter::Counter;
 use quinn::{Connection, SendDatagramError};
 use vcall_proto::datagram::{DatagramHeader, DatagramKind, stamp_sender};
 use vcall_proto::{ControlFrame, DecodeError, ErrorCode, PeerId};
@@ -38,6 +39,17 @@ pub(crate) struct DatagramForwarder {
     /// The room's subject in the cluster, when the relay is part of one.
     cluster: Option<RoomPublisher>,
     metrics: Arc<Metrics>,
+    /// Bytes from this member counted for its tenant (token mode).
+    tenant_bytes: Option<Counter>,
+}
+
+/// What a member's access token changes on its datagram path.
+#[derive(Debug, Default)]
+pub(crate) struct TenantPath {
+    /// The token's per-member byte rate, when lower than the relay's.
+    pub(crate) max_bytes_per_sec: Option<u64>,
+    /// The tenant's byte counter.
+    pub(crate) bytes: Option<Counter>,
 }
 
 impl DatagramForwarder {
@@ -50,21 +62,23 @@ impl DatagramForwarder {
         notices: ControlQueue,
         cluster: Option<RoomPublisher>,
         metrics: Arc<Metrics>,
+        tenant: TenantPath,
     ) -> Self {
+        let bytes_per_sec = match (limits.datagram_bytes_per_sec, tenant.max_bytes_per_sec) {
+            (relay, Some(token)) if relay == 0 || token < relay => token,
+            (relay, _) => relay,
+        };
         Self {
             connection,
             peer,
             fanout,
-            budget: CountAndBytes::new(
-                limits.datagrams_per_sec,
-                limits.datagram_bytes_per_sec,
-                Instant::now(),
-            ),
+            budget: CountAndBytes::new(limits.datagrams_per_sec, bytes_per_sec, Instant::now()),
             notice: Throttle::new(RATE_NOTICE_INTERVAL),
             notices,
             send_buffer: limits.datagram_send_buffer,
             cluster,
             metrics,
+            tenant_bytes: tenant.bytes,
         }
     }
 
@@ -90,6 +104,9 @@ impl DatagramForwarder {
                 self.notices.offer(notice.to_bytes());
             }
             return;
+        }
+        if let Some(bytes) = &self.tenant_bytes {
+            bytes.inc_by(len as u64);
         }
         // One copy per received datagram (to stamp the sender), none per receiver.
         let mut stamped = BytesMut::from(&datagram[..]);

@@ -1,21 +1,47 @@
-//! `vcall-relay` binary: runs the relay from the command line (every flag also from env).
+//! `vcall-relay` binary: runs the relay from the command line (every flag also from env), and
+//! `vcall-relay token issue|revoke|list|public-key` manages the operator's access tokens.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
+use vcall_relay::access::{TokenClaims, new_token_id, unix_now};
+use vcall_relay::token_store::{self, TokenStore};
 use vcall_relay::{
-    CertificateSource, ClusterConfig, Limits, NatsAuth, NatsTls, NodeId, Relay, RelayConfig,
+    AccessConfig, CertificateSource, ClusterConfig, Limits, NatsAuth, NatsTls, NodeId, Relay,
+    RelayConfig, RelayIdentity,
 };
 
 /// A QUIC room relay for vcall: forwards end-to-end encrypted calls without decrypting them.
 #[derive(Debug, Parser)]
 #[command(name = "vcall-relay", version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Who may join: anyone who reaches the relay, or only holders of an access token
+    /// (`vcall-relay token issue`).
+    #[arg(long, env = "VCALL_RELAY_ACCESS", value_enum, default_value_t = AccessMode::Open)]
+    access: AccessMode,
+
+    /// With --access token: the PASERK public key file (k4.public.…) tokens are verified with,
+    /// e.g. the issuing relay's `token-public-key.paserk`. Default: the state directory's key
+    /// (created on first use).
+    #[arg(long, env = "VCALL_RELAY_TOKEN_PUBLIC_KEY")]
+    token_public_key: Option<PathBuf>,
+
+    /// Connections one source (IPv4 address, IPv6 /64) may hold open (0 = unlimited).
+    #[arg(long, env = "VCALL_RELAY_MAX_CONNECTIONS_PER_SOURCE", default_value_t = Limits::default().max_connections_per_source)]
+    max_connections_per_source: usize,
+
+    /// New handshakes per second one source may start (0 = unlimited).
+    #[arg(long, env = "VCALL_RELAY_HANDSHAKES_PER_SOURCE_PER_SEC", default_value_t = Limits::default().handshakes_per_source_per_sec)]
+    handshakes_per_source_per_sec: u64,
+
     /// UDP address for QUIC.
     #[arg(long, env = "VCALL_RELAY_LISTEN", default_value = "0.0.0.0:4433")]
     listen: SocketAddr,
@@ -157,7 +183,66 @@ struct Args {
     nats_client_key: Option<PathBuf>,
 }
 
+/// `--access`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AccessMode {
+    /// Anyone who reaches the relay may host rooms.
+    Open,
+    /// Only holders of a valid, unrevoked access token.
+    Token,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage access tokens (signed with the state directory's key; run on the issuing relay).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Issue a token and print it with an example invite that carries it.
+    Issue {
+        /// How long the token is valid, e.g. 30d, 12h, 1w.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Duration,
+        /// The tenant's name in logs and metrics (A-Z a-z 0-9 . _ -).
+        #[arg(long, default_value = "default")]
+        label: String,
+        /// Rooms the tenant may have at once on one relay.
+        #[arg(long)]
+        max_rooms: Option<u32>,
+        /// Members of the tenant one room may hold on one relay.
+        #[arg(long)]
+        max_members_per_room: Option<u32>,
+        /// Datagram bandwidth each member may send, kilobits per second.
+        #[arg(long)]
+        max_kbps: Option<u32>,
+    },
+    /// Revoke a token by id: running relays refuse it and cut its members within a second.
+    Revoke {
+        /// The id `token issue` printed (32 hex digits).
+        id: String,
+        /// Revoke even if this state directory's ledger never issued it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the issued tokens (ids, labels, expiries, quotas; never the tokens).
+    List,
+    /// Print the public key other relays verify with (--token-public-key).
+    PublicKey,
+}
+
 impl Args {
+    fn state_dir(&self) -> Result<PathBuf, String> {
+        match &self.state_dir {
+            Some(dir) => Ok(dir.clone()),
+            None => directories::ProjectDirs::from("", "", "vcall-relay")
+                .map(|dirs| dirs.data_dir().to_path_buf())
+                .ok_or_else(|| "no home directory for the relay's state: pass --state-dir".into()),
+        }
+    }
+
     fn certificate(&self) -> Result<CertificateSource, String> {
         if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
             return Ok(CertificateSource::PemFiles {
@@ -165,13 +250,24 @@ impl Args {
                 key: key.clone(),
             });
         }
-        let state_dir = match &self.state_dir {
-            Some(dir) => dir.clone(),
-            None => directories::ProjectDirs::from("", "", "vcall-relay")
-                .map(|dirs| dirs.data_dir().to_path_buf())
-                .ok_or("no home directory to keep the certificate in: pass --state-dir")?,
+        Ok(CertificateSource::SelfSigned {
+            state_dir: self.state_dir()?,
+        })
+    }
+
+    fn access(&self) -> Result<AccessConfig, String> {
+        if self.access == AccessMode::Open {
+            return Ok(AccessConfig::Open);
+        }
+        let store = TokenStore::new(self.state_dir()?);
+        let verifier = match &self.token_public_key {
+            Some(path) => token_store::read_verifier(path).map_err(|e| e.to_string())?,
+            None => store.issuer().map_err(|e| e.to_string())?.verifier(),
         };
-        Ok(CertificateSource::SelfSigned { state_dir })
+        Ok(AccessConfig::Token {
+            verifier,
+            revocation_file: Some(store.revocation_file()),
+        })
     }
 
     fn cluster(&self) -> Result<Option<ClusterConfig>, String> {
@@ -232,8 +328,112 @@ impl Args {
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             datagram_send_buffer: self.datagram_send_buffer,
+            max_connections_per_source: self.max_connections_per_source,
+            handshakes_per_source_per_sec: self.handshakes_per_source_per_sec,
         }
     }
+}
+
+/// Runs `vcall-relay token …`; its output goes to stdout.
+fn run_token_command(args: &Args, command: &TokenCommand) -> Result<(), String> {
+    let store = TokenStore::new(args.state_dir()?);
+    match command {
+        TokenCommand::Issue {
+            expires,
+            label,
+            max_rooms,
+            max_members_per_room,
+            max_kbps,
+        } => {
+            let claims = TokenClaims {
+                id: new_token_id().map_err(|e| e.to_string())?,
+                label: label.clone(),
+                expires: unix_now().saturating_add(expires.as_secs()),
+                max_rooms: *max_rooms,
+                max_members_per_room: *max_members_per_room,
+                max_kbps: *max_kbps,
+            };
+            let token = store.issue(&claims).map_err(|e| e.to_string())?;
+            let host = invite_host(args.public_host.as_deref(), args.listen);
+            let fingerprint = match args.certificate()? {
+                source @ CertificateSource::SelfSigned { .. } => Some(
+                    RelayIdentity::load(&source)
+                        .map_err(|e| e.to_string())?
+                        .fingerprint,
+                ),
+                _ => None,
+            };
+            println!("token id: {}", claims.id);
+            println!("label: {}", claims.label);
+            println!("expires: {}", format_expiry(claims.expires));
+            println!("{}", quota_summary(&claims));
+            println!("token: {token}");
+            println!(
+                "example invite: {}",
+                invite_with_token(
+                    &example_invite(&host, args.listen.port(), fingerprint.as_deref()),
+                    &token
+                )
+            );
+            println!("revoke with: vcall-relay token revoke {}", claims.id);
+        }
+        TokenCommand::Revoke { id, force } => {
+            store.revoke(id, *force).map_err(|e| e.to_string())?;
+            println!(
+                "revoked {id} (in {}; running relays apply it within a second)",
+                store.revocation_file().display()
+            );
+        }
+        TokenCommand::List => {
+            let revoked = store.revoked().map_err(|e| e.to_string())?;
+            let now = unix_now();
+            for claims in store.issued().map_err(|e| e.to_string())? {
+                let state = if revoked.contains(&claims.id) {
+                    "revoked"
+                } else if claims.expires <= now {
+                    "expired"
+                } else {
+                    "valid"
+                };
+                println!(
+                    "{} {:<7} label={} expires={} {}",
+                    claims.id,
+                    state,
+                    claims.label,
+                    format_expiry(claims.expires),
+                    quota_summary(&claims)
+                );
+            }
+        }
+        TokenCommand::PublicKey => {
+            let issuer = store.issuer().map_err(|e| e.to_string())?;
+            println!("{}", issuer.verifier().public_paserk());
+        }
+    }
+    Ok(())
+}
+
+/// An expiry as an RFC 3339 UTC time.
+fn format_expiry(unix: u64) -> String {
+    let time = SystemTime::UNIX_EPOCH + Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+/// `max_rooms=2 max_members_per_room=- max_kbps=-`.
+fn quota_summary(claims: &TokenClaims) -> String {
+    let show = |v: Option<u32>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    format!(
+        "max_rooms={} max_members_per_room={} max_kbps={}",
+        show(claims.max_rooms),
+        show(claims.max_members_per_room),
+        show(claims.max_kbps)
+    )
+}
+
+/// The invite with `t=TOKEN` in its query (the relay reads it; it is not a room secret).
+fn invite_with_token(invite: &str, token: &str) -> String {
+    let separator = if invite.contains('?') { '&' } else { '?' };
+    format!("{invite}{separator}t={token}")
 }
 
 /// A random node id (collisions are logged by the relays that see them).
@@ -315,6 +515,15 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Some(Command::Token(command)) = &args.command {
+        return match run_token_command(&args, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                error!("{message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let certificate = match args.certificate() {
         Ok(certificate) => certificate,
         Err(message) => {
@@ -329,12 +538,21 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let access = match args.access() {
+        Ok(access) => access,
+        Err(message) => {
+            error!("cannot set up token access: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let token_mode = matches!(access, AccessConfig::Token { .. });
     let config = RelayConfig {
         listen: args.listen,
         certificate,
         metrics_listen: args.metrics,
         limits: args.limits(),
         cluster,
+        access,
     };
     let stop = StopSignal::install();
     let relay = match Relay::bind(config).await {
@@ -355,6 +573,11 @@ async fn main() -> ExitCode {
         "example invite: {}",
         example_invite(&host, addr.port(), pinned)
     );
+    if token_mode {
+        info!(
+            "access: token holders only; issue tokens with `vcall-relay token issue --expires 30d`"
+        );
+    }
     if args.public_host.is_none() && addr.ip().is_unspecified() {
         info!("pass --public-host to print an invite link with this server's public address");
     }
@@ -423,5 +646,52 @@ mod tests {
             Args::try_parse_from(["vcall-relay", "--cert", "c.pem"]).is_err(),
             "--cert needs --key"
         );
+        assert_eq!(args.access, AccessMode::Open);
+        let token = Args::try_parse_from(["vcall-relay", "--access", "token"]).unwrap();
+        assert_eq!(token.access, AccessMode::Token);
+        assert!(Args::try_parse_from(["vcall-relay", "--access", "closed"]).is_err());
+    }
+
+    #[test]
+    fn token_subcommands_parse_with_durations() {
+        let args = Args::try_parse_from([
+            "vcall-relay",
+            "--state-dir",
+            "/tmp/x",
+            "token",
+            "issue",
+            "--expires",
+            "30d",
+            "--label",
+            "team-a",
+            "--max-rooms",
+            "2",
+        ])
+        .unwrap();
+        let Some(Command::Token(TokenCommand::Issue {
+            expires, max_rooms, ..
+        })) = args.command
+        else {
+            panic!("not an issue command: {args:?}");
+        };
+        assert_eq!(expires, Duration::from_secs(30 * 86_400));
+        assert_eq!(max_rooms, Some(2));
+        assert!(
+            Args::try_parse_from(["vcall-relay", "token", "issue", "--expires", "soon"]).is_err()
+        );
+        assert!(Args::try_parse_from(["vcall-relay", "token", "issue"]).is_err());
+    }
+
+    #[test]
+    fn the_token_goes_in_the_invite_query() {
+        assert_eq!(
+            invite_with_token("vcall://h:4433/my-room?fp=ab", "v4.public.x"),
+            "vcall://h:4433/my-room?fp=ab&t=v4.public.x"
+        );
+        assert_eq!(
+            invite_with_token("vcall://h:443/my-room", "v4.public.x"),
+            "vcall://h:443/my-room?t=v4.public.x"
+        );
+        assert_eq!(format_expiry(0), "1970-01-01T00:00:00Z");
     }
 }

@@ -3,12 +3,16 @@
 //! `http.rs` serves them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use vcall_proto::ErrorCode;
+use vcall_proto::{DenyReason, ErrorCode};
+
+use crate::access::Access;
+use crate::sources::SourceRefusal;
 
 /// Why a datagram (or one copy of it, for receiver-side reasons) was not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,11 +101,13 @@ pub enum RejectReason {
     BadRoomId,
     /// The QUIC idle timeout expired (the client vanished without closing).
     IdleTimeout,
+    /// Refused or cut by access control (`vcall_relay_access_denied` says why).
+    AccessDenied,
 }
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         Self::Handshake,
         Self::UnsupportedVersion,
         Self::Malformed,
@@ -116,6 +122,7 @@ impl RejectReason {
         Self::AlreadyJoined,
         Self::BadRoomId,
         Self::IdleTimeout,
+        Self::AccessDenied,
     ];
 
     /// The reason matching a protocol error code, if it is one the relay sends.
@@ -134,6 +141,7 @@ impl RejectReason {
             ErrorCode::AlreadyJoined => Self::AlreadyJoined,
             ErrorCode::BadRoomId => Self::BadRoomId,
             ErrorCode::IdleTimeout => Self::IdleTimeout,
+            ErrorCode::AccessDenied => Self::AccessDenied,
             ErrorCode::ShuttingDown | ErrorCode::Internal | ErrorCode::Other(_) => return None,
         })
     }
@@ -155,6 +163,7 @@ impl RejectReason {
             Self::AlreadyJoined => "already_joined",
             Self::BadRoomId => "bad_room_id",
             Self::IdleTimeout => "idle_timeout",
+            Self::AccessDenied => "access_denied",
         }
     }
 
@@ -201,6 +210,7 @@ impl ClusterDrop {
 }
 
 type GaugeU64 = Gauge<u64, AtomicU64>;
+type LabelSet = [(&'static str, String); 1];
 type ReasonLabel = [(&'static str, &'static str); 1];
 
 /// A counter family labelled by `reason`, with one counter per reason fetched once, so that
@@ -244,6 +254,12 @@ pub struct Metrics {
     cluster_messages_in: Counter,
     cluster_dropped: ByReason<{ ClusterDrop::ALL.len() }>,
     remote_members: GaugeU64,
+    access_denied: ByReason<{ DenyReason::ALL.len() }>,
+    source_refused: ByReason<{ SourceRefusal::ALL.len() }>,
+    /// Datagram bytes received from each tenant's members, by token label.
+    tenant_bytes: Family<LabelSet, Counter>,
+    /// The access policy whose per-label usage `/metrics` shows (token mode).
+    access: OnceLock<Arc<Access>>,
 }
 
 impl Default for Metrics {
@@ -272,6 +288,10 @@ impl Default for Metrics {
             cluster_messages_in: Counter::default(),
             cluster_dropped: ByReason::new(ClusterDrop::ALL.map(ClusterDrop::label)),
             remote_members: GaugeU64::default(),
+            access_denied: ByReason::new(DenyReason::ALL.map(DenyReason::as_str)),
+            source_refused: ByReason::new(SourceRefusal::ALL.map(SourceRefusal::label)),
+            tenant_bytes: Family::default(),
+            access: OnceLock::new(),
         }
     }
 }
@@ -324,6 +344,37 @@ impl Metrics {
 
     pub(crate) fn rejected(&self, reason: RejectReason) {
         self.rejections.counters[reason.index()].inc();
+    }
+
+    pub(crate) fn access_denied(&self, reason: DenyReason) {
+        self.access_denied.counters[reason as usize].inc();
+    }
+
+    pub(crate) fn source_refused(&self, reason: SourceRefusal) {
+        self.source_refused.counters[reason.index()].inc();
+    }
+
+    /// The counter of datagram bytes from members of tenant `label` (fetched once per join;
+    /// counting is then one atomic add).
+    pub(crate) fn tenant_bytes(&self, label: &str) -> Counter {
+        self.tenant_bytes
+            .get_or_create(&[("label", label.to_owned())])
+            .clone()
+    }
+
+    /// Shows this policy's per-label usage in `/metrics`.
+    pub(crate) fn watch_access(&self, access: Arc<Access>) {
+        let _ = self.access.set(access);
+    }
+
+    /// Refusals by access control for `reason`.
+    pub fn access_denials(&self, reason: DenyReason) -> u64 {
+        self.access_denied.counters[reason as usize].get()
+    }
+
+    /// Connections refused by a per-source limit for `reason`.
+    pub fn source_refusals(&self, reason: SourceRefusal) -> u64 {
+        self.source_refused.counters[reason.index()].get()
     }
 
     pub(crate) fn cluster_enabled(&self) {
@@ -502,6 +553,40 @@ impl Metrics {
             "Refused requests and disconnected clients, by reason.",
             self.rejections.family.clone(),
         );
+        registry.register(
+            "vcall_relay_source_refused",
+            "Connections refused by a per-source limit, by reason.",
+            self.source_refused.family.clone(),
+        );
+        if let Some(access) = self.access.get().filter(|a| a.is_token_mode()) {
+            registry.register(
+                "vcall_relay_access_denied",
+                "Joins refused and members cut by access control, by reason.",
+                self.access_denied.family.clone(),
+            );
+            let members = Family::<LabelSet, GaugeU64>::default();
+            let rooms = Family::<LabelSet, GaugeU64>::default();
+            for (label, usage) in access.usage_by_label() {
+                let key = [("label", label)];
+                members.get_or_create(&key).set(usage.members);
+                rooms.get_or_create(&key).set(usage.rooms);
+            }
+            registry.register(
+                "vcall_relay_tenant_members",
+                "Members in a room now, by token label.",
+                members,
+            );
+            registry.register(
+                "vcall_relay_tenant_rooms",
+                "Rooms with a member of the tenant now, by token label.",
+                rooms,
+            );
+            registry.register(
+                "vcall_relay_tenant_datagram_bytes",
+                "Datagram bytes received from the tenant's members, by token label.",
+                self.tenant_bytes.clone(),
+            );
+        }
         if self.cluster_link_up().is_some() {
             registry.register(
                 "vcall_relay_cluster_connected",

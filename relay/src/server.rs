@@ -9,17 +9,20 @@ use std::time::Duration;
 use quinn::VarInt;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-use tracing::info;
+use tracing::{debug, info};
 use vcall_proto::{ALPN, ErrorCode};
 
+use crate::access::{Access, AccessMode};
+use crate::access_watch;
 use crate::cert::{CertError, RelayIdentity};
-use crate::config::{Limits, RelayConfig};
+use crate::config::{AccessConfig, Limits, RelayConfig};
 use crate::connection::{ERROR_FLUSH_TIMEOUT, serve_connection};
 use crate::http;
 use crate::link::{PeerLink, application_code};
 use crate::metrics::Metrics;
 use crate::nats_link::{self, ClusterError, ClusterLink};
 use crate::rooms::Rooms;
+use crate::sources::{self, SharedSources, SourceTable};
 
 /// Why a relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -113,8 +116,27 @@ impl Relay {
                 )
             }
         };
+        let (access, revocations) = match &config.access {
+            AccessConfig::Open => (Arc::new(Access::open()), None),
+            AccessConfig::Token {
+                verifier,
+                revocation_file,
+            } => {
+                let access = Arc::new(Access::new(AccessMode::Token(verifier.clone())));
+                let revocations = revocation_file.as_ref().map(|file| {
+                    access_watch::start(file.clone(), Arc::clone(&access), shutdown_rx.clone())
+                });
+                info!(revocation_file = ?revocation_file, "access: token holders only");
+                (access, revocations)
+            }
+        };
+        metrics.watch_access(Arc::clone(&access));
+        let sources = Arc::new(Mutex::new(SourceTable::new(config.limits.source_limits())));
         let shared = Arc::new(Shared {
             rooms: Mutex::new(rooms),
+            access,
+            revocations,
+            sources,
             cluster,
             limits: config.limits,
             metrics: Arc::clone(&metrics),
@@ -263,6 +285,12 @@ pub(crate) struct Shared {
     rooms: Mutex<Rooms<PeerLink>>,
     /// The link to the other relays, when clustered.
     pub(crate) cluster: Option<ClusterLink>,
+    /// Who may join.
+    pub(crate) access: Arc<Access>,
+    /// Changes whenever the revocation list does (token mode with a revocation file).
+    pub(crate) revocations: Option<watch::Receiver<u64>>,
+    /// Open connections and handshake budgets per source address.
+    sources: SharedSources,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -282,7 +310,17 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             _ = stopping(&mut shutdown) => break,
             incoming = endpoint.accept() => match incoming {
                 Some(incoming) => {
-                    connections.spawn(serve_connection(incoming, Arc::clone(&shared)));
+                    let remote = incoming.remote_address();
+                    match sources::admit(&shared.sources, remote.ip(), std::time::Instant::now()) {
+                        Ok(guard) => {
+                            connections.spawn(serve_connection(incoming, Arc::clone(&shared), guard));
+                        }
+                        Err(reason) => {
+                            shared.metrics.source_refused(reason);
+                            debug!(%remote, reason = reason.label(), "connection refused: per-source limit");
+                            incoming.refuse();
+                        }
+                    }
                 }
                 None => break,
             },

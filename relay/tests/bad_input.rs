@@ -115,6 +115,7 @@ async fn protocol_violations_close_only_the_offender() {
             version: 99,
             room: Bytes::from_static(b"x"),
             name: None,
+            token: None,
         })
         .await;
     client.expect_error(ErrorCode::UnsupportedVersion).await;
@@ -145,6 +146,7 @@ async fn protocol_violations_close_only_the_offender() {
             version: 1,
             room: Bytes::new(),
             name: None,
+            token: None,
         })
         .await;
     client.expect_error(ErrorCode::BadRoomId).await;

@@ -210,6 +210,7 @@ pub fn hello(room: &str, name: Option<&str>) -> ControlFrame {
         version: PROTOCOL_VERSION,
         room: Bytes::copy_from_slice(room.as_bytes()),
         name: name.map(str::to_owned),
+        token: None,
     }
 }
 
