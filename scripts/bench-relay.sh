@@ -52,7 +52,9 @@ start_relay() {
     local name="$1"; shift
     local port; port="$(free_port)"
     "$RELAY_BIN" --listen "127.0.0.1:$port" --state-dir "$WORK/state" \
-        --max-rooms 5000 --max-peers-per-room 64 "$@" >"$WORK/$name.log" 2>&1 &
+        --max-rooms 5000 --max-peers-per-room 64 \
+        --max-connections-per-source 0 --handshakes-per-source-per-sec 0 \
+        "$@" >"$WORK/$name.log" 2>&1 &
     RELAY_PID=$!
     PIDS+=("$RELAY_PID")
     for _ in $(seq 100); do

@@ -39,7 +39,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 PORT="$(free_port)"
 METRICS_PORT="$(free_port)"
 "$TARGET_DIR/release/vcall-relay" --listen "127.0.0.1:$PORT" --state-dir "$WORK/state" \
-    --metrics "127.0.0.1:$METRICS_PORT" --max-peers-per-room 64 >"$WORK/relay.log" 2>&1 &
+    --metrics "127.0.0.1:$METRICS_PORT" --max-peers-per-room 64 \
+    --max-connections-per-source 0 --handshakes-per-source-per-sec 0 >"$WORK/relay.log" 2>&1 &
 RELAY=$!
 PIDS+=("$RELAY")
 for _ in $(seq 100); do grep -q "vcall-relay ready" "$WORK/relay.log" && break; sleep 0.1; done

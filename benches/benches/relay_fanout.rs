@@ -1,7 +1,9 @@
 //! Relay fan-out benchmark: one sender → 1, 3 and 10 receivers over loopback in one process,
 //! datagrams of the protocol's maximum size, the vcall relay beside a bare quinn forwarder of
 //! the same topology (receive a datagram, send it to the other connections: no rooms, limits or
-//! stamping). Reports forwarded datagrams/s (datagrams that reached a receiver) and the ratio.
+//! stamping). Reports forwarded datagrams/s (datagrams that reached a receiver) and the ratio,
+//! for the relay in open mode and in token mode (`--access token`: every member joined with an
+//! access token, counted per tenant), whose ratio must be the same: tokens are checked at join.
 //!
 //! Run: `cargo bench -p vcall-benches --bench relay_fanout` (add `-- --quick` for a short run).
 
@@ -20,7 +22,10 @@ use vcall_proto::{
     ALPN, ControlDecoder, ControlFrame, DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE,
     PROTOCOL_VERSION,
 };
-use vcall_relay::{CertificateSource, Limits, Relay, RelayConfig, RelayHandle, RelayIdentity};
+use vcall_relay::access::{TokenClaims, TokenIssuer, new_token_id, unix_now};
+use vcall_relay::{
+    AccessConfig, CertificateSource, Limits, Relay, RelayConfig, RelayHandle, RelayIdentity,
+};
 
 const RECEIVER_COUNTS: [usize; 3] = [1, 3, 10];
 
@@ -161,13 +166,16 @@ fn spawn_receiver(connection: Connection, progress: Arc<Progress>) -> JoinHandle
 }
 
 /// Joins `room` over a control stream and waits for the Welcome.
-async fn join(connection: &Connection) -> (quinn::SendStream, quinn::RecvStream) {
+async fn join(
+    connection: &Connection,
+    token: Option<&str>,
+) -> (quinn::SendStream, quinn::RecvStream) {
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
     let hello = ControlFrame::Hello {
         version: PROTOCOL_VERSION,
         room: Bytes::from_static(b"bench"),
         name: None,
-        token: None,
+        token: token.map(str::to_owned),
     };
     send.write_all(&hello.to_bytes()).await.unwrap();
     let mut decoder = ControlDecoder::new(1 << 16);
@@ -185,31 +193,55 @@ async fn join(connection: &Connection) -> (quinn::SendStream, quinn::RecvStream)
     }
 }
 
-/// The vcall relay with limits that do not throttle a benchmark (rates unlimited).
-async fn relay_topology(receivers: usize) -> Topology {
+/// The vcall relay with limits that do not throttle a benchmark (rates unlimited); with
+/// `token_mode`, in token mode with every client holding a token of one tenant.
+async fn relay_topology(receivers: usize, token_mode: bool) -> Topology {
     let limits = Limits {
         datagrams_per_sec: 0,
         datagram_bytes_per_sec: 0,
         ..Limits::default()
     };
+    let issuer = TokenIssuer::generate().unwrap();
+    let token = token_mode.then(|| {
+        issuer
+            .issue(&TokenClaims {
+                id: new_token_id().unwrap(),
+                label: "bench".into(),
+                expires: unix_now() + 3600,
+                max_rooms: Some(1),
+                max_members_per_room: Some(64),
+                max_kbps: None,
+            })
+            .unwrap()
+    });
+    let access = if token_mode {
+        AccessConfig::Token {
+            verifier: issuer.verifier(),
+            revocation_file: None,
+        }
+    } else {
+        AccessConfig::Open
+    };
     let relay = Relay::bind(RelayConfig {
         limits,
+        access,
         ..RelayConfig::loopback()
     })
     .await
     .unwrap();
+    let token = token.as_deref();
     let progress = Arc::new(Progress::default());
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..receivers {
         let connection = connect(relay.local_addr(), relay.fingerprint()).await;
-        let streams = join(&connection).await;
+        let streams = join(&connection, token).await;
         tasks.push(spawn_receiver(connection.clone(), Arc::clone(&progress)));
         clients.push((connection, Some(streams)));
     }
     let sender = connect(relay.local_addr(), relay.fingerprint()).await;
-    let streams = join(&sender).await;
+    let streams = join(&sender, token).await;
     tasks.push(spawn_sender(sender.clone(), Arc::clone(&stop)));
     clients.push((sender, Some(streams)));
     Topology {
@@ -300,10 +332,11 @@ fn relay_fanout(c: &mut Criterion) {
     for receivers in RECEIVER_COUNTS {
         // Throughput per iteration = one datagram reaching each receiver on average.
         group.throughput(Throughput::Elements(receivers as u64));
-        for forwarder in ["bare_quinn", "vcall_relay"] {
+        for forwarder in ["bare_quinn", "vcall_relay", "vcall_relay_token"] {
             let topology = runtime.block_on(async {
                 match forwarder {
-                    "vcall_relay" => relay_topology(receivers).await,
+                    "vcall_relay" => relay_topology(receivers, false).await,
+                    "vcall_relay_token" => relay_topology(receivers, true).await,
                     _ => bare_topology(receivers).await,
                 }
             });
@@ -346,15 +379,17 @@ fn relay_fanout(c: &mut Criterion) {
         "\nrelay fan-out, {MAX_DATAGRAM_SIZE}-byte datagrams, forwarded datagrams/s (received by all receivers):"
     );
     println!(
-        "{:>9} {:>14} {:>14} {:>7}",
-        "receivers", "bare quinn", "vcall relay", "ratio"
+        "{:>9} {:>14} {:>14} {:>7} {:>14} {:>7}",
+        "receivers", "bare quinn", "vcall open", "ratio", "vcall token", "ratio"
     );
     for receivers in RECEIVER_COUNTS {
         let bare = rate((receivers, "bare_quinn"));
         let relay = rate((receivers, "vcall_relay"));
+        let token = rate((receivers, "vcall_relay_token"));
         println!(
-            "{receivers:>9} {bare:>14.0} {relay:>14.0} {:>6.2}x",
-            relay / bare
+            "{receivers:>9} {bare:>14.0} {relay:>14.0} {:>6.2}x {token:>14.0} {:>6.2}x",
+            relay / bare,
+            token / bare
         );
     }
 }

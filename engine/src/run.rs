@@ -183,6 +183,7 @@ async fn join(
         ),
         // With a room secret, names travel only inside sealed announcements.
         name: (!room_keys.has_secret()).then(|| config.display_name.clone()),
+        token: None,
     };
     let admitted = admit(&conn, &hello).await?;
     let identity = identity_task

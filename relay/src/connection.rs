@@ -250,8 +250,8 @@ impl ClientConn {
                                 .as_ref()
                                 .map(|c| c.room_publisher(&room)),
                             Arc::clone(&self.shared.metrics),
-                            tenant,
-                        );
+                        )
+                        .for_tenant(tenant, &self.shared.limits);
                         self.forwarder = Some(tokio::spawn(forwarder.run()));
                     }
                 }

@@ -62,24 +62,35 @@ impl DatagramForwarder {
         notices: ControlQueue,
         cluster: Option<RoomPublisher>,
         metrics: Arc<Metrics>,
-        tenant: TenantPath,
     ) -> Self {
-        let bytes_per_sec = match (limits.datagram_bytes_per_sec, tenant.max_bytes_per_sec) {
-            (relay, Some(token)) if relay == 0 || token < relay => token,
-            (relay, _) => relay,
-        };
         Self {
             connection,
             peer,
             fanout,
-            budget: CountAndBytes::new(limits.datagrams_per_sec, bytes_per_sec, Instant::now()),
+            budget: CountAndBytes::new(
+                limits.datagrams_per_sec,
+                limits.datagram_bytes_per_sec,
+                Instant::now(),
+            ),
             notice: Throttle::new(RATE_NOTICE_INTERVAL),
             notices,
             send_buffer: limits.datagram_send_buffer,
             cluster,
             metrics,
-            tenant_bytes: tenant.bytes,
+            tenant_bytes: None,
         }
+    }
+
+    /// Applies the member's token: its byte rate when lower than the relay's, and its
+    /// tenant's byte counter.
+    pub(crate) fn for_tenant(mut self, tenant: TenantPath, limits: &Limits) -> Self {
+        let bytes_per_sec = match (limits.datagram_bytes_per_sec, tenant.max_bytes_per_sec) {
+            (relay, Some(token)) if relay == 0 || token < relay => token,
+            (relay, _) => relay,
+        };
+        self.budget = CountAndBytes::new(limits.datagrams_per_sec, bytes_per_sec, Instant::now());
+        self.tenant_bytes = tenant.bytes;
+        self
     }
 
     /// Forwards until the connection ends (or the task is aborted when the peer leaves).

@@ -27,6 +27,8 @@ pub struct ClientOptions {
     pub datagram_receive_buffer: Option<usize>,
     /// Flow-control window of the control stream (small = a client that reads slowly).
     pub stream_receive_window: Option<u32>,
+    /// The client's local address (another loopback address is another source).
+    pub bind: SocketAddr,
 }
 
 impl Default for ClientOptions {
@@ -35,6 +37,7 @@ impl Default for ClientOptions {
             alpn: ALPN.to_vec(),
             datagram_receive_buffer: Some(4 * 1024 * 1024),
             stream_receive_window: None,
+            bind: "127.0.0.1:0".parse().unwrap(),
         }
     }
 }
@@ -57,7 +60,7 @@ pub async fn connect(
     }
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport));
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).expect("client socket");
+    let endpoint = quinn::Endpoint::client(options.bind).expect("client socket");
     let connecting = endpoint
         .connect_with(config, addr, "vcall-relay")
         .expect("valid connect parameters");
@@ -206,11 +209,15 @@ impl TestClient {
 }
 
 pub fn hello(room: &str, name: Option<&str>) -> ControlFrame {
+    hello_with_token(room, name, None)
+}
+
+pub fn hello_with_token(room: &str, name: Option<&str>, token: Option<&str>) -> ControlFrame {
     ControlFrame::Hello {
         version: PROTOCOL_VERSION,
         room: Bytes::copy_from_slice(room.as_bytes()),
         name: name.map(str::to_owned),
-        token: None,
+        token: token.map(str::to_owned),
     }
 }
 
