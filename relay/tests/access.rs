@@ -38,18 +38,8 @@ async fn token_relay(issuer: &TokenIssuer, revocation_file: &Path) -> RelayHandl
 
 /// Joins with `token`, expecting a `Welcome`.
 async fn join(relay: &RelayHandle, room: &str, token: &str) -> TestClient {
-    let mut client = TestClient::open(relay, &ClientOptions::default()).await;
-    client
-        .send_frame(&hello_with_token(room, None, Some(token)))
-        .await;
-    match client.next_frame().await {
-        Some(ControlFrame::Welcome { peer, roster }) => {
-            client.peer = peer;
-            client.roster = roster;
-        }
-        other => panic!("expected Welcome, got {other:?}"),
-    }
-    client
+    let hello = hello_with_token(room, None, Some(token));
+    TestClient::join_saying(relay, &hello, &ClientOptions::default()).await
 }
 
 /// Sends `Hello` with `token` and expects `AccessDenied` for `reason`, then the close.

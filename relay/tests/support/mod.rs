@@ -109,8 +109,17 @@ impl TestClient {
         name: Option<&str>,
         options: &ClientOptions,
     ) -> Self {
+        Self::join_saying(relay, &hello(room, name), options).await
+    }
+
+    /// Opens a connection, sends `hello` and expects a `Welcome`.
+    pub async fn join_saying(
+        relay: &RelayHandle,
+        hello: &ControlFrame,
+        options: &ClientOptions,
+    ) -> Self {
         let mut client = Self::open(relay, options).await;
-        client.send_frame(&hello(room, name)).await;
+        client.send_frame(hello).await;
         match client.next_frame().await {
             Some(ControlFrame::Welcome { peer, roster }) => {
                 client.peer = peer;
