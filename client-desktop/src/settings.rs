@@ -1,7 +1,9 @@
 //! The app's persisted choices (name, devices, relay, recent links) in a TOML file in the XDG
 //! config directory, written with mode 0600. Recent links are stored without their secret
 //! fragment ([`InviteLink::without_secret`]: `#k` / `#p` with no value), so the file never holds
-//! a room secret; a saved link needs the full invite link again to join.
+//! a room secret; a saved link needs the full invite link again to join. The relay's access
+//! token (`t=`, a credential for the relay, not for the room) is kept: in the relay settings
+//! and in saved links.
 
 use std::fs;
 use std::io::Write;
@@ -54,6 +56,9 @@ pub struct Settings {
     /// SHA-256 fingerprint (hex) of that relay's self-signed certificate; empty when the relay
     /// has a certificate from a public CA.
     pub relay_fingerprint: String,
+    /// That relay's access token (`t=` in the links it makes), for a relay in token mode;
+    /// empty for an open relay. Given by the relay's operator (`vcall-relay token issue`).
+    pub relay_token: String,
     /// Most recent first, without their secrets (see [`storable_link`]).
     pub recent_links: Vec<String>,
     /// Show the per-tile statistics overlay.
@@ -84,6 +89,26 @@ impl Settings {
         }
         self.recent_links = stripped;
         self.recent_links != before
+    }
+
+    /// The relay access token for new calls: [`Settings::relay_token`] trimmed, or the `t=` of
+    /// an invite link pasted there instead; `None` when empty. A malformed token is returned
+    /// as is, so that making the link reports it.
+    pub fn relay_access_token(&self) -> Option<String> {
+        let token = self.relay_token.trim();
+        if token.is_empty() {
+            return None;
+        }
+        if token.starts_with("vcall://") {
+            // A pasted link: its token, if the link has one (`without_secret` links included).
+            let query = token.split('#').next().unwrap_or_default();
+            let query = query.split_once('?').map(|(_, q)| q).unwrap_or_default();
+            return query
+                .split('&')
+                .find_map(|param| param.strip_prefix("t="))
+                .map(str::to_owned);
+        }
+        Some(token.to_owned())
     }
 
     /// True when calls are hosted on the relay embedded in the app.
@@ -247,6 +272,7 @@ mod tests {
             microphone: DeviceChoice::Device("USB Mic".into()),
             speaker: DeviceChoice::Off,
             relay_address: "relay.example.org:4433".into(),
+            relay_token: "v4.public.team-a".into(),
             ..Settings::default()
         };
         settings.remember_link("vcall://h:1/r");
@@ -279,6 +305,40 @@ mod tests {
         store.save(&Settings::default()).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_relay_token_is_read_as_typed_or_from_a_pasted_link() {
+        let with = |token: &str| Settings {
+            relay_token: token.into(),
+            ..Settings::default()
+        };
+        assert_eq!(with("").relay_access_token(), None);
+        assert_eq!(with("  ").relay_access_token(), None);
+        assert_eq!(
+            with(" v4.public.abc ").relay_access_token().as_deref(),
+            Some("v4.public.abc")
+        );
+        let link = "vcall://relay.example.org:4433/r?fp=ab&t=v4.public.xyz#k=SECRET";
+        assert_eq!(
+            with(link).relay_access_token().as_deref(),
+            Some("v4.public.xyz")
+        );
+        assert_eq!(with("vcall://h:1/r#t=no").relay_access_token(), None);
+        // A file from before the token existed still loads, with no token.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        fs::write(&path, "relay_address = \"h:1\"\n").unwrap();
+        assert_eq!(SettingsStore::at(&path).load().unwrap().relay_token, "");
+    }
+
+    #[test]
+    fn saved_links_keep_their_access_token() {
+        let mut settings = Settings::default();
+        settings.remember_link(
+            "vcall://h:1/r?t=v4.public.abc#k=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+        );
+        assert_eq!(settings.recent_links, ["vcall://h:1/r?t=v4.public.abc#k"]);
     }
 
     #[test]

@@ -174,6 +174,7 @@ fn app_audio_goes_through_cpal_both_ways() {
         "127.0.0.1",
         info.public_addr.port(),
         Some(&info.fingerprint),
+        None,
     )
     .expect("link");
 

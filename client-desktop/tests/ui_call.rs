@@ -103,6 +103,7 @@ fn a_bot_joins_two_named_tiles_mute_badge_and_matching_security_code() {
         "127.0.0.1",
         info.public_addr.port(),
         Some(&info.fingerprint),
+        None,
     )
     .expect("link");
 

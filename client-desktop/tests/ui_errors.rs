@@ -1,6 +1,7 @@
-//! Error screens against the real engine: a relay that does not answer and a relay whose
-//! certificate does not match the link both bring the app back to the lobby with a human
-//! explanation and what to do next, without freezing.
+//! Error screens against the real engine: a relay that does not answer, a relay whose
+//! certificate does not match the link, and a relay in token mode refusing a link without its
+//! access token all bring the app back to the lobby with a human explanation and what to do
+//! next, without freezing.
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
@@ -9,7 +10,8 @@ use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use vcall_desktop::ui::embedded_relay::{EmbeddedRelay, new_room_link};
 use vcall_desktop::ui::{LaunchOptions, VcallApp};
-use vcall_relay::RelayConfig;
+use vcall_relay::access::TokenIssuer;
+use vcall_relay::{AccessConfig, RelayConfig};
 
 /// Generous: connection attempts time out, and two cores are shared.
 const DEADLINE: Duration = Duration::from_secs(90);
@@ -49,7 +51,7 @@ fn an_unreachable_relay_is_explained_in_the_lobby() {
         .and_then(|socket| socket.local_addr())
         .map(|addr| addr.port())
         .expect("a free port");
-    let link = new_room_link("127.0.0.1", port, Some(&"ab".repeat(32))).expect("link");
+    let link = new_room_link("127.0.0.1", port, Some(&"ab".repeat(32)), None).expect("link");
     let mut harness = join(link);
     assert!(
         wait_for_error(&mut harness, "Couldn't reach the relay"),
@@ -70,6 +72,7 @@ fn a_certificate_mismatch_is_explained_in_the_lobby() {
         "127.0.0.1",
         info.public_addr.port(),
         Some(&wrong_fingerprint),
+        None,
     )
     .expect("link");
     let mut harness = join(link);
@@ -79,4 +82,33 @@ fn a_certificate_mismatch_is_explained_in_the_lobby() {
         harness.state().lobby.ended
     );
     harness.get_by_label_contains("Ask the host for a fresh link");
+}
+
+#[test]
+fn a_relay_that_needs_a_token_says_so_in_the_lobby() {
+    let mut relay = EmbeddedRelay::new().expect("runtime");
+    let issuer = TokenIssuer::generate().expect("operator key");
+    let info = relay
+        .start(RelayConfig {
+            access: AccessConfig::Token {
+                verifier: issuer.verifier(),
+                revocation_file: None,
+            },
+            ..RelayConfig::loopback()
+        })
+        .expect("relay");
+    let link = new_room_link(
+        "127.0.0.1",
+        info.public_addr.port(),
+        Some(&info.fingerprint),
+        None,
+    )
+    .expect("link");
+    let mut harness = join(link);
+    assert!(
+        wait_for_error(&mut harness, "This relay needs an access token"),
+        "last lobby state: {:?}",
+        harness.state().lobby.ended
+    );
+    harness.get_by_label_contains("ask its operator for an invite link");
 }

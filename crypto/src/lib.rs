@@ -53,7 +53,7 @@ mod tests;
 pub use identity::{
     DEFAULT_RSA_BITS, Fingerprint, Identity, IdentityError, PeerKeys, SecurityCode,
 };
-pub use link::{InviteLink, LinkError, RoomKeys, RoomSecret};
+pub use link::{InviteLink, LinkError, MAX_ACCESS_TOKEN, RoomKeys, RoomSecret, check_access_token};
 pub use media::{MediaKey, OpenError, ReplayWindow, SEAL_OVERHEAD, SealError, SenderSecret};
 pub use random::{OsRandom, RandomSource, SeededRandom};
 pub use session::{

@@ -1,5 +1,7 @@
-//! Invite links (`vcall://HOST:PORT/ROOM?fp=FP#k=KEY` or `#p=PASSPHRASE`), room secrets, and
-//! the room keys derived from them: the opaque room id sent to the relay and the announce key.
+//! Invite links (`vcall://HOST:PORT/ROOM?fp=FP&t=TOKEN#k=KEY` or `#p=PASSPHRASE`), room
+//! secrets, and the room keys derived from them: the opaque room id sent to the relay and the
+//! announce key. The relay access token (`t=`) sits in the query, not the fragment: it is for the
+//! relay, which checks it at join; the room secret in the fragment is never sent to anyone.
 //!
 //! A passphrase is refused unless it is hard to guess ([`check_passphrase`]): the room id is a
 //! public function of the passphrase and the room name, so whoever sees it (the relay) can test
@@ -25,6 +27,8 @@ pub const MAX_ROOM_NAME: usize = 64;
 pub const MAX_PASSPHRASE: usize = 1024;
 /// Longest host name.
 pub const MAX_HOST: usize = 253;
+/// Longest relay access token (`t=`), in bytes (the protocol's `Hello` limit).
+pub const MAX_ACCESS_TOKEN: usize = 1024;
 /// A passphrase must take at least 10^16 guesses (log10 of the floor; [`check_passphrase`]).
 /// At 2,000 Argon2id guesses/s per high-end GPU, searching 10^16 takes 1,000 GPUs ~160 years
 /// (~80 on average); docs/SECURITY.md gives the reasoning.
@@ -62,6 +66,11 @@ pub enum LinkError {
     BadFingerprint,
     #[error("the link has fp= twice")]
     DuplicateFingerprint,
+    /// `t=` must be 1 to 1024 characters of `A-Z a-z 0-9 . _ -` (what relay tokens are made of).
+    #[error("invalid relay access token (t= needs 1 to 1024 characters of A-Z a-z 0-9 . _ -)")]
+    BadAccessToken,
+    #[error("the link has t= twice")]
+    DuplicateAccessToken,
     #[error("invalid room key (k= needs 32 bytes in base64url without padding)")]
     BadKey,
     #[error("invalid passphrase: {0}")]
@@ -278,6 +287,9 @@ pub struct InviteLink {
     pub room: String,
     /// SHA-256 of the relay's certificate (DER); `None` for a CA-signed relay.
     pub relay_fingerprint: Option<[u8; 32]>,
+    /// The relay access token (`t=`, checked by [`check_access_token`]), sent in `Hello`;
+    /// `None` for a relay in open mode.
+    pub access_token: Option<String>,
     /// `None`: the unauthenticated mode (every peer unverified).
     pub secret: Option<RoomSecret>,
 }
@@ -292,8 +304,24 @@ impl fmt::Debug for InviteLink {
                 "relay_fingerprint",
                 &self.relay_fingerprint.map(hex::encode),
             )
+            .field("access_token", &self.access_token.as_ref().map(|_| ".."))
             .field("secret", &self.secret)
             .finish()
+    }
+}
+
+/// Refuses an access token that is empty, longer than [`MAX_ACCESS_TOKEN`] bytes, or has a
+/// character outside `A-Z a-z 0-9 . _ -` (so it needs no escaping in a link and fits `Hello`).
+pub fn check_access_token(token: &str) -> Result<(), LinkError> {
+    let ok = !token.is_empty()
+        && token.len() <= MAX_ACCESS_TOKEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(LinkError::BadAccessToken)
     }
 }
 
@@ -376,6 +404,7 @@ impl InviteLink {
         validate_room(&room)?;
 
         let mut relay_fingerprint = None;
+        let mut access_token = None;
         for param in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (name, value) = param.split_once('=').unwrap_or((param, ""));
             if name == "fp" {
@@ -389,6 +418,12 @@ impl InviteLink {
                 let mut fp = [0u8; 32];
                 hex::decode_to_slice(&value, &mut fp).map_err(|_| LinkError::BadFingerprint)?;
                 relay_fingerprint = Some(fp);
+            } else if name == "t" {
+                if access_token.is_some() {
+                    return Err(LinkError::DuplicateAccessToken);
+                }
+                check_access_token(value)?;
+                access_token = Some(value.to_owned());
             }
             // Unknown parameters are ignored (forward compatibility).
         }
@@ -402,6 +437,7 @@ impl InviteLink {
             port,
             room,
             relay_fingerprint,
+            access_token,
             secret,
         })
     }
@@ -430,10 +466,7 @@ impl InviteLink {
             self.authority(),
             utf8_percent_encode(&self.room, COMPONENT)
         );
-        if let Some(fp) = &self.relay_fingerprint {
-            out.push_str("?fp=");
-            out.push_str(&hex::encode(fp));
-        }
+        let _ = self.write_query(&mut out);
         match &self.secret {
             None => {}
             Some(RoomSecret::Key(_)) => out.push_str("#k"),
@@ -451,12 +484,26 @@ impl InviteLink {
             Some(RoomSecret::Passphrase(p)) => 3 + 3 * p.len(),
         };
         // Reserved up front so that writing never reallocates (which would leave a copy).
+        let token_len = self.access_token.as_ref().map_or(0, |t| 3 + t.len());
         let mut out = Zeroizing::new(String::with_capacity(
-            16 + self.host.len() + room.len() + 70 + secret_len,
+            16 + self.host.len() + room.len() + 70 + token_len + secret_len,
         ));
         use std::fmt::Write as _;
         let _ = write!(out, "{self}");
         out
+    }
+
+    /// The query, `?fp=FP&t=TOKEN` (either part only when present; nothing when neither is).
+    fn write_query(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        let mut sep = '?';
+        if let Some(fp) = &self.relay_fingerprint {
+            write!(out, "{sep}fp={}", hex::encode(fp))?;
+            sep = '&';
+        }
+        if let Some(token) = &self.access_token {
+            write!(out, "{sep}t={token}")?;
+        }
+        Ok(())
     }
 }
 
@@ -508,9 +555,7 @@ impl fmt::Display for InviteLink {
             self.authority(),
             utf8_percent_encode(&self.room, COMPONENT)
         )?;
-        if let Some(fp) = &self.relay_fingerprint {
-            write!(f, "?fp={}", hex::encode(fp))?;
-        }
+        self.write_query(f)?;
         match &self.secret {
             None => Ok(()),
             Some(RoomSecret::Key(k)) => write!(f, "#k={}", URL_SAFE_NO_PAD.encode(k)),
@@ -737,7 +782,71 @@ mod tests {
             let _ = InviteLink::parse(&s);
             let _ = InviteLink::parse(&format!("vcall://{tail}"));
             let _ = InviteLink::parse(&format!("vcall://h:1/{tail}"));
+            let _ = InviteLink::parse(&format!("vcall://h:1/r?t={tail}"));
         }
+
+        /// Any valid token survives printing and parsing, beside a fingerprint and a secret.
+        #[test]
+        fn access_tokens_round_trip(token in "[A-Za-z0-9._-]{1,300}", with_fp: bool) {
+            let fp = if with_fp { format!("fp={}&", "cd".repeat(32)) } else { String::new() };
+            let link = InviteLink::parse(&format!("vcall://h:1/r?{fp}t={token}#k={K}")).unwrap();
+            proptest::prop_assert_eq!(link.access_token.as_deref(), Some(token.as_str()));
+            let again = InviteLink::parse(&link.to_string()).unwrap();
+            proptest::prop_assert_eq!(&again, &link);
+            let secret_text = link.to_secret_string();
+            proptest::prop_assert_eq!(secret_text.as_str(), link.to_string());
+        }
+    }
+
+    #[test]
+    fn access_tokens_travel_in_the_query_and_are_checked() {
+        let fp = "ab".repeat(32);
+        let token = "v4.public.eyJqdGkiOiJ4In0.c2ln-_";
+        let s = format!("vcall://h:1/r?fp={fp}&t={token}#k={K}");
+        let l = InviteLink::parse(&s).unwrap();
+        assert_eq!(l.access_token.as_deref(), Some(token));
+        assert_eq!(l.relay_fingerprint, Some([0xab; 32]));
+        assert_eq!(l.to_string(), s, "canonical order: fp, then t");
+        // The token stays in a saved link (it is what lets the user rejoin); the secret goes.
+        assert_eq!(
+            l.without_secret(),
+            format!("vcall://h:1/r?fp={fp}&t={token}#k")
+        );
+        let alone = InviteLink::parse(&format!("vcall://h:1/r?t={token}")).unwrap();
+        assert_eq!(alone.to_string(), format!("vcall://h:1/r?t={token}"));
+        assert_eq!(alone.relay_fingerprint, None);
+        // In the fragment it is not a token (the relay would never see it there).
+        assert_eq!(
+            InviteLink::parse(&format!("vcall://h:1/r#t={token}")).err(),
+            Some(LinkError::BadFragment)
+        );
+        let longest = "a".repeat(MAX_ACCESS_TOKEN);
+        assert!(InviteLink::parse(&format!("vcall://h:1/r?t={longest}")).is_ok());
+        let bad = [
+            "vcall://h:1/r?t=".to_string(),
+            "vcall://h:1/r?t".to_string(),
+            "vcall://h:1/r?t=a%20b".to_string(),
+            "vcall://h:1/r?t=a+b".to_string(),
+            "vcall://h:1/r?t=caf\u{e9}".to_string(),
+            format!("vcall://h:1/r?t=a{longest}"),
+        ];
+        for link in &bad {
+            assert_eq!(
+                InviteLink::parse(link).err(),
+                Some(LinkError::BadAccessToken),
+                "{link}"
+            );
+        }
+        assert_eq!(
+            InviteLink::parse("vcall://h:1/r?t=a&fp=&t=b").err(),
+            Some(LinkError::BadFingerprint)
+        );
+        assert_eq!(
+            InviteLink::parse("vcall://h:1/r?t=a&t=b").err(),
+            Some(LinkError::DuplicateAccessToken)
+        );
+        assert_eq!(check_access_token(token), Ok(()));
+        assert_eq!(check_access_token(""), Err(LinkError::BadAccessToken));
     }
 
     #[test]
@@ -845,6 +954,7 @@ mod tests {
                 port: 1,
                 room: "r".into(),
                 relay_fingerprint: None,
+                access_token: None,
                 secret: Some(RoomSecret::generate_passphrase(&mut rng, words)),
             };
             let Some(RoomSecret::Passphrase(p)) = &link.secret else {
@@ -957,6 +1067,8 @@ mod tests {
     fn debug_output_never_shows_secrets() {
         let keyed = InviteLink::parse(&format!("vcall://h:1/r#k={K}")).unwrap();
         let pass = InviteLink::parse(&format!("vcall://h:1/r#p={STRONG_ENCODED}")).unwrap();
+        let tokened = InviteLink::parse("vcall://h:1/r?t=SeCrEtToKeN").unwrap();
+        assert!(!format!("{tokened:?}").contains("SeCrEtToKeN"));
         for (l, secret) in [(&keyed, K), (&pass, "quartet")] {
             let d = format!("{l:?} {:?} {:?}", l.secret, l.room_keys().unwrap());
             assert!(!d.contains(secret), "{d}");

@@ -154,6 +154,8 @@ pub struct Report {
     pub reconnects: u32,
     /// The longest time without remote video across a reconnect (ms).
     pub reconnect_video_gap_ms: u64,
+    /// Why the relay denied access (its wire name, e.g. `token-expired`), when it did.
+    pub access_denied: Option<String>,
 }
 
 impl Report {
@@ -178,6 +180,10 @@ impl Report {
             room_security_code: state.security.room_security_code.clone(),
             reconnects: state.reconnects,
             reconnect_video_gap_ms: state.reconnect_video_gap_ms,
+            access_denied: match &state.phase {
+                CallPhase::Ended(reason) => reason.access_denied().map(|r| r.as_str().to_owned()),
+                _ => None,
+            },
             sent: SentReport {
                 video_frames: state.sent.video_frames,
                 audio_frames: state.sent.audio_frames,
@@ -390,6 +396,23 @@ mod tests {
         assert!(r.failed);
         assert_eq!(r.errors.len(), 1);
         assert!(r.errors[0].contains("room full"), "{:?}", r.errors);
+        assert_eq!(r.access_denied, None);
+    }
+
+    #[test]
+    fn an_access_denial_names_its_reason() {
+        for reason in vcall_proto::DenyReason::ALL {
+            let state = CallState {
+                phase: CallPhase::Ended(crate::EndReason::RelayRefused {
+                    code: vcall_proto::control::ErrorCode::AccessDenied,
+                    message: reason.message("for team-a"),
+                }),
+                ..CallState::default()
+            };
+            let r = Report::from_state(&state, 0.0, None);
+            assert!(r.failed);
+            assert_eq!(r.access_denied.as_deref(), Some(reason.as_str()));
+        }
     }
 
     #[test]

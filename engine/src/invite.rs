@@ -1,6 +1,6 @@
 //! Making invite links for new calls: a random room name and a fresh random room secret.
 
-use vcall_crypto::{InviteLink, OsRandom, RandomSource, RoomSecret};
+use vcall_crypto::{InviteLink, OsRandom, RandomSource, RoomSecret, check_access_token};
 
 /// A link to a new room on the relay at `host:port`, pinned to `relay_fingerprint_hex` (the
 /// relay's certificate SHA-256 for self-signed relays: 64 hex digits, colons and surrounding
@@ -11,6 +11,26 @@ pub fn fresh_invite_link(
     relay_fingerprint_hex: Option<&str>,
     room: &str,
 ) -> Result<String, String> {
+    fresh_invite_link_with_token(host, port, relay_fingerprint_hex, None, room)
+}
+
+/// Like [`fresh_invite_link`], for a relay in token mode: the link also carries the relay
+/// access token (`t=`; surrounding spaces are trimmed, empty means none), so whoever is invited
+/// can join too.
+pub fn fresh_invite_link_with_token(
+    host: &str,
+    port: u16,
+    relay_fingerprint_hex: Option<&str>,
+    access_token: Option<&str>,
+    room: &str,
+) -> Result<String, String> {
+    let access_token = match access_token.map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => {
+            check_access_token(token).map_err(|e| e.to_string())?;
+            Some(token.to_owned())
+        }
+    };
     let relay_fingerprint = match relay_fingerprint_hex
         .map(str::trim)
         .filter(|f| !f.is_empty())
@@ -33,6 +53,7 @@ pub fn fresh_invite_link(
         port,
         room: room.to_owned(),
         relay_fingerprint,
+        access_token,
         secret: Some(RoomSecret::generate(&mut OsRandom::new())),
     };
     let text = link.to_string();
@@ -78,6 +99,15 @@ mod tests {
         let none = fresh_invite_link("h", 1, Some("  "), "r").unwrap();
         assert_eq!(InviteLink::parse(&none).unwrap().relay_fingerprint, None);
         assert!(random_room_name().starts_with("room-"));
+        let token = "v4.public.abc_-";
+        let t = fresh_invite_link_with_token("h", 1, None, Some(&format!(" {token} ")), "r");
+        let parsed = InviteLink::parse(&t.unwrap()).unwrap();
+        assert_eq!(parsed.access_token.as_deref(), Some(token));
+        assert!(matches!(parsed.secret, Some(RoomSecret::Key(_))));
+        let blank = fresh_invite_link_with_token("h", 1, None, Some(" "), "r").unwrap();
+        assert_eq!(InviteLink::parse(&blank).unwrap().access_token, None);
+        let bad = fresh_invite_link_with_token("h", 1, None, Some("a b"), "r");
+        assert!(bad.unwrap_err().contains("access token"));
         assert_ne!(random_room_name(), random_room_name());
     }
 }

@@ -30,7 +30,7 @@ pub use handle::{
     CallHandle, Command, DetachedCall, LeftCall, ReleasedDevices, RgbaFrame, VideoFrames, Wake,
     Waker,
 };
-pub use invite::{fresh_invite_link, random_room_name};
+pub use invite::{fresh_invite_link, fresh_invite_link_with_token, random_room_name};
 pub use picture_out::{PictureOut, downscale_factor};
 pub use run::redact_link;
 pub use state::{

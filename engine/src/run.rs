@@ -31,12 +31,24 @@ const DECODE_QUEUE: usize = 32;
 const AUDIO_QUEUE: usize = 512;
 const MEDIA_QUEUE: usize = 128;
 
-/// The link with its secret fragment replaced, safe for logs and screens.
+/// The link with its secret fragment and its relay access token (`t=`) replaced, safe for logs
+/// and screens.
 pub fn redact_link(link: &str) -> String {
-    match link.split_once('#') {
-        Some((before, _)) => format!("{before}#<secret>"),
-        None => link.to_owned(),
-    }
+    let (before, fragment) = match link.split_once('#') {
+        Some((before, _)) => (before, "#<secret>"),
+        None => (link, ""),
+    };
+    let Some((path, query)) = before.split_once('?') else {
+        return format!("{before}{fragment}");
+    };
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some(("t", _)) => "t=<token>",
+            _ => param,
+        })
+        .collect();
+    format!("{path}?{}{fragment}", query.join("&"))
 }
 
 pub(crate) fn start(config: CallConfig, waker: Option<Waker>) -> CallHandle {
@@ -183,7 +195,7 @@ async fn join(
         ),
         // With a room secret, names travel only inside sealed announcements.
         name: (!room_keys.has_secret()).then(|| config.display_name.clone()),
-        token: None,
+        token: link.access_token.take(),
     };
     let admitted = admit(&conn, &hello).await?;
     let identity = identity_task
@@ -475,5 +487,18 @@ mod tests {
             "vcall://h:1/r?fp=ab#<secret>"
         );
         assert_eq!(redact_link("vcall://h:1/r"), "vcall://h:1/r");
+    }
+
+    #[test]
+    fn redaction_removes_the_access_token() {
+        assert_eq!(
+            redact_link("vcall://h:1/r?fp=ab&t=v4.public.TOKEN#k=SECRET"),
+            "vcall://h:1/r?fp=ab&t=<token>#<secret>"
+        );
+        assert_eq!(
+            redact_link("vcall://h:1/r?t=TOKEN&x=1"),
+            "vcall://h:1/r?t=<token>&x=1"
+        );
+        assert!(!redact_link("vcall://h:1/r?t=TOKEN").contains("TOKEN"));
     }
 }

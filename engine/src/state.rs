@@ -72,6 +72,18 @@ impl EndReason {
         matches!(self, Self::ConnectionLost(_) | Self::RelayShutDown { .. })
     }
 
+    /// Why the relay denied access (`Error{AccessDenied}` naming a known reason), if it did.
+    /// Never reconnected by itself: joining again with the same token would be refused again.
+    pub fn access_denied(&self) -> Option<vcall_proto::DenyReason> {
+        match self {
+            Self::RelayRefused {
+                code: vcall_proto::control::ErrorCode::AccessDenied,
+                message,
+            } => vcall_proto::DenyReason::from_message(message),
+            _ => None,
+        }
+    }
+
     /// Whether the call ended because something went wrong (everything but [`EndReason::Left`]).
     pub fn is_error(&self) -> bool {
         !matches!(self, Self::Left)

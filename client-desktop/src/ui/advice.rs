@@ -2,6 +2,7 @@
 //! only place where user-facing advice about an ended call is written.
 
 use vcall_engine::{ConnectFailure, EndReason};
+use vcall_proto::DenyReason;
 use vcall_proto::control::ErrorCode;
 
 /// A user-facing explanation of a failed or ended call.
@@ -16,6 +17,13 @@ pub struct Explanation {
 
 /// Explains an ended call from the engine's typed reason.
 pub fn explain_end(reason: &EndReason) -> Explanation {
+    if let Some(denied) = reason.access_denied() {
+        return Explanation {
+            title: access_denied_title(denied).to_owned(),
+            detail: reason.to_string(),
+            next_step: sentence(denied.advice()),
+        };
+    }
     let (title, next_step) = match reason {
         EndReason::Left => (
             "You left the call",
@@ -85,6 +93,27 @@ fn explain_connect(failure: &ConnectFailure) -> (&'static str, &'static str) {
     }
 }
 
+/// The title when a relay in token mode refused us or cut us off (the advice is the protocol's,
+/// [`DenyReason::advice`]).
+fn access_denied_title(reason: DenyReason) -> &'static str {
+    match reason {
+        DenyReason::TokenRequired => "This relay needs an access token",
+        DenyReason::TokenMalformed => "The link's access token is damaged",
+        DenyReason::TokenBadSignature => "This relay doesn't accept the link's access token",
+        DenyReason::TokenExpired => "Your access to this relay has expired",
+        DenyReason::TokenRevoked => "Your access to this relay was revoked",
+        DenyReason::QuotaRooms => "Your access allows no more calls at once",
+        DenyReason::QuotaMembers => "This call is full for your access",
+    }
+}
+
+/// `advice` as a sentence: capital first letter, final full stop.
+fn sentence(advice: &str) -> String {
+    let mut chars = advice.chars();
+    let first = chars.next().map(|c| c.to_uppercase().to_string());
+    format!("{}{}.", first.unwrap_or_default(), chars.as_str())
+}
+
 /// Title and advice when the relay refused the call (or ended it with an error).
 fn explain_refusal(code: ErrorCode) -> (&'static str, &'static str) {
     match code {
@@ -103,6 +132,10 @@ fn explain_refusal(code: ErrorCode) -> (&'static str, &'static str) {
         ErrorCode::ShuttingDown => (
             "The relay is shutting down",
             "The relay is stopping and accepts no calls. Try again once it is back, or start a call on another relay.",
+        ),
+        ErrorCode::AccessDenied => (
+            "The relay denied access",
+            "Ask the relay's operator for a new invite link.",
         ),
         _ => (
             "The relay refused the call",
@@ -178,5 +211,41 @@ mod tests {
             explain_end(&refused(ErrorCode::RateLimited)).title,
             explain_end(&refused(ErrorCode::TooManyRooms)).title
         );
+    }
+
+    #[test]
+    fn each_access_denial_says_what_to_do() {
+        let mut titles = std::collections::HashSet::new();
+        for reason in DenyReason::ALL {
+            let end = EndReason::RelayRefused {
+                code: ErrorCode::AccessDenied,
+                message: reason.message("token of team-a"),
+            };
+            let e = explain_end(&end);
+            assert!(titles.insert(e.title.clone()), "{}", e.title);
+            assert!(e.next_step.ends_with('.'));
+            assert!(
+                e.next_step[..1].chars().all(char::is_uppercase),
+                "{}",
+                e.next_step
+            );
+            assert!(e.detail.contains("team-a"));
+        }
+        let required = explain_end(&EndReason::RelayRefused {
+            code: ErrorCode::AccessDenied,
+            message: DenyReason::TokenRequired.message("no token"),
+        });
+        assert_eq!(
+            required.next_step,
+            "This relay needs an access token: ask its operator for an invite link."
+        );
+        let expired = explain_end(&EndReason::RelayRefused {
+            code: ErrorCode::AccessDenied,
+            message: DenyReason::TokenExpired.message("x"),
+        });
+        assert_eq!(expired.title, "Your access to this relay has expired");
+        // An unknown reason still gets access advice, not the generic refusal.
+        let unknown = explain_end(&refused(ErrorCode::AccessDenied));
+        assert_eq!(unknown.title, "The relay denied access");
     }
 }

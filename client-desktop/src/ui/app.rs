@@ -458,6 +458,7 @@ impl VcallApp {
                     &info.public_addr.ip().to_string(),
                     info.public_addr.port(),
                     Some(&info.fingerprint),
+                    None,
                 ),
                 RelayState::Starting | RelayState::Stopped => {
                     self.pending = Pending::Host;
@@ -475,9 +476,12 @@ impl VcallApp {
             }
         } else {
             match split_host_port(&self.settings.relay_address) {
-                Some((host, port)) => {
-                    new_room_link(&host, port, Some(&self.settings.relay_fingerprint))
-                }
+                Some((host, port)) => new_room_link(
+                    &host,
+                    port,
+                    Some(&self.settings.relay_fingerprint),
+                    self.settings.relay_access_token().as_deref(),
+                ),
                 None => {
                     self.lobby.form_error = Some(format!(
                         "The relay address “{}” in Settings needs the form HOST:PORT, e.g. relay.example.org:4433.",
@@ -500,8 +504,9 @@ impl VcallApp {
                 self.join(link);
             }
             Err(error) => {
-                self.lobby.form_error =
-                    Some(format!("{error}. Check the relay fingerprint in Settings."))
+                self.lobby.form_error = Some(format!(
+                    "{error}. Check the relay settings (Settings, “Relay for new calls”)."
+                ))
             }
         }
     }

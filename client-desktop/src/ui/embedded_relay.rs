@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 
-use vcall_engine::{fresh_invite_link, random_room_name};
+use vcall_engine::{fresh_invite_link_with_token, random_room_name};
 use vcall_relay::{Relay, RelayConfig, RelayHandle};
 
 /// Where a started embedded relay can be reached.
@@ -24,8 +24,9 @@ pub enum EmbeddedRelayError {
     Runtime(std::io::Error),
     #[error("could not start the relay inside the app: {0}")]
     Bind(String),
-    #[error("the relay's certificate fingerprint is malformed")]
-    Fingerprint,
+    /// The relay settings cannot make a link (a malformed fingerprint or access token).
+    #[error("cannot make an invite link: {0}")]
+    Link(String),
 }
 
 /// Owns the tokio runtime and the relay; dropping it shuts the relay down.
@@ -116,14 +117,15 @@ pub fn lan_address() -> IpAddr {
 }
 
 /// A fresh invite link: a random room name and a random 32-byte secret (`#k=`), pinning
-/// `fingerprint` (hex) when given.
+/// `fingerprint` (hex) and carrying the relay's `access_token` (`t=`) when given.
 pub fn new_room_link(
     host: &str,
     port: u16,
     fingerprint: Option<&str>,
+    access_token: Option<&str>,
 ) -> Result<String, EmbeddedRelayError> {
-    fresh_invite_link(host, port, fingerprint, &random_room_name())
-        .map_err(|_| EmbeddedRelayError::Fingerprint)
+    fresh_invite_link_with_token(host, port, fingerprint, access_token, &random_room_name())
+        .map_err(EmbeddedRelayError::Link)
 }
 
 #[cfg(test)]
@@ -134,18 +136,24 @@ mod tests {
     #[test]
     fn new_links_parse_back_with_a_secret_and_the_pinned_fingerprint() {
         let fingerprint = "ab".repeat(32);
-        let link = new_room_link("192.168.1.20", 40000, Some(&fingerprint)).unwrap();
+        let link = new_room_link("192.168.1.20", 40000, Some(&fingerprint), None).unwrap();
         let parsed = InviteLink::parse(&link).unwrap();
         assert_eq!(parsed.host, "192.168.1.20");
         assert_eq!(parsed.port, 40000);
         assert!(parsed.room.starts_with("room-"));
         assert_eq!(parsed.relay_fingerprint, Some([0xab; 32]));
         assert!(matches!(parsed.secret, Some(RoomSecret::Key(_))));
-        let other = new_room_link("192.168.1.20", 40000, Some(&fingerprint)).unwrap();
+        let other = new_room_link("192.168.1.20", 40000, Some(&fingerprint), None).unwrap();
         assert_ne!(link, other, "every call gets a fresh room and secret");
-        assert!(new_room_link("h", 1, Some("xyz")).is_err());
+        assert!(new_room_link("h", 1, Some("xyz"), None).is_err());
+        let token = "v4.public.team-a_token";
+        let with_token = new_room_link("relay.example.org", 4433, None, Some(token)).unwrap();
+        let parsed = InviteLink::parse(&with_token).unwrap();
+        assert_eq!(parsed.access_token.as_deref(), Some(token));
+        let bad = new_room_link("h", 1, None, Some("not a token")).unwrap_err();
+        assert!(bad.to_string().contains("access token"), "{bad}");
         assert!(
-            InviteLink::parse(&new_room_link("relay.example.org", 4433, None).unwrap())
+            InviteLink::parse(&new_room_link("relay.example.org", 4433, None, None).unwrap())
                 .unwrap()
                 .relay_fingerprint
                 .is_none()

@@ -46,7 +46,10 @@ impl VcallApp {
                 ui.label(RichText::new("Certificate fingerprint (only for a self-signed relay certificate; printed by vcall-relay at start)").small().weak());
                 let fingerprint = ui.add(egui::TextEdit::singleline(&mut self.settings.relay_fingerprint).hint_text("64 hex digits"));
                 set_label(&fingerprint, Role::TextInput, "Relay fingerprint");
-                changed |= address.lost_focus() || fingerprint.lost_focus();
+                ui.label(RichText::new("Access token (only for a relay that requires one; from its operator, or the t= part of an invite link it made)").small().weak());
+                let token = ui.add(egui::TextEdit::singleline(&mut self.settings.relay_token).password(true).hint_text("none"));
+                set_label(&token, Role::TextInput, "Relay access token");
+                changed |= address.lost_focus() || fingerprint.lost_focus() || token.lost_focus();
                 ui.add_space(8.0);
                 ui.horizontal(|ui| {
                     ui.label(format!("{} recent links saved", self.settings.recent_links.len()));
