@@ -115,6 +115,8 @@ for kind in ("fragment", "reassemble"):
 for r in (1, 3, 10):
     pair(f"relay fan-out 1->{r} vs bare quinn forwarder", f"relay_fanout/vcall_relay/{r}",
          f"relay_fanout/bare_quinn/{r}", "dgram/s", 0.8)
+    pair(f"relay fan-out 1->{r}, --access token vs bare quinn forwarder",
+         f"relay_fanout/vcall_relay_token/{r}", f"relay_fanout/bare_quinn/{r}", "dgram/s", 0.8)
 
 hs = {k.split("/", 1)[1]: v["ns"] / 1e6 for k, v in res.items() if k.startswith("handshake/")}
 room = hs.get("room_10_full_exchange")
