@@ -4,6 +4,9 @@
 //! stamping). Reports forwarded datagrams/s (datagrams that reached a receiver) and the ratio,
 //! for the relay in open mode and in token mode (`--access token`: every member joined with an
 //! access token, counted per tenant), whose ratio must be the same: tokens are checked at join.
+//! Because loopback throughput drifts by ±15% from one criterion benchmark to the next on a
+//! shared machine, the token/open ratio is also measured directly: open and token relays in
+//! alternating rounds (ABBA order), printing each round's ratio and the median.
 //!
 //! Run: `cargo bench -p vcall-benches --bench relay_fanout` (add `-- --quick` for a short run).
 
@@ -394,5 +397,47 @@ fn relay_fanout(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, relay_fanout);
+/// Rounds of the interleaved token-vs-open comparison, and datagrams received per measurement.
+const AB_ROUNDS: usize = 8;
+const AB_DATAGRAMS: u64 = 250_000;
+
+/// Token mode against open mode, measured back to back in alternating order so that drift
+/// hits both alike: prints every round's token/open rate ratio and their median.
+fn token_vs_open_interleaved(_: &mut Criterion) {
+    let runtime = Runtime::new().expect("tokio runtime");
+    println!(
+        "\nrelay fan-out, --access token / open, interleaved rounds (ABBA), {AB_DATAGRAMS} datagrams each:"
+    );
+    for receivers in [1, 10] {
+        let mut ratios = Vec::with_capacity(AB_ROUNDS);
+        for round in 0..AB_ROUNDS {
+            let order = if round % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            };
+            let mut rate = [0.0f64; 2];
+            for token_mode in order {
+                let elapsed = runtime.block_on(async {
+                    let topology = relay_topology(receivers, token_mode).await;
+                    topology.progress.wait_for(2000);
+                    let elapsed = topology.progress.wait_for(AB_DATAGRAMS);
+                    topology.stop().await;
+                    elapsed
+                });
+                rate[usize::from(token_mode)] = AB_DATAGRAMS as f64 / elapsed.as_secs_f64();
+            }
+            ratios.push(rate[1] / rate[0]);
+        }
+        let rounds: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        ratios.sort_by(f64::total_cmp);
+        let median = (ratios[AB_ROUNDS / 2 - 1] + ratios[AB_ROUNDS / 2]) / 2.0;
+        println!(
+            "  1->{receivers:<2} token/open per round: {}  median {median:.2}x",
+            rounds.join(" ")
+        );
+    }
+}
+
+criterion_group!(benches, relay_fanout, token_vs_open_interleaved);
 criterion_main!(benches);
