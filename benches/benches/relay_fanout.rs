@@ -25,7 +25,7 @@ use vcall_proto::{
     ALPN, ControlDecoder, ControlFrame, DatagramHeader, DatagramKind, MAX_DATAGRAM_SIZE,
     PROTOCOL_VERSION,
 };
-use vcall_relay::access::{TokenClaims, TokenIssuer, new_token_id, unix_now};
+use vcall_relay::access::{TokenClaims, TokenIssuer};
 use vcall_relay::{
     AccessConfig, CertificateSource, Limits, Relay, RelayConfig, RelayHandle, RelayIdentity,
 };
@@ -208,12 +208,9 @@ async fn relay_topology(receivers: usize, token_mode: bool) -> Topology {
     let token = token_mode.then(|| {
         issuer
             .issue(&TokenClaims {
-                id: new_token_id().unwrap(),
-                label: "bench".into(),
-                expires: unix_now() + 3600,
                 max_rooms: Some(1),
                 max_members_per_room: Some(64),
-                max_kbps: None,
+                ..TokenClaims::new("bench", Duration::from_secs(3600)).unwrap()
             })
             .unwrap()
     });

@@ -100,13 +100,14 @@ impl Settings {
             return None;
         }
         if token.starts_with("vcall://") {
-            // A pasted link: its token, if the link has one (`without_secret` links included).
-            let query = token.split('#').next().unwrap_or_default();
-            let query = query.split_once('?').map(|(_, q)| q).unwrap_or_default();
-            return query
-                .split('&')
-                .find_map(|param| param.strip_prefix("t="))
-                .map(str::to_owned);
+            // A pasted link: its token, if it has one. Parsed without its fragment, so a saved
+            // link (`#k`) works too; a link that does not parse is handed on as is, so that
+            // making the invite reports what is wrong with it.
+            let without_fragment = token.split('#').next().unwrap_or_default();
+            return match InviteLink::parse(without_fragment) {
+                Ok(link) => link.access_token,
+                Err(_) => Some(token.to_owned()),
+            };
         }
         Some(token.to_owned())
     }
@@ -319,12 +320,21 @@ mod tests {
             with(" v4.public.abc ").relay_access_token().as_deref(),
             Some("v4.public.abc")
         );
-        let link = "vcall://relay.example.org:4433/r?fp=ab&t=v4.public.xyz#k=SECRET";
+        let fp = "ab".repeat(32);
+        let link = format!("vcall://relay.example.org:4433/r?fp={fp}&t=v4.public.xyz#k=SECRET");
         assert_eq!(
-            with(link).relay_access_token().as_deref(),
+            with(&link).relay_access_token().as_deref(),
+            Some("v4.public.xyz")
+        );
+        let saved = "vcall://relay.example.org:4433/r?t=v4.public.xyz#k";
+        assert_eq!(
+            with(saved).relay_access_token().as_deref(),
             Some("v4.public.xyz")
         );
         assert_eq!(with("vcall://h:1/r#t=no").relay_access_token(), None);
+        // A link that does not parse is handed on, so that making the invite says why.
+        let broken = "vcall://h:1/r?t=a b";
+        assert_eq!(with(broken).relay_access_token().as_deref(), Some(broken));
         // A file from before the token existed still loads, with no token.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("settings.toml");

@@ -13,7 +13,7 @@ use support::{decoded_from, small_call, wait_for};
 use vcall_engine::bot::Report;
 use vcall_engine::{CallHandle, CallPhase, Command, fresh_invite_link_with_token};
 use vcall_proto::DenyReason;
-use vcall_relay::access::{TokenClaims, TokenIssuer, new_token_id, unix_now};
+use vcall_relay::access::{TokenClaims, TokenIssuer, unix_now};
 use vcall_relay::{AccessConfig, Relay, RelayConfig, RelayHandle};
 
 static ONE_CALL_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -89,14 +89,7 @@ impl Drop for TokenRelay {
 }
 
 fn claims(label: &str) -> TokenClaims {
-    TokenClaims {
-        id: new_token_id().unwrap(),
-        label: label.into(),
-        expires: unix_now() + 3600,
-        max_rooms: None,
-        max_members_per_room: None,
-        max_kbps: None,
-    }
+    TokenClaims::new(label, Duration::from_secs(3600)).unwrap()
 }
 
 fn in_call(call: &CallHandle) -> bool {

@@ -65,6 +65,19 @@ pub struct TokenClaims {
 }
 
 impl TokenClaims {
+    /// Claims for a new token of `label`: a fresh random id, valid for `valid_for` from now,
+    /// without quotas (set the `max_*` fields for those).
+    pub fn new(label: &str, valid_for: std::time::Duration) -> Result<Self, AccessError> {
+        Ok(Self {
+            id: new_token_id()?,
+            label: label.to_owned(),
+            expires: unix_now().saturating_add(valid_for.as_secs()),
+            max_rooms: None,
+            max_members_per_room: None,
+            max_kbps: None,
+        })
+    }
+
     /// Checks the fields a relay relies on (label for metrics, id for revocation).
     fn validate(&self) -> Result<(), AccessError> {
         check_label(&self.label)?;

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
-use vcall_relay::access::{TokenClaims, new_token_id, unix_now};
+use vcall_relay::access::{TokenClaims, unix_now};
 use vcall_relay::token_store::{self, TokenStore};
 use vcall_relay::{
     AccessConfig, CertificateSource, ClusterConfig, Limits, NatsAuth, NatsTls, NodeId, Relay,
@@ -346,12 +346,10 @@ fn run_token_command(args: &Args, command: &TokenCommand) -> Result<(), String> 
             max_kbps,
         } => {
             let claims = TokenClaims {
-                id: new_token_id().map_err(|e| e.to_string())?,
-                label: label.clone(),
-                expires: unix_now().saturating_add(expires.as_secs()),
                 max_rooms: *max_rooms,
                 max_members_per_room: *max_members_per_room,
                 max_kbps: *max_kbps,
+                ..TokenClaims::new(label, *expires).map_err(|e| e.to_string())?
             };
             let token = store.issue(&claims).map_err(|e| e.to_string())?;
             let host = invite_host(args.public_host.as_deref(), args.listen);

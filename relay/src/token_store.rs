@@ -189,12 +189,8 @@ mod tests {
 
     fn claims(label: &str) -> TokenClaims {
         TokenClaims {
-            id: new_token_id().unwrap(),
-            label: label.into(),
-            expires: unix_now() + 3600,
             max_rooms: Some(2),
-            max_members_per_room: None,
-            max_kbps: None,
+            ..TokenClaims::new(label, std::time::Duration::from_secs(3600)).unwrap()
         }
     }
 

@@ -9,19 +9,12 @@ use std::time::{Duration, Instant};
 
 use support::{ClientOptions, PATIENCE, TestClient, eventually, hello_with_token};
 use vcall_proto::{ControlFrame, DenyReason, ErrorCode};
-use vcall_relay::access::{TokenClaims, TokenIssuer, new_token_id, unix_now};
+use vcall_relay::access::{TokenClaims, TokenIssuer, unix_now};
 use vcall_relay::sources::SourceRefusal;
 use vcall_relay::{AccessConfig, Limits, RejectReason, Relay, RelayConfig, RelayHandle};
 
 fn claims(label: &str) -> TokenClaims {
-    TokenClaims {
-        id: new_token_id().unwrap(),
-        label: label.into(),
-        expires: unix_now() + 3600,
-        max_rooms: None,
-        max_members_per_room: None,
-        max_kbps: None,
-    }
+    TokenClaims::new(label, Duration::from_secs(3600)).unwrap()
 }
 
 async fn token_relay(issuer: &TokenIssuer, revocation_file: &Path) -> RelayHandle {
