@@ -95,8 +95,8 @@ pub struct CallConfig {
     pub rsa_bits: usize,
     /// Write what is received per peer (Y4M video, WAV audio) into this folder.
     pub record_dir: Option<PathBuf>,
-    /// Convert decoded video to RGBA for display (the bot leaves it off).
-    pub want_rgba: bool,
+    /// Publish pictures for display (the self view and decoded video; the bot leaves it off).
+    pub want_pictures: bool,
     /// Decode the video we receive. Off only for load generators (`vcall-bot
     /// --no-video-decode`): frames are still reassembled, repaired and counted as received,
     /// but never decoded, so a bot that only sends costs its encoder alone.
@@ -120,7 +120,7 @@ impl CallConfig {
             camera_off: false,
             rsa_bits: 2048,
             record_dir: None,
-            want_rgba: false,
+            want_pictures: false,
             decode_video: true,
             room_id_override: None,
         }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, watch};
+use vcall_media::I420Frame;
 use vcall_media::source::{AudioSink, AudioSource, VideoSource};
 
 use crate::config::{AudioInput, AudioOutput, CallConfig, VideoInput};
@@ -43,29 +44,34 @@ pub enum Command {
     Leave,
 }
 
-/// A decoded picture ready to upload into a texture.
+/// A picture ready to draw: its I420 planes at about the size the stream is shown at (the
+/// display converts colour itself, e.g. in a shader).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RgbaFrame {
-    pub width: u32,
-    pub height: u32,
-    /// `width * height * 4` bytes, row-major RGBA.
-    pub pixels: Vec<u8>,
+pub struct VideoPicture {
+    pub planes: I420Frame,
     /// Increments with every new picture of this stream.
     pub sequence: u64,
 }
 
-/// Latest decoded picture per stream, only filled when the call was started with `want_rgba`,
+impl VideoPicture {
+    /// Width and height in pixels.
+    pub fn size(&self) -> [usize; 2] {
+        [self.planes.width(), self.planes.height()]
+    }
+}
+
+/// Latest decoded picture per stream, only filled when the call was started with `want_pictures`,
 /// and the size each stream is shown at (so producers convert straight to that size).
 #[derive(Default)]
 pub struct VideoFrames {
-    latest: Mutex<HashMap<Stream, Arc<RgbaFrame>>>,
+    latest: Mutex<HashMap<Stream, Arc<VideoPicture>>>,
     shown: Mutex<HashMap<Stream, [u32; 2]>>,
 }
 
 impl VideoFrames {
     /// Replaces a stream's latest picture; gives back the one it replaced, whose buffer the
     /// producer may reuse once nobody else holds it (`Arc::try_unwrap`).
-    pub fn publish(&self, stream: Stream, frame: Arc<RgbaFrame>) -> Option<Arc<RgbaFrame>> {
+    pub fn publish(&self, stream: Stream, frame: Arc<VideoPicture>) -> Option<Arc<VideoPicture>> {
         self.latest.lock().ok()?.insert(stream, frame)
     }
 
@@ -82,7 +88,7 @@ impl VideoFrames {
     }
 
     /// The latest picture of a stream, if any.
-    pub fn latest(&self, stream: Stream) -> Option<Arc<RgbaFrame>> {
+    pub fn latest(&self, stream: Stream) -> Option<Arc<VideoPicture>> {
         self.latest.lock().ok()?.get(&stream).cloned()
     }
 

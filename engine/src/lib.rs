@@ -27,7 +27,7 @@ pub use video_send::REPLAY_FRAMES;
 
 pub use config::{AudioInput, AudioOutput, CallConfig, SourceError, VideoInput, VideoSettings};
 pub use handle::{
-    CallHandle, Command, DetachedCall, LeftCall, ReleasedDevices, RgbaFrame, VideoFrames, Wake,
+    CallHandle, Command, DetachedCall, LeftCall, ReleasedDevices, VideoFrames, VideoPicture, Wake,
     Waker,
 };
 pub use invite::{fresh_invite_link, fresh_invite_link_with_token, random_room_name};

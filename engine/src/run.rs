@@ -250,14 +250,16 @@ async fn join(
         control: video_control_rx,
         media: media_tx.clone(),
         events: events_tx.clone(),
-        preview: config.want_rgba.then(|| (frames.clone(), waker.clone())),
+        preview: config
+            .want_pictures
+            .then(|| (frames.clone(), waker.clone())),
     };
     let receiver = VideoReceiver {
         control: decoder_control_rx,
         frames_in: decode_rx,
         events: events_tx.clone(),
         frames: frames.clone(),
-        want_rgba: config.want_rgba,
+        want_pictures: config.want_pictures,
         record_dir: config.record_dir.clone(),
         fps: config.video.fps,
         waker: waker.clone(),

@@ -1,5 +1,5 @@
 //! The video-receive thread: decodes every peer's frames (the access unit the core cut out),
-//! reports latency and PSNR samples as events, records Y4M, and converts to RGBA for a UI.
+//! reports latency and PSNR samples as events, records Y4M, and hands pictures to a UI.
 //! Its control channel (`PeerLeft`) is drained before its bounded frame queue.
 
 use std::collections::HashMap;
@@ -53,7 +53,7 @@ pub(crate) struct VideoReceiver {
     pub frames_in: crossbeam_channel::Receiver<VideoToDecode>,
     pub events: UnboundedSender<MediaEvent>,
     pub frames: Arc<VideoFrames>,
-    pub want_rgba: bool,
+    pub want_pictures: bool,
     pub record_dir: Option<PathBuf>,
     pub fps: u32,
     pub waker: Option<Waker>,
@@ -193,7 +193,7 @@ impl VideoReceiver {
                 let _ = r.write_frame(&p.picture);
             }
         }
-        if self.want_rgba {
+        if self.want_pictures {
             p.out.publish(&self.frames, self.waker.as_ref(), &p.picture);
         }
     }

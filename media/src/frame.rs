@@ -224,6 +224,38 @@ impl I420Frame {
         [out_width, out_height]
     }
 
+    /// Copies this picture into `out` (reshaped, allocation reused), keeping every
+    /// `factor`-th pixel of every `factor`-th row of each plane (1, 2 or 4; others are taken
+    /// as 1): the same samples [`Self::to_rgba_scaled`] keeps, still as I420, for a display
+    /// that converts colour itself. A size that would become odd is rounded down to even.
+    pub fn subsample_into(&self, factor: usize, out: &mut I420Frame) {
+        let factor = if matches!(factor, 2 | 4) { factor } else { 1 };
+        let (out_width, out_height) = ((self.width / factor) & !1, (self.height / factor) & !1);
+        out.reshape(out_width.max(2), out_height.max(2))
+            .expect("a subsampled valid size is valid");
+        let (out_chroma_width, chroma_width) = (out.chroma_width(), self.chroma_width());
+        let (y_out, u_out, v_out) = out.planes_mut();
+        let planes = [
+            (self.y(), self.width, y_out, out_width.max(2)),
+            (self.u(), chroma_width, u_out, out_chroma_width),
+            (self.v(), chroma_width, v_out, out_chroma_width),
+        ];
+        for (source, source_width, target, target_width) in planes {
+            let rows = source.chunks_exact(source_width).step_by(factor);
+            for (target_row, source_row) in target.chunks_exact_mut(target_width).zip(rows) {
+                if factor == 1 {
+                    target_row.copy_from_slice(&source_row[..target_width]);
+                } else {
+                    for (pixel, &sample) in
+                        target_row.iter_mut().zip(source_row.iter().step_by(factor))
+                    {
+                        *pixel = sample;
+                    }
+                }
+            }
+        }
+    }
+
     /// Converts a packed YUYV (YUY2: Y0 U Y1 V) camera buffer of `width`x`height`, tightly
     /// packed (`width * 2` bytes a row), into this frame (reshaped, allocation reused). Chroma
     /// of two source rows is averaged.
@@ -457,6 +489,48 @@ mod tests {
         let mut same = Vec::new();
         assert_eq!(frame.to_rgba_scaled(3, &mut same), [8, 8]);
         assert_eq!(same, full);
+    }
+
+    #[test]
+    fn subsampled_planes_keep_every_factor_th_sample_and_reuse_the_buffer() {
+        let mut frame = I420Frame::new(16, 8).unwrap();
+        let (y, u, v) = frame.planes_mut();
+        for (i, luma) in y.iter_mut().enumerate() {
+            *luma = 16 + (i % 16) as u8 * 10 + (i / 16) as u8;
+        }
+        for (i, (u, v)) in u.iter_mut().zip(v.iter_mut()).enumerate() {
+            (*u, *v) = (60 + i as u8 * 3, 200 - i as u8 * 2);
+        }
+        let mut small = I420Frame::new(2, 2).unwrap();
+        for factor in [2, 4] {
+            frame.subsample_into(factor, &mut small);
+            let (width, height) = (16 / factor, 8 / factor);
+            assert_eq!([small.width(), small.height()], [width, height]);
+            for (row, col) in (0..height).flat_map(|row| (0..width).map(move |col| (row, col))) {
+                let source = row * factor * 16 + col * factor;
+                assert_eq!(
+                    small.y()[row * width + col],
+                    frame.y()[source],
+                    "{factor}: y {col},{row}"
+                );
+            }
+            for (row, col) in
+                (0..height / 2).flat_map(|row| (0..width / 2).map(move |col| (row, col)))
+            {
+                let source = row * factor * 8 + col * factor;
+                let at = row * (width / 2) + col;
+                assert_eq!(small.u()[at], frame.u()[source], "{factor}: u {col},{row}");
+                assert_eq!(small.v()[at], frame.v()[source], "{factor}: v {col},{row}");
+            }
+        }
+        frame.subsample_into(1, &mut small);
+        assert_eq!(small, frame);
+        let pointer = small.data().as_ptr();
+        frame.subsample_into(1, &mut small);
+        assert_eq!(pointer, small.data().as_ptr());
+        // 6x6 by 4 would be 1x1: rounded to the smallest valid size.
+        I420Frame::new(6, 6).unwrap().subsample_into(4, &mut small);
+        assert_eq!([small.width(), small.height()], [2, 2]);
     }
 
     #[test]

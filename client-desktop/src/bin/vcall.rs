@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use vcall_desktop::settings::{DeviceChoice, SettingsStore};
+use vcall_desktop::ui::screenshot::ScreenshotRequest;
 use vcall_desktop::ui::{self, LaunchOptions};
 
 /// End-to-end encrypted video calls.
@@ -48,6 +49,13 @@ struct Args {
     /// Print the UI's repaint rate, frame time and texture uploads to stderr every SECONDS.
     #[arg(long, value_name = "SECONDS")]
     print_ui_stats: Option<u64>,
+    /// Once pictures show on --screenshot-streams streams, write the window as a PPM to FILE
+    /// (and where each picture was drawn to FILE.pictures), then quit.
+    #[arg(long, value_name = "FILE")]
+    screenshot: Option<std::path::PathBuf>,
+    /// How many streams (the self view included) must show pictures before --screenshot.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    screenshot_streams: usize,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +89,10 @@ fn main() -> ExitCode {
         test_sources_when_missing: args.test_sources_when_missing,
         settings_store,
         print_ui_stats: args.print_ui_stats.map(|s| Duration::from_secs(s.max(1))),
+        screenshot: args.screenshot.map(|path| ScreenshotRequest {
+            path,
+            streams: args.screenshot_streams,
+        }),
         ..LaunchOptions::default()
     };
     match ui::run(options) {

@@ -215,8 +215,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         let picture = frames.latest(Stream::Local).expect("a preview picture");
-        assert_eq!((picture.width, picture.height), (320, 180));
-        assert_eq!(picture.pixels.len(), 320 * 180 * 4);
+        assert_eq!(picture.size(), [320, 180]);
         assert!(meter.rms() > 0.05);
         let (video, audio, speaker) = preview.slots().take_all();
         assert!(video.is_some() && audio.is_some() && speaker.is_none());

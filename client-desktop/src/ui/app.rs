@@ -198,9 +198,26 @@ pub struct VcallApp {
     pub(crate) frame_timer: FrameTimer,
     /// When the UI's figures were last printed (`--print-ui-stats`).
     pub(crate) ui_stats_printed: Option<UiStatsMark>,
+    /// `--screenshot`'s progress.
+    pub(crate) screenshot: super::screenshot::Screenshot,
 }
 
 impl VcallApp {
+    /// The app in a native window: pictures are drawn by the GL shader when the window's GL
+    /// runs it, else through RGBA textures (also when `VCALL_PICTURES=rgba`, for comparing the
+    /// two in scripts/bench-app.sh).
+    pub fn for_window(cc: &eframe::CreationContext<'_>, options: LaunchOptions) -> Self {
+        let mut app = Self::new(&cc.egui_ctx, options);
+        let rgba_asked = std::env::var("VCALL_PICTURES").is_ok_and(|way| way == "rgba");
+        if let Some(gl) = &cc.gl
+            && !rgba_asked
+            && super::i420_gl::supported(gl)
+        {
+            app.textures = VideoTextures::with_renderer(super::i420_gl::I420Renderer::shared());
+        }
+        app
+    }
+
     /// Builds the app; starts listing and opening devices, and the start-up call if any.
     pub fn new(ctx: &egui::Context, options: LaunchOptions) -> Self {
         let (mut settings, load_error) = match &options.settings_store {
@@ -276,6 +293,7 @@ impl VcallApp {
             toast: load_error.map(|message| (message, Instant::now())),
             frame_timer: FrameTimer::default(),
             ui_stats_printed: None,
+            screenshot: super::screenshot::Screenshot::Waiting(None),
             settings,
             options,
         };
@@ -521,7 +539,7 @@ impl VcallApp {
         self.last_link = Some(link.clone());
         let mut config = CallConfig::new(link.clone(), self.display_name());
         config.video = self.options.video;
-        config.want_rgba = true;
+        config.want_pictures = true;
         let camera_kind = self.local.camera_kind();
         config.camera_off = camera_kind == CameraKind::Off;
         config.mic_muted = self.local.microphone_kind() == MicrophoneKind::Off;

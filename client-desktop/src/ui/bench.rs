@@ -1,4 +1,4 @@
-//! UI frame-time measurement: a synthetic call whose peers publish pre-rendered 720p RGBA
+//! UI frame-time measurement: a synthetic call whose peers publish pre-rendered 720p I420
 //! pictures at 30 fps (as the engine's decoders would), shown by the real app. `vcall
 //! --ui-bench SECONDS` runs it in a window and prints the figures; a test runs it headless.
 
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use vcall_proto::PeerId;
 
 use vcall_engine::{
-    CallHandle, CallPhase, CallState, DetachedCall, PeerState, PeerStats, RgbaFrame, SecurityState,
-    Stream, Wake, Waker,
+    CallHandle, CallPhase, CallState, DetachedCall, PeerState, PeerStats, SecurityState, Stream,
+    VideoPicture, Wake, Waker,
 };
 use vcall_media::I420Frame;
 use vcall_media::test_pattern;
@@ -88,16 +88,14 @@ pub fn synthetic_call(
     let frames = Arc::clone(call.frames());
     // Pre-built pictures, cycled: publishing costs an `Arc` clone, like a decoder handing over
     // a finished picture, so the feed does not eat the CPU the UI is measured on.
-    let pictures: Vec<Vec<Arc<RgbaFrame>>> = (0..=peers)
+    let pictures: Vec<Vec<Arc<VideoPicture>>> = (0..=peers)
         .map(|peer| {
             render_pictures(width as usize, height as usize)
                 .into_iter()
                 .enumerate()
-                .map(|(index, pixels)| {
-                    Arc::new(RgbaFrame {
-                        width,
-                        height,
-                        pixels,
+                .map(|(index, planes)| {
+                    Arc::new(VideoPicture {
+                        planes,
                         sequence: (peer * 1000 + index + 1) as u64,
                     })
                 })
@@ -152,16 +150,14 @@ pub fn synthetic_call(
     )
 }
 
-fn render_pictures(width: usize, height: usize) -> Vec<Vec<u8>> {
-    let Ok(mut frame) = I420Frame::new(width & !1, height & !1) else {
-        return vec![vec![0; width * height * 4]];
+fn render_pictures(width: usize, height: usize) -> Vec<I420Frame> {
+    let Ok(mut frame) = I420Frame::new((width & !1).max(2), (height & !1).max(2)) else {
+        return vec![I420Frame::new(2, 2).expect("2x2 is valid")];
     };
     (0..PICTURES_PER_PEER)
         .map(|number| {
             test_pattern::render(number * 7, &mut frame);
-            let mut rgba = Vec::new();
-            frame.to_rgba(&mut rgba);
-            rgba
+            frame.clone()
         })
         .collect()
 }
@@ -177,8 +173,8 @@ pub struct BenchApp {
 
 impl BenchApp {
     /// Builds the bench around a hermetic app.
-    pub fn new(ctx: &egui::Context, duration: Duration) -> Self {
-        let mut app = VcallApp::new(ctx, LaunchOptions::hermetic());
+    pub fn new(app: VcallApp, duration: Duration) -> Self {
+        let mut app = app;
         let (handle, feed) = synthetic_call(3, 1280, 720, 30, Some(Arc::clone(app.waker())));
         app.show_synthetic_call(handle);
         app.panels.stats = true;
@@ -194,7 +190,7 @@ impl BenchApp {
     /// A human summary of what was measured.
     pub fn report(&self) -> String {
         format!(
-            "UI bench, 3 peers + self at 1280x720 30 fps:\n  our ui() incl. texture uploads: {}\n  whole frame (eframe cpu_usage): {}\n  textures: {} uploads into {} allocations",
+            "UI bench, 3 peers + self at 1280x720 30 fps:\n  our ui() incl. picture uploads: {}\n  whole frame (eframe cpu_usage): {}\n  textures: {} uploads into {} allocations",
             self.app.frame_timer.ui_summary(),
             self.app.frame_timer.total_summary(),
             self.app.textures.uploads(),
@@ -219,6 +215,9 @@ pub fn run(duration: Duration) -> eframe::Result {
     eframe::run_native(
         "vcall-ui-bench",
         super::native_options("vcall UI bench"),
-        Box::new(move |cc| Ok(Box::new(BenchApp::new(&cc.egui_ctx, duration)))),
+        Box::new(move |cc| {
+            let app = VcallApp::for_window(cc, LaunchOptions::hermetic());
+            Ok(Box::new(BenchApp::new(app, duration)))
+        }),
     )
 }

@@ -225,24 +225,24 @@ impl VcallApp {
         set_label(&response, Role::Group, &tile.accessible_label());
         let painter = ui.painter_at(rect);
 
-        let texture = if tile.camera_off {
+        let picture = if tile.camera_off {
             None
         } else {
             self.call
                 .active()
                 .and_then(|call| call.frames().cloned())
                 .and_then(|frames| {
-                    self.textures
-                        .refresh(
-                            ui.ctx(),
-                            &frames,
-                            tile.stream(),
-                            physical_size(ui.ctx(), rect),
-                        )
-                        .map(|t| (t.id(), t.size_vec2()))
+                    self.textures.refresh(
+                        ui.ctx(),
+                        &frames,
+                        tile.stream(),
+                        physical_size(ui.ctx(), rect),
+                    )
                 })
         };
-        let image_rect = texture.map(|(_, size)| letterbox(size, rect.shrink(1.0)));
+        let image_rect = picture
+            .as_ref()
+            .map(|picture| letterbox(picture.size, rect.shrink(1.0)));
         // Every pixel filled costs a software GL per repaint, so a tile with a picture fills
         // only the bars its picture leaves, and a tile without one is an outline (with the
         // avatar) on the call's background.
@@ -261,15 +261,8 @@ impl VcallApp {
                 );
             }
         }
-        match texture.zip(image_rect) {
-            Some(((texture_id, _), image_rect)) => {
-                painter.image(
-                    texture_id,
-                    image_rect,
-                    Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)),
-                    Color32::WHITE,
-                );
-            }
+        match picture.zip(image_rect) {
+            Some((picture, image_rect)) => self.textures.paint(picture, &painter, image_rect),
             None => {
                 let radius = (rect.height() * 0.2).min(rect.width() * 0.2);
                 painter.circle_filled(rect.center(), radius, avatar_colour(&tile.member.name));

@@ -31,6 +31,8 @@ pub struct LaunchOptions {
     /// Print the UI's repaint rate, frame time and texture uploads to stderr this often
     /// (`--print-ui-stats`, for scripts/bench-app.sh).
     pub print_ui_stats: Option<std::time::Duration>,
+    /// Capture the window once pictures show, write it, and quit (`--screenshot`).
+    pub screenshot: Option<super::screenshot::ScreenshotRequest>,
 }
 
 impl Default for LaunchOptions {
@@ -53,6 +55,7 @@ impl Default for LaunchOptions {
                 bitrate_kbps: 600,
             },
             print_ui_stats: None,
+            screenshot: None,
         }
     }
 }

@@ -46,7 +46,7 @@ impl VcallApp {
         let painter = ui.painter_at(rect);
         painter.rect_filled(rect, 12.0, TILE_BACKGROUND);
         let camera_kind = self.local.camera_kind();
-        let texture = self
+        let picture = self
             .textures
             .refresh(
                 ui.ctx(),
@@ -54,9 +54,8 @@ impl VcallApp {
                 Stream::Local,
                 physical_size(ui.ctx(), rect),
             )
-            .filter(|_| camera_kind != CameraKind::Off)
-            .map(|texture| (texture.id(), texture.size_vec2()));
-        let preview_label = match (&camera_kind, texture.is_some()) {
+            .filter(|_| camera_kind != CameraKind::Off);
+        let preview_label = match (&camera_kind, picture) {
             (CameraKind::Off, _) => {
                 let initials = widgets::initials(&self.display_name());
                 painter.circle_filled(rect.center(), rect.height() * 0.18, BLUE);
@@ -69,7 +68,7 @@ impl VcallApp {
                 );
                 "Self preview: camera off".to_owned()
             }
-            (_, false) => {
+            (_, None) => {
                 painter.text(
                     rect.center(),
                     egui::Align2::CENTER_CENTER,
@@ -79,16 +78,9 @@ impl VcallApp {
                 );
                 "Self preview: starting".to_owned()
             }
-            (kind, true) => {
-                if let Some((id, size)) = texture {
-                    let image_rect = letterbox(size, rect);
-                    painter.image(
-                        id,
-                        image_rect,
-                        egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
-                        Color32::WHITE,
-                    );
-                }
+            (kind, Some(picture)) => {
+                let image_rect = letterbox(picture.size, rect);
+                self.textures.paint(picture, &painter, image_rect);
                 match kind {
                     CameraKind::TestPattern => "Self preview: test pattern".to_owned(),
                     CameraKind::Camera { name, .. } => format!("Self preview: {name}"),

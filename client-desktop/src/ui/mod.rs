@@ -13,12 +13,14 @@ pub mod call_view;
 pub mod device_menu;
 pub mod embedded_relay;
 pub mod frame_timer;
+pub mod i420_gl;
 pub mod jobs;
 pub mod launch;
 pub mod lobby;
 pub mod members;
 pub mod names;
 pub mod repaint;
+pub mod screenshot;
 pub mod security_panel;
 pub mod settings_window;
 pub mod stats_overlay;
@@ -42,7 +44,7 @@ pub fn run(options: LaunchOptions) -> eframe::Result {
     eframe::run_native(
         "vcall",
         native_options("vcall"),
-        Box::new(move |cc| Ok(Box::new(VcallApp::new(&cc.egui_ctx, options)))),
+        Box::new(move |cc| Ok(Box::new(VcallApp::for_window(cc, options)))),
     )
 }
 
@@ -74,6 +76,7 @@ impl VcallApp {
         self.pacer
             .painted(self.panels.stats && self.call.is_active());
         self.frame_timer.record_paint(started);
+        self.textures.start_pass();
         self.update_state();
         let mut actions = Vec::new();
         self.shortcuts(ui.ctx(), &mut actions);
@@ -114,6 +117,13 @@ impl VcallApp {
         }
         self.frame_timer.record_ui(started.elapsed());
         self.print_ui_stats(started);
+        if let Some(request) = &self.options.screenshot
+            && self
+                .screenshot
+                .step(request, ui.ctx(), self.textures.drawn(), started)
+        {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
     }
 
     /// With `--print-ui-stats`: one line of the UI's figures every so often, on stderr: repaints

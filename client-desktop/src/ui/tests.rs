@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use egui::{Key, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
+use vcall_media::I420Frame;
 use vcall_proto::PeerId;
 
 use crate::settings::DeviceChoice;
 use vcall_engine::{
     CallHandle, CallPhase, CallState, Command, ConnectFailure, DetachedCall, EndReason, PeerState,
-    RgbaFrame, SecurityState, Stream, Wake,
+    SecurityState, Stream, VideoPicture, Wake,
 };
 
 use super::bench::synthetic_call;
@@ -577,13 +578,10 @@ fn observe_repaint_requests(harness: &Harness<'static, VcallApp>) -> Arc<Mutex<V
 }
 
 /// A small uniform picture, as a stream would publish it.
-fn grey_picture(sequence: u64, level: u8) -> Arc<RgbaFrame> {
-    Arc::new(RgbaFrame {
-        width: 64,
-        height: 36,
-        pixels: vec![level; 64 * 36 * 4],
-        sequence,
-    })
+fn grey_picture(sequence: u64, level: u8) -> Arc<VideoPicture> {
+    let mut planes = I420Frame::new(64, 36).unwrap();
+    planes.data_mut()[..64 * 36].fill(level);
+    Arc::new(VideoPicture { planes, sequence })
 }
 
 #[test]
@@ -678,10 +676,8 @@ fn a_call_screen_shades_little_besides_its_pictures() {
     for stream in [Stream::Local, Stream::Remote(PeerId(2))] {
         fake.call.frames().publish(
             stream,
-            Arc::new(RgbaFrame {
-                width: 1280,
-                height: 720,
-                pixels: vec![100; 1280 * 720 * 4],
+            Arc::new(VideoPicture {
+                planes: I420Frame::new(1280, 720).unwrap(),
                 sequence: 1,
             }),
         );
