@@ -65,8 +65,6 @@ pub struct I420Renderer {
     /// Streams no longer shown; their textures are deleted at the next paint (GL work happens
     /// only inside paint callbacks, where the context is current).
     forget: Vec<Stream>,
-    /// Pictures uploaded to the GPU so far.
-    uploads: u64,
 }
 
 impl I420Renderer {
@@ -95,17 +93,19 @@ impl I420Renderer {
         self.forget.extend(gone);
     }
 
-    /// Pictures uploaded to the GPU so far.
-    pub fn uploads(&self) -> u64 {
-        self.uploads
-    }
-
-    /// Why the shader cannot be used, once it was tried and failed.
+    /// Why the shader cannot be used, once it was tried and failed (the UI then falls back to
+    /// RGBA textures).
     pub fn failure(&self) -> Option<&str> {
         match &self.program {
             Some(Err(why)) => Some(why),
             _ => None,
         }
+    }
+
+    /// As after a shader that failed to build (for tests of the fallback).
+    #[cfg(test)]
+    pub(crate) fn fail(&mut self, why: &str) {
+        self.program = Some(Err(why.to_owned()));
     }
 
     /// Uploads `picture` unless it is already on the GPU, and draws it over the viewport.
@@ -174,7 +174,6 @@ impl I420Renderer {
                     );
                 }
                 planes.sequence = picture.sequence;
-                self.uploads += 1;
             }
             gl.disable(glow::BLEND);
             gl.use_program(Some(program.program));

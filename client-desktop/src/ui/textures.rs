@@ -96,6 +96,7 @@ impl VideoTextures {
         if let Some([width, height]) = shown_at {
             frames.set_shown_size(stream, [width as u32, height as u32]);
         }
+        self.fall_back_if_the_shader_failed();
         if let Some(picture) = frames.latest(stream) {
             self.take(ctx, stream, picture, shown_at);
         }
@@ -132,6 +133,20 @@ impl VideoTextures {
     /// Where pictures were drawn in this pass so far (points).
     pub fn drawn(&self) -> &[(Stream, Rect)] {
         &self.drawn
+    }
+
+    /// A GL whose shader would not compile or link draws nothing: from then on pictures go
+    /// through RGBA textures (each stream's next picture is converted).
+    fn fall_back_if_the_shader_failed(&mut self) {
+        let failed = self.renderer.as_ref().is_some_and(|renderer| {
+            renderer
+                .lock()
+                .map_or(true, |renderer| renderer.failure().is_some())
+        });
+        if failed {
+            self.renderer = None;
+            self.streams.clear();
+        }
     }
 
     /// Takes `picture` to be drawn unless this sequence number already was.
@@ -325,5 +340,22 @@ mod tests {
             unreachable!()
         };
         assert!(Arc::ptr_eq(drawn, &published));
+    }
+
+    #[test]
+    fn a_shader_that_failed_falls_back_to_rgba_textures() {
+        let ctx = egui::Context::default();
+        let renderer = I420Renderer::shared();
+        let mut textures = VideoTextures::with_renderer(Arc::clone(&renderer));
+        let frames = VideoFrames::default();
+        let peer = Stream::Remote(PeerId(4));
+        frames.publish(peer, picture(1, 64, 36));
+        assert!(textures.refresh(&ctx, &frames, peer, None).unwrap().is_gl());
+
+        renderer.lock().unwrap().fail("I420 shader does not link");
+        let shown = textures.refresh(&ctx, &frames, peer, None).unwrap();
+        assert!(!shown.is_gl(), "the same picture, now as an RGBA texture");
+        assert!(!textures.draws_with_gl());
+        assert_eq!(textures.allocations(), 1);
     }
 }
