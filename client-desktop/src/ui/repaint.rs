@@ -1,6 +1,7 @@
 //! Repaint pacing: every wake-up of the UI (engine state, pictures, the lobby preview,
 //! background jobs) goes through one [`RepaintPacer`], so that pictures arriving together
-//! cause one repaint, repaints never come closer than the display's rate, the self view rides
+//! cause one repaint, repaints never come closer than the display's rate (new pictures: a
+//! little less than a 30 fps frame, so streams out of step share repaints), the self view rides
 //! along with remote pictures (while there are any) instead of adding repaints of its own,
 //! and state changes are shown within a tenth of a second. Statistics refreshed on their own
 //! (several times a second) wake the UI only while it shows them: otherwise its once-a-second
@@ -14,6 +15,11 @@ use vcall_engine::{Stream, Wake, Waker};
 
 /// The closest two repaints come (a 60 Hz display).
 pub const MIN_INTERVAL: Duration = Duration::from_micros(16_667);
+/// The closest two repaints for new pictures come: a little less than a frame at 30 fps, so
+/// every picture of a stream of up to 30 fps is still drawn before its next one replaces it,
+/// while several streams out of step share repaints (three remote 30 fps streams caused 49
+/// repaints a second at `MIN_INTERVAL`; each costs a software GL the whole window).
+pub const PICTURE_INTERVAL: Duration = Duration::from_millis(30);
 /// How long a new self-view picture waits for a repaint that a remote picture causes anyway:
 /// a little less than a frame at 30 fps, so that it is shown before the camera's next picture
 /// replaces it (at 33 ms, every other one was never drawn: 15 fps), yet catches a 30 fps remote
@@ -43,22 +49,24 @@ impl RepaintSchedule {
     /// The delay from `now` to ask a repaint for, or `None` when a repaint already asked for
     /// comes soon enough to show this too.
     pub fn on_wake(&mut self, wake: Wake, now: Instant) -> Option<Duration> {
-        let earliest = self
-            .last_paint
-            .map_or(now, |painted| (painted + MIN_INTERVAL).max(now));
+        let after_last = |interval: Duration| {
+            self.last_paint
+                .map_or(now, |painted: Instant| (painted + interval).max(now))
+        };
+        let earliest = after_last(MIN_INTERVAL);
         let due = match wake {
             Wake::Picture(Stream::Remote(_)) => {
                 self.last_remote_picture = Some(now);
-                earliest
+                after_last(PICTURE_INTERVAL)
             }
             Wake::Picture(Stream::Local) => {
                 let remote_video = self
                     .last_remote_picture
                     .is_some_and(|at| now.saturating_duration_since(at) < REMOTE_VIDEO_RECENT);
                 if remote_video {
-                    earliest.max(now + SELF_VIEW_DELAY)
+                    after_last(PICTURE_INTERVAL).max(now + SELF_VIEW_DELAY)
                 } else {
-                    earliest
+                    after_last(PICTURE_INTERVAL)
                 }
             }
             Wake::State => earliest.max(now + STATE_DELAY),
@@ -151,10 +159,10 @@ mod tests {
         let t0 = Instant::now();
         let mut schedule = RepaintSchedule::default();
         schedule.on_paint(t0, false);
-        // A remote picture 5 ms after a paint waits for the display interval.
+        // A remote picture 5 ms after a paint waits for the picture interval.
         let delay = schedule.on_wake(A, t0 + Duration::from_millis(5)).unwrap();
-        assert_eq!(delay, MIN_INTERVAL - Duration::from_millis(5));
-        schedule.on_paint(t0 + MIN_INTERVAL, false);
+        assert_eq!(delay, PICTURE_INTERVAL - Duration::from_millis(5));
+        schedule.on_paint(t0 + PICTURE_INTERVAL, false);
 
         // The self view alone waits a frame; a remote picture meanwhile brings it forward.
         let t1 = t0 + Duration::from_millis(100);
@@ -176,6 +184,57 @@ mod tests {
                 .on_wake(B, t2 + Duration::from_millis(50))
                 .is_some()
         );
+    }
+
+    #[test]
+    fn three_streams_out_of_step_share_repaints_and_every_picture_is_drawn() {
+        // Three remote 30 fps streams, 11 ms apart, and the self view, for two seconds; every
+        // repaint runs when it was asked for.
+        let t0 = Instant::now();
+        let period = Duration::from_micros(33_333);
+        let streams = [
+            (A, Duration::ZERO),
+            (B, Duration::from_millis(11)),
+            (
+                Wake::Picture(Stream::Remote(PeerId(3))),
+                Duration::from_millis(22),
+            ),
+            (Wake::Picture(Stream::Local), Duration::from_millis(5)),
+        ];
+        let mut arrivals: Vec<(Duration, usize)> = (0..60)
+            .flat_map(|n| {
+                streams
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, (_, offset))| (*offset + period * n, i))
+            })
+            .collect();
+        arrivals.sort();
+        let mut schedule = RepaintSchedule::default();
+        let mut due: Option<Duration> = None;
+        let mut waiting = [false; 4];
+        let (mut passes, mut replaced_undrawn) = (0, 0);
+        for (at, stream) in arrivals {
+            // Passes due before this arrival run first.
+            if let Some(paint_at) = due.filter(|d| *d <= at) {
+                schedule.on_paint(t0 + paint_at, false);
+                passes += 1;
+                waiting = [false; 4];
+                due = None;
+            }
+            if std::mem::replace(&mut waiting[stream], true) {
+                replaced_undrawn += 1;
+            }
+            if let Some(delay) = schedule.on_wake(streams[stream].0, t0 + at) {
+                due = Some(at + delay);
+            }
+        }
+        assert_eq!(
+            replaced_undrawn, 0,
+            "a picture was replaced before it was drawn"
+        );
+        // Two seconds at 30 fps: about 60 passes draw every picture once.
+        assert!((55..=70).contains(&passes), "{passes} passes in 2 s");
     }
 
     #[test]
